@@ -1,0 +1,173 @@
+"""``mcie audit OUT``: check an output directory and, where the truth is present, measure the
+pipeline against it.
+
+Checks: every shard is a readable tar whose samples are sorted by key and complete (source and
+target of equal size, one mask per sub-edit at image size, JSON whose sub-edit count matches);
+the index is sorted with unique keys and agrees with the shards (each shard row is in the
+tar it names, with the same status); the per-unit stats add up to the index.
+
+Against ``truth.parquet`` (definitions from the foundation issue):
+
+* a *positive* is a candidate with at least one injected failure; precision and recall are of
+  ``rejected`` against positives (failed candidates are left out and counted);
+* mask mIoU is over the sub-edits of clean candidates against the truth masks (empty against
+  empty counts 1); recall is also reported per failure type.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mcie.images import decode_image, decode_mask
+from mcie.metrics import iou
+from mcie.shards import read_tar
+
+SHARD_DIRS = ("shards", "rejected", "pending")
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def audit(out: str) -> dict[str, Any]:
+    """Audit ``out``; returns a report with ``ok``, ``problems`` and the figures."""
+    problems: list[str] = []
+    index_path = os.path.join(out, "index.parquet")
+    if not os.path.exists(index_path):
+        return {"ok": False, "problems": [f"{index_path} is missing"]}
+    index = pq.read_table(index_path).to_pylist()
+    keys = [r["key"] for r in index]
+    if keys != sorted(keys):
+        problems.append("index.parquet is not sorted by key")
+    if len(set(keys)) != len(keys):
+        problems.append(f"index.parquet has {len(keys) - len(set(keys))} duplicate keys")
+    by_key = {r["key"]: r for r in index}
+    masks_of: dict[str, list[np.ndarray]] = {}
+    in_shards = 0
+    for d in SHARD_DIRS:
+        for path in sorted(glob.glob(os.path.join(out, d, "*.tar"))):
+            rel = os.path.relpath(path, out)
+            try:
+                samples = list(read_tar(path))
+            except Exception as exc:
+                problems.append(f"{rel}: unreadable ({type(exc).__name__}: {exc})")
+                continue
+            tar_keys = [k for k, _ in samples]
+            if tar_keys != sorted(tar_keys) or len(set(tar_keys)) != len(tar_keys):
+                problems.append(f"{rel}: samples not sorted by key or repeated")
+            for key, members in samples:
+                in_shards += 1
+                problems.extend(_check_sample(rel, key, members, by_key.get(key), masks_of))
+    expected = sum(1 for r in index if r["shard"])
+    if expected != in_shards:
+        problems.append(f"index names {expected} samples in shards, the shards hold {in_shards}")
+    by_status = collections.Counter(r["status"] for r in index)
+    stats_total = 0
+    for path in glob.glob(os.path.join(out, "stats", "*.json")):
+        with open(path) as fh:
+            stats_total += json.load(fh)["candidates"]
+    if stats_total != len(index):
+        problems.append(f"per-unit stats count {stats_total} candidates, the index {len(index)}")
+    report: dict[str, Any] = {
+        "ok": not problems,
+        "problems": problems[:50],
+        "num_problems": len(problems),
+        "candidates": len(index),
+        "by_status": dict(sorted(by_status.items())),
+        "samples_in_shards": in_shards,
+    }
+    truth_path = os.path.join(out, "truth.parquet")
+    if os.path.exists(truth_path):
+        report.update(_against_truth(pq.read_table(truth_path).to_pylist(), by_key, masks_of))
+    return report
+
+
+def _check_sample(rel, key, members, row, masks_of) -> list[str]:
+    where = f"{rel}:{key}"
+    if row is None:
+        return [f"{where}: not in the index"]
+    out = []
+    if row["shard"] != rel:
+        out.append(f"{where}: index says shard {row['shard']}")
+    try:
+        meta = json.loads(members["json"])
+        ext = "png" if "src.png" in members else "jpg"
+        src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
+    except Exception as exc:
+        return [*out, f"{where}: unreadable member ({type(exc).__name__}: {exc})"]
+    if meta["status"] != row["status"]:
+        out.append(f"{where}: JSON status {meta['status']} but index {row['status']}")
+    if src.shape != tgt.shape:
+        out.append(f"{where}: source {src.shape} and target {tgt.shape} differ")
+    k = len(meta["sub_edits"])
+    mask_names = sorted(n for n in members if n.startswith("mask"))
+    if mask_names != sorted(f"mask{i}.png" for i in range(k)):
+        out.append(f"{where}: {len(mask_names)} masks for {k} sub-edits")
+        return out
+    masks = [decode_mask(members[f"mask{i}.png"]) for i in range(k)]
+    if any(m.shape != src.shape[:2] for m in masks):
+        out.append(f"{where}: a mask is not image-sized")
+    masks_of[key] = masks
+    return out
+
+
+def _against_truth(truth, by_key, masks_of) -> dict[str, Any]:
+    tp = fp = fn = tn = failed = 0
+    pos_type = collections.Counter()
+    hit_type = collections.Counter()
+    ious: list[float] = []
+    ious_by_type: dict[str, list[float]] = collections.defaultdict(list)
+    for t in truth:
+        row = by_key.get(t["key"])
+        if row is None or row["status"] == "failed":
+            failed += 1
+            continue
+        positive = t["num_failures"] > 0
+        rejected = row["status"] == "rejected"
+        tp += positive and rejected
+        fp += (not positive) and rejected
+        fn += positive and not rejected
+        tn += (not positive) and not rejected
+        for ft in set(t["failure_types"]):
+            pos_type[ft] += 1
+            hit_type[ft] += rejected
+        if not positive and t["key"] in masks_of:
+            for etype, m, tm in zip(row["edit_types"], masks_of[t["key"]], t["masks_png"], strict=False):
+                v = iou(m, decode_mask(tm))
+                ious.append(v)
+                ious_by_type[etype].append(v)
+    return {
+        "mask_miou": round(float(np.mean(ious)), 4) if ious else None,
+        "mask_miou_by_type": {k: round(float(np.mean(v)), 4) for k, v in sorted(ious_by_type.items())},
+        "mask_count": len(ious),
+        "filter_precision": _ratio(tp, tp + fp),
+        "filter_recall": _ratio(tp, tp + fn),
+        "recall_by_failure": {k: _ratio(hit_type[k], pos_type[k]) for k in sorted(pos_type)},
+        "positives_by_failure": dict(sorted(pos_type.items())),
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "failed_excluded": failed},
+    }
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """Human-readable audit report."""
+    head = "OK" if r["ok"] else "PROBLEMS"
+    lines = [f"audit: {head} — {r.get('candidates', 0)} candidates {r.get('by_status', {})}"]
+    lines += [f"  problem: {p}" for p in r["problems"]]
+    if "mask_miou" in r:
+        c = r["confusion"]
+        lines += [
+            f"  mask mIoU (clean candidates, {r['mask_count']} sub-edits): {r['mask_miou']}",
+            f"    by edit type: {r['mask_miou_by_type']}",
+            f"  filter precision {r['filter_precision']}  recall {r['filter_recall']}",
+            f"    tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}; failed: {c['failed_excluded']}",
+            f"  recall by failure type: {r['recall_by_failure']}",
+            f"    positives: {r['positives_by_failure']}",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The dataset card: ``README.md`` in an output directory, from the run's summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mcie.reasons import DESCRIPTIONS, Reason
+from mcie.records import SCHEMA_VERSION
+
+CARD = """# MCIE dataset (built by mcie)
+
+Complex-instruction image edits: each sample is a source image, an edited target image, one
+complex instruction made of 2-5 sub-instructions, and a semantic-spatial mask per
+sub-instruction. Built by `mcie build` (generator: {generator}, seed {seed}).
+
+## Counts
+
+| status | candidates |
+|---|---|
+{status_rows}
+
+Total candidates: {candidates}. Accepted samples are in `shards/`, rejected ones (with their
+reason) in `rejected/`, failed ones only in `index.parquet` (with the error text).
+
+| outcome:reason | count | meaning |
+|---|---|---|
+{reason_rows}
+
+## Files
+
+- `shards/mcie-NNNNNN.tar` — accepted samples, WebDataset format (uncompressed tar, members
+  sorted by key, `mtime=0`); `shards.json` is their wids descriptor.
+- `rejected/mcie-NNNNNN.tar` — rejected samples, same layout; `rejected.json` for wids.
+- `index.parquet` — one row per candidate, sorted by key: `key, shard, status, reason, error,
+  instruction, num_sub_edits, edit_types, sub_instructions, sub_executed, sub_compliance,
+  compliance, bg_ssim, bg_psnr, bg_l1, bg_changed, source_id, source_hash, unit, verdict_json,
+  schema_version`.
+- `truth.parquet` — synthetic sets only: what the generator really did (injected failures,
+  per-sub-edit executed, intended masks). No pipeline stage reads it; `mcie audit` and
+  CIE-Bench join it on `key`.
+- `stats/mcie-NNNNNN.json` — per-unit counts; each is also that unit's done-marker for
+  `--resume`. `parts/` holds the per-unit index and truth parts merged into the files above.
+- `run.json` — the options that decided these bytes.
+
+## Sample members
+
+For key `K` (a content hash, hex, never containing a dot):
+
+- `K.src.{ext}`, `K.tgt.{ext}` — source and target, same size, RGB.
+- `K.mask{{k}}.png` for k = 0..K-1 — 8-bit, 0 or 255, image size, in the order of
+  `sub_edits` in the JSON.
+- `K.json` — schema version {schema_version}: `instruction`, `sub_edits` (each with
+  `edit_type, instruction, target_phrase, label, params, ground_box, box, scores, executed`),
+  `scores` (`compliance, bg_ssim, bg_psnr, bg_l1, bg_changed`), `status`, `reason`,
+  `source_id`, `source_hash`, `width`, `height`, `provenance`, `verdict` (human, when reviewed).
+
+Boxes are `[x0, y0, x1, y1]` in pixels, `x1`/`y1` exclusive.
+
+## Mask semantics
+
+A sub-edit's mask is the region it may change: `add` → its footprint in the target; `remove` →
+its footprint in the source; `move`, `resize`, `replace`, `recolour`, `pattern` → the union of
+its source and target footprints. The background is everything outside the union of all
+sub-edit masks. Masks are annotated from evidence (source/target difference inside the
+planner's box, and the grounder's footprint on the source), never copied from the generator.
+
+## Scores (choices are ours; the MCIE paper's definitions are not public)
+
+- `compliance`: share of sub-instructions the judge found executed (pixel judge: region checks).
+- `bg_ssim`: SSIM of luma, 7x7 uniform window, over the background eroded by 3 px.
+- `bg_psnr`: PSNR over RGB in the background, capped at 100 dB.
+- `bg_l1`: mean absolute RGB difference in the background, 0..1.
+- `bg_changed`: share of background pixels where a channel moved by more than 16 levels.
+
+Filter thresholds of this build: `{thresholds}`.
+
+## Loading
+
+```python
+import webdataset as wds
+ds = (wds.WebDataset("shards/mcie-{{000000..000009}}.tar", shardshuffle=False)
+      .decode("pil"))           # for multi-GPU training add nodesplitter=wds.split_by_node
+for sample in ds:
+    src, tgt, meta = sample["src.{ext}"], sample["tgt.{ext}"], sample["json"]
+    masks = [sample[f"mask{{k}}.png"] for k in range(len(meta["sub_edits"]))]
+
+import wids
+ds = wids.ShardListDataset("shards.json", cache_dir="/tmp/wids-cache")
+sample = ds[0]                  # random access; keys ".src.{ext}", ".json", ".mask0.png", ...
+```
+"""
+
+
+def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write ``out/README.md`` (deterministic: no times, no host names)."""
+    status_rows = "\n".join(f"| {k} | {v} |" for k, v in summary["by_status"].items())
+    reason_rows = []
+    for k, v in summary["by_reason"].items():
+        code = k.split(":", 1)[1]
+        try:
+            desc = DESCRIPTIONS[Reason(code)]
+        except ValueError:
+            desc = ""
+        reason_rows.append(f"| {k} | {v} | {desc} |")
+    text = CARD.format(
+        generator=meta.get("generator", "?"),
+        seed=meta.get("seed", "?"),
+        status_rows=status_rows or "| (none) | 0 |",
+        candidates=summary["candidates"],
+        reason_rows="\n".join(reason_rows) or "| (none) | 0 | |",
+        ext="png" if meta.get("lossless") else "jpg",
+        schema_version=SCHEMA_VERSION,
+        thresholds=json.dumps(meta.get("thresholds", {}), sort_keys=True),
+    )
+    with open(os.path.join(out, "README.md"), "w") as fh:
+        fh.write(text)

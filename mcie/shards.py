@@ -1,0 +1,76 @@
+"""WebDataset shards: the member layout, a byte-reproducible tar writer and a reader.
+
+Per sample: ``{key}.src.jpg``, ``{key}.tgt.jpg`` (``.png`` when lossless images are asked for),
+``{key}.mask{k}.png`` for k = 0..K-1 (8-bit 0/255, image size, in the JSON's sub-edit order) and
+``{key}.json``. Tars are uncompressed (wids memory-maps them), every header has ``mtime=0``,
+uid/gid 0 and no user names, and samples are sorted by key, so the same samples always give
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+
+from mcie.images import encode_jpeg, encode_png
+from mcie.records import EditSample
+
+
+def sample_members(sample: EditSample, lossless: bool = False) -> list[tuple[str, bytes]]:
+    """The (member name, bytes) pairs of one sample, in a fixed order."""
+    if sample.src is None or sample.tgt is None:
+        raise ValueError(f"sample {sample.key} has no images; failed samples go to the index only")
+    if "." in sample.key:
+        raise ValueError(f"sample key {sample.key!r} contains a dot (WebDataset splits keys there)")
+    ext, enc = ("png", encode_png) if lossless else ("jpg", encode_jpeg)
+    k = sample.key
+    out = [(f"{k}.src.{ext}", enc(sample.src)), (f"{k}.tgt.{ext}", enc(sample.tgt))]
+    for i, sub in enumerate(sample.sub_edits):
+        if sub.mask is None:
+            raise ValueError(f"sample {k}: sub-edit {i} has no mask")
+        out.append((f"{k}.mask{i}.png", encode_png(sub.mask)))
+    out.append((f"{k}.json", json.dumps(sample.to_json(), sort_keys=True).encode()))
+    return out
+
+
+def write_tar(path: str, samples: Iterable[list[tuple[str, bytes]]]) -> int:
+    """Write member lists (one per sample, already sorted by key) to ``path`` atomically.
+    Returns the number of samples written."""
+    tmp = f"{path}.tmp"
+    n = 0
+    with (
+        open(tmp, "wb") as fh,
+        tarfile.open(fileobj=fh, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        for members in samples:
+            n += 1
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+    return n
+
+
+def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yield ``(key, {suffix: bytes})`` per sample of a shard, in file order; a key is
+    everything before the first dot of a member name, as in WebDataset."""
+    current: str | None = None
+    members: dict[str, bytes] = {}
+    with tarfile.open(path, mode="r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            key, _, suffix = info.name.partition(".")
+            if key != current and current is not None:
+                yield current, members
+                members = {}
+            current = key
+            members[suffix] = tar.extractfile(info).read()
+    if current is not None:
+        yield current, members

@@ -1,0 +1,153 @@
+"""Parquet tables: intermediate record tables, the index and the truth table.
+
+* A **record table** is a folder of ``part-{unit:06d}.parquet`` files of full records
+  (:meth:`EditSample.to_row`) so each stage can run alone and be re-run.
+* The **index** (``index.parquet``) has one row per candidate — accepted, rejected, failed or
+  pending — sorted by key; every input appears, a broken one too.
+* The **truth** (``truth.parquet``) is what the synthetic generator really did. No pipeline
+  stage reads it; only ``mcie audit`` and CIE-Bench join it on ``key``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mcie.records import EditSample
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("schema_version", pa.int32()),
+        ("source_id", pa.string()),
+        ("source_hash", pa.string()),
+        ("src_png", pa.binary()),
+        ("tgt_png", pa.binary()),
+        ("instruction", pa.string()),
+        (
+            "sub_edits",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("meta_json", pa.string()),
+                        ("ground_mask_png", pa.binary()),
+                        ("mask_png", pa.binary()),
+                    ]
+                )
+            ),
+        ),
+        ("scores_json", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("error", pa.string()),
+        ("provenance_json", pa.string()),
+        ("verdict_json", pa.string()),
+    ]
+)
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),  # relative path of the tar holding it; null for failed
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("error", pa.string()),
+        ("instruction", pa.string()),
+        ("num_sub_edits", pa.int32()),
+        ("edit_types", pa.list_(pa.string())),
+        ("sub_instructions", pa.list_(pa.string())),
+        ("sub_executed", pa.list_(pa.bool_())),
+        ("sub_compliance", pa.list_(pa.float32())),
+        ("compliance", pa.float32()),
+        ("bg_ssim", pa.float32()),
+        ("bg_psnr", pa.float32()),
+        ("bg_l1", pa.float32()),
+        ("bg_changed", pa.float32()),
+        ("source_id", pa.string()),
+        ("source_hash", pa.string()),
+        ("unit", pa.int32()),
+        ("verdict_json", pa.string()),
+        ("schema_version", pa.int32()),
+    ]
+)
+
+TRUTH_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("source_id", pa.string()),
+        ("num_failures", pa.int32()),
+        ("failure_types", pa.list_(pa.string())),
+        ("failures_json", pa.string()),
+        ("executed", pa.list_(pa.bool_())),
+        ("masks_png", pa.list_(pa.binary())),
+    ]
+)
+
+
+def index_row(sample: EditSample, shard: str | None, unit: int) -> dict[str, Any]:
+    """The index row of a sample (no pixels)."""
+    s = sample.scores
+    return {
+        "key": sample.key,
+        "shard": shard,
+        "status": sample.status.value,
+        "reason": sample.reason,
+        "error": sample.error,
+        "instruction": sample.instruction,
+        "num_sub_edits": len(sample.sub_edits),
+        "edit_types": [e.edit_type for e in sample.sub_edits],
+        "sub_instructions": [e.instruction for e in sample.sub_edits],
+        "sub_executed": [e.executed for e in sample.sub_edits],
+        "sub_compliance": [e.scores.get("compliance") for e in sample.sub_edits],
+        "compliance": s.get("compliance"),
+        "bg_ssim": s.get("bg_ssim"),
+        "bg_psnr": s.get("bg_psnr"),
+        "bg_l1": s.get("bg_l1"),
+        "bg_changed": s.get("bg_changed"),
+        "source_id": sample.source_id,
+        "source_hash": sample.source_hash,
+        "unit": unit,
+        "verdict_json": None if sample.verdict is None else json.dumps(sample.verdict, sort_keys=True),
+        "schema_version": sample.schema_version,
+    }
+
+
+def write_rows(
+    path: str, rows: list[dict[str, Any]], schema: pa.Schema, sort_key: str | None = "key"
+) -> None:
+    """Write ``rows`` (sorted by ``sort_key``) to a Parquet file atomically."""
+    if sort_key:
+        rows = sorted(rows, key=lambda r: r[sort_key])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    tmp = f"{path}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_records(path: str, samples: list[EditSample]) -> None:
+    """Write full records (one part of a record table)."""
+    write_rows(path, [s.to_row() for s in samples], RECORD_SCHEMA)
+
+
+def read_records(path: str) -> list[EditSample]:
+    """Read one part of a record table back into records."""
+    return [EditSample.from_row(r) for r in pq.read_table(path, schema=RECORD_SCHEMA).to_pylist()]
+
+
+def merge_parts(pattern: str, out_path: str, schema: pa.Schema, sort_key: str = "key") -> int:
+    """Concatenate the Parquet parts matching ``pattern`` into ``out_path`` sorted by
+    ``sort_key``; returns the row count. Parts are read one at a time (they are small:
+    no pixels), and the result is written once."""
+    parts = sorted(glob.glob(pattern))
+    tables = [pq.read_table(p, schema=schema) for p in parts]
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    table = table.sort_by(sort_key)
+    tmp = f"{out_path}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, out_path)
+    return table.num_rows

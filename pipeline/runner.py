@@ -1,0 +1,113 @@
+"""Run a unit-parallel pipeline on Beam: output-dir checks, resume, progress, counters,
+the final merge and the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import mcie
+from mcie.exitcodes import RunFailed
+from mcie.records import EditSample
+
+from .finalize import finalize
+from .options import RunOptions, check_output_dir
+from .progress import ProgressReporter
+from .units import Unit, check_resume, finished_units, write_run_manifest
+
+log = logging.getLogger(__name__)
+
+
+def count_outcome(sample: EditSample) -> None:
+    """Beam counters: one per status, one per status and reason (``rejected_background_changed``)."""
+    status = sample.status.value
+    Metrics.counter("mcie", status).inc()
+    if sample.reason:
+        Metrics.counter("mcie", f"{status}_{sample.reason}").inc()
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=lambda o: o.__dict__))
+
+
+def run_pipeline(
+    *,
+    command: str,
+    out: str,
+    units: list[Unit],
+    total_samples: int,
+    fingerprint: dict[str, Any],
+    run: RunOptions,
+    resume: bool,
+    attach: Callable[[beam.Pipeline, list[Unit]], Any],
+    meta: dict[str, Any],
+    finish: Callable[[str, dict[str, Any]], dict[str, Any]] = finalize,
+) -> dict[str, Any]:
+    """Run the units not yet finished in ``out``, then ``finish(out, meta)`` (by default the
+    shard-set :func:`finalize`); returns its summary plus ``elapsed_s``, ``samples_per_s`` and
+    the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card."""
+    check_output_dir(out, resume)
+    meta = _jsonable(meta)
+    manifest = {"command": command, "options": _jsonable(fingerprint), "units": len(units)}
+    if resume and os.path.isdir(out) and os.listdir(out):
+        check_resume(out, manifest)
+    else:
+        write_run_manifest(out, {**manifest, "meta": meta, "mcie_version": mcie.__version__})
+    done = finished_units(out) if resume else set()
+    todo = [u for u in units if u.id not in done]
+    todo_samples = sum(u.stop - u.start for u in todo)
+    t0 = time.monotonic()
+    counters: dict[str, int] = {}
+    if todo:
+        if done:
+            log.info("resuming: %d of %d units already done", len(done), len(units))
+        stats_dir = os.path.join(out, "stats")
+        label = f"{command} {os.path.basename(os.path.normpath(out))}"
+        reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
+        with reporter if run.progress else _null():
+            p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))
+            attach(p, todo)
+            result = p.run()
+            result.wait_until_finish()
+        try:
+            for c in result.metrics().query()["counters"]:
+                counters[c.key.metric.name] = int(c.committed or c.attempted or 0)
+        except Exception:  # some runners report no metrics; the index has the counts anyway
+            counters = {}
+    elapsed = time.monotonic() - t0
+    summary = finish(out, meta)
+    summary.update(
+        elapsed_s=round(elapsed, 2),
+        samples_this_run=todo_samples,
+        samples_per_s=round(todo_samples / elapsed, 1) if elapsed > 0 else None,
+        units_skipped=len(done),
+        counters=dict(sorted(counters.items())),
+    )
+    return summary
+
+
+def check_failures(summary: dict[str, Any], run: RunOptions) -> None:
+    """Raise :class:`RunFailed` when the failed share exceeds ``run.max_failed_fraction``."""
+    failed = summary["by_status"].get("failed", 0)
+    n = max(summary["candidates"], 1)
+    if failed / n > run.max_failed_fraction:
+        raise RunFailed(
+            f"{failed} of {summary['candidates']} candidates failed ({failed / n:.1%}), more than "
+            f"--max-failed-fraction {run.max_failed_fraction:.1%}; see the index's error column"
+        )
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None

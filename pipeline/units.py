@@ -1,0 +1,88 @@
+"""Units of work: shard-sized ranges of sample indices, and the per-sample stage chain.
+
+A unit is small (three integers), so it is what Beam shuffles between workers; image bytes
+never cross a shuffle. Everything about a sample is decided by (seed, index), so the output
+does not depend on which worker ran which unit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from mcie.exitcodes import UsageError
+from mcie.reasons import STAGE_ERROR, Status
+from mcie.records import EditSample
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Unit:
+    """Sample indices ``[start, stop)`` that become shard number ``id``."""
+
+    id: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        """Zero-padded shard stem, e.g. ``mcie-000003``."""
+        return f"mcie-{self.id:06d}"
+
+
+def plan_units(samples: int, shard_size: int) -> list[Unit]:
+    """Split ``samples`` indices into units of ``shard_size`` (the last may be shorter)."""
+    return [Unit(i, s, min(s + shard_size, samples)) for i, s in enumerate(range(0, samples, shard_size))]
+
+
+def unit_stats_path(out: str, unit_id: int) -> str:
+    """Where a unit's stats file (its done-marker) lives."""
+    return os.path.join(out, "stats", f"mcie-{unit_id:06d}.json")
+
+
+def finished_units(out: str) -> set[int]:
+    """Units whose done-marker exists (written last, atomically, by the sink)."""
+    d = os.path.join(out, "stats")
+    if not os.path.isdir(d):
+        return set()
+    return {int(n[5:11]) for n in os.listdir(d) if n.startswith("mcie-") and n.endswith(".json")}
+
+
+def load_run_manifest(out: str) -> dict | None:
+    path = os.path.join(out, "run.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def write_run_manifest(out: str, manifest: dict) -> None:
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, "run.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(out, "run.json"))
+
+
+def check_resume(out: str, manifest: dict) -> None:
+    """A resumed run must have the same output-defining options as the run it continues."""
+    old = load_run_manifest(out)
+    if old is None:
+        raise UsageError(f"--resume: {out!r} has no run.json; it is not an mcie output to resume")
+    if old.get("options") != manifest.get("options") or old.get("command") != manifest.get("command"):
+        raise UsageError(f"--resume: options differ from the run that wrote {out!r} (see its run.json)")
+
+
+def run_stage(sample: EditSample, stage: str, fn, policy: str) -> EditSample:
+    """Apply ``fn`` to a not-yet-failed sample under the error policy: on an exception the
+    sample becomes ``failed`` with the stage's reason code (or the exception propagates when
+    ``policy == "raise"``)."""
+    if sample.status == Status.FAILED:
+        return sample
+    try:
+        return fn(sample)
+    except Exception as exc:  # the policy decides; nothing is dropped silently
+        if policy == "raise":
+            raise
+        sample.fail(STAGE_ERROR[stage], exc)
+        return sample

@@ -1,0 +1,68 @@
+"""Annotate stage: a semantic-spatial mask, box and label per sub-edit, from evidence.
+
+The evidence is what a real annotator model has too: both images, each sub-edit's type and
+wording, the grounder's footprint of its target phrase on the source, and the planner's box for
+new footprints (``add``, ``move``, ``resize``). Never the target scene, never the truth.
+
+Mask semantics (DESIGN.md): ``add`` → footprint in the target; ``remove`` → footprint in the
+source; every other type → union of source and target footprints. The target footprint is
+the set of changed pixels inside the planner's box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mcie.metrics import changed
+from mcie.records import EditSample, mask_box
+
+#: edit types whose target footprint is new (found in the target inside the planner's box)
+NEW_FOOTPRINT_BOX = {"add": "box", "move": "to_box", "resize": "to_box"}
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnotateConfig:
+    """``diff_tol``: levels a channel must move for a pixel to count as changed;
+    ``box_margin``: pixels added around the planner's box (its rounding)."""
+
+    diff_tol: int = 24
+    box_margin: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.diff_tol < 255 or self.box_margin < 0:
+            raise ValueError(f"need 0 <= diff_tol < 255 and box_margin >= 0, got {self}")
+
+
+class MaskAnnotator:
+    """Sets ``mask`` and ``box`` on every sub-edit of a sample (``label`` comes from the plan)."""
+
+    name = "mask-annotator-v1"
+
+    def __init__(self, config: AnnotateConfig | None = None) -> None:
+        self.config = config or AnnotateConfig()
+
+    def annotate(self, sample: EditSample) -> EditSample:
+        """Annotate ``sample`` in place and return it."""
+        if sample.src is None or sample.tgt is None:
+            raise ValueError(f"sample {sample.key} has no images to annotate")
+        if sample.src.shape != sample.tgt.shape:
+            raise ValueError(f"source {sample.src.shape} and target {sample.tgt.shape} differ in size")
+        h, w = sample.src.shape[:2]
+        diff = changed(sample.src, sample.tgt, self.config.diff_tol)
+        for sub in sample.sub_edits:
+            mask = np.zeros((h, w), dtype=bool)
+            if sub.ground_mask is not None:
+                mask |= sub.ground_mask
+            box_key = NEW_FOOTPRINT_BOX.get(sub.edit_type)
+            if box_key is not None and box_key in sub.params:
+                x0, y0, x1, y1 = sub.params[box_key]
+                m = self.config.box_margin
+                region = np.zeros((h, w), dtype=bool)
+                region[max(y0 - m, 0) : y1 + m, max(x0 - m, 0) : x1 + m] = True
+                mask |= diff & region
+            sub.mask = mask
+            sub.box = mask_box(mask)
+        sample.provenance = {**sample.provenance, "annotator": self.name}
+        return sample

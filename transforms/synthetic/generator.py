@@ -1,0 +1,98 @@
+"""The embedded default source: scene → plan → grounding → edit, one candidate per index.
+
+Each candidate comes from its own RNG seeded with (seed, index), so a candidate's bytes never
+depend on which worker made it or in which order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from mcie.images import encode_png, pixel_hash
+from mcie.records import EditSample, SubEdit, content_key, mask_box
+from mcie.transforms.synthetic.editor import FailureConfig, SceneEditor
+from mcie.transforms.synthetic.planner import PlanConfig, ScenePlanner
+from mcie.transforms.synthetic.scene import footprint, random_scene, render
+
+GENERATOR_NAME = "synthetic-shapes-v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Knobs of the synthetic domain."""
+
+    image_size: int = 256
+    min_objects: int = 3
+    max_objects: int = 6
+    plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
+    failures: FailureConfig = dataclasses.field(default_factory=FailureConfig)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 and >= 32, got {self.image_size}")
+        if not 2 <= self.min_objects <= self.max_objects <= 12:
+            raise ValueError(
+                f"need 2 <= min_objects <= max_objects <= 12, got {self.min_objects}, {self.max_objects}"
+            )
+
+
+class SyntheticSource:
+    """Makes candidate :class:`EditSample` s and their truth rows for (seed, index)."""
+
+    def __init__(self, config: SyntheticConfig | None = None) -> None:
+        self.config = config or SyntheticConfig()
+        self.planner = ScenePlanner(self.config.plan)
+        self.editor = SceneEditor(self.config.failures)
+
+    def generate(self, seed: int, index: int) -> tuple[EditSample, dict[str, Any]]:
+        """The candidate for ``index`` under ``seed`` and its truth row (for ``truth.parquet``)."""
+        cfg = self.config
+        rng = np.random.default_rng([seed, index])
+        scene = random_scene(rng, cfg.image_size, cfg.min_objects, cfg.max_objects)
+        edits, instruction = self.planner.plan(scene, rng)
+        src, _ = render(scene)
+        tgt, truth = self.editor.edit(scene, edits, rng)
+        subs = []
+        for e in edits:
+            # The grounder's answer: the exact footprint of the target phrase in the source.
+            gmask = None if e.target is None else footprint(scene.objects[e.target], scene.size)
+            subs.append(
+                SubEdit(
+                    edit_type=e.edit_type,
+                    instruction=e.instruction,
+                    target_phrase=e.target_phrase,
+                    label=e.label,
+                    params=e.params,
+                    ground_mask=gmask,
+                    ground_box=mask_box(gmask),
+                )
+            )
+        key = content_key(src.tobytes(), tgt.tobytes(), instruction)
+        sample = EditSample(
+            key=key,
+            source_id=f"synthetic:{seed}:{index}",
+            source_hash=pixel_hash(src),
+            src=src,
+            tgt=tgt,
+            instruction=instruction,
+            sub_edits=subs,
+            provenance={"generator": GENERATOR_NAME, "seed": seed, "index": index},
+        )
+        truth_row = {
+            "key": key,
+            "source_id": sample.source_id,
+            "num_failures": len(truth.failures),
+            "failure_types": [f["type"] for f in truth.failures],
+            "failures_json": json.dumps(truth.failures, sort_keys=True),
+            "executed": truth.executed,
+            "masks_png": [encode_png(m) for m in truth.masks],
+        }
+        return sample, truth_row
+
+    def failed_key(self, seed: int, index: int) -> str:
+        """Key of a candidate whose generation raised: a hash of where it came from."""
+        return content_key(GENERATOR_NAME, str(seed), str(index))
