@@ -1,1 +1,1 @@
-"""placeholder."""
+"""Human validation in Label Studio (issue 5). Not built yet."""

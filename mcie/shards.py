@@ -39,6 +39,7 @@ def sample_members(sample: EditSample, lossless: bool = False) -> list[tuple[str
 def write_tar(path: str, samples: Iterable[list[tuple[str, bytes]]]) -> int:
     """Write member lists (one per sample, already sorted by key) to ``path`` atomically.
     Returns the number of samples written."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp"
     n = 0
     with (

@@ -29,7 +29,7 @@ class ShardSink:
         self.out = out
         self.lossless = lossless
         self.policy = policy
-        for d in ("parts", "stats", *SHARD_DIRS.values()):
+        for d in ("parts", "stats", "shards", "rejected"):
             os.makedirs(os.path.join(out, d), exist_ok=True)
 
     def write_unit(

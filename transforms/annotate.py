@@ -51,18 +51,35 @@ class MaskAnnotator:
             raise ValueError(f"source {sample.src.shape} and target {sample.tgt.shape} differ in size")
         h, w = sample.src.shape[:2]
         diff = changed(sample.src, sample.tgt, self.config.diff_tol)
-        for sub in sample.sub_edits:
+        boxes = [self._box_region(sub, h, w, 0) for sub in sample.sub_edits]
+        for k, sub in enumerate(sample.sub_edits):
             mask = np.zeros((h, w), dtype=bool)
             if sub.ground_mask is not None:
                 mask |= sub.ground_mask
-            box_key = NEW_FOOTPRINT_BOX.get(sub.edit_type)
-            if box_key is not None and box_key in sub.params:
-                x0, y0, x1, y1 = sub.params[box_key]
-                m = self.config.box_margin
-                region = np.zeros((h, w), dtype=bool)
-                region[max(y0 - m, 0) : y1 + m, max(x0 - m, 0) : x1 + m] = True
-                mask |= diff & region
+            region = self._box_region(sub, h, w, self.config.box_margin)
+            if region is not None:
+                # Changes another sub-edit explains are not this one's: its grounded source
+                # footprint (objects never overlap), and its box outside this one's own box.
+                ground, other_boxes = np.zeros((h, w), dtype=bool), np.zeros((h, w), dtype=bool)
+                for j, other in enumerate(sample.sub_edits):
+                    if j != k:
+                        if other.ground_mask is not None:
+                            ground |= other.ground_mask
+                        if boxes[j] is not None:
+                            other_boxes |= boxes[j]
+                mask |= diff & region & ~ground & ~(other_boxes & ~boxes[k])
             sub.mask = mask
             sub.box = mask_box(mask)
         sample.provenance = {**sample.provenance, "annotator": self.name}
         return sample
+
+    @staticmethod
+    def _box_region(sub, h: int, w: int, margin: int) -> np.ndarray | None:
+        """The planner's box for a new footprint, grown by ``margin``, as a mask (or None)."""
+        key = NEW_FOOTPRINT_BOX.get(sub.edit_type)
+        if key is None or key not in sub.params:
+            return None
+        x0, y0, x1, y1 = sub.params[key]
+        region = np.zeros((h, w), dtype=bool)
+        region[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
+        return region

@@ -105,8 +105,8 @@ class PixelJudge(Judge):
             if not new.any():
                 return 0.0
             purity = float(self._has(tgt[new], p["rgb"]).mean())
-            ratio = new.sum() / max(g.sum(), 1)
-            return min(cleared, purity, min(ratio, 1.0 / ratio))
+            size_ok = _area_score(new.sum() / max(g.sum(), 1))
+            return min(cleared, purity, size_ok)
         if t == "resize":
             x0, y0, x1, y1 = p["to_box"]
             h, w = tgt.shape[:2]
@@ -114,10 +114,16 @@ class PixelJudge(Judge):
             region[max(y0, 0) : y1, max(x0, 0) : x1] = True
             region |= g
             area = self._has(tgt[region], p["rgb"]).sum()
-            ratio = area / max(g.sum() * p["scale"] ** 2, 1.0)
-            # rasterising small shapes moves their area by up to ~20%
-            return 1.0 if 0.75 <= ratio <= 1.33 else float(min(ratio, 1.0 / max(ratio, 1e-9)))
+            return _area_score(area / max(g.sum() * p["scale"] ** 2, 1.0))
         raise ValueError(f"the pixel judge cannot check edit type {t!r}")
+
+
+def _area_score(ratio: float) -> float:
+    """1 when an area is as expected up to rasterisation (a small shape's pixel area moves by up
+    to ~20% with its sub-pixel position), else how far off it is (ratio or its inverse)."""
+    if 0.75 <= ratio <= 1.33:
+        return 1.0
+    return float(min(ratio, 1.0 / max(ratio, 1e-9)))
 
 
 @dataclasses.dataclass(frozen=True)

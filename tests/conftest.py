@@ -1,0 +1,36 @@
+"""Shared fixtures: small builds made once per session through the real CLI and Beam."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# No test ever reaches a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from mcie.cli import main  # noqa: E402
+
+SMALL = ["--samples", "60", "--seed", "5", "--shard-size", "20", "--no-progress"]
+
+
+def build(out: str, *extra: str) -> int:
+    """Run ``mcie build`` in-process; returns its exit code."""
+    return main(["build", "--out", out, *SMALL, *extra])
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> str:
+    """A 60-candidate build (3 units) with one worker."""
+    out = str(tmp_path_factory.mktemp("build") / "w1")
+    assert build(out, "--workers", "1") == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_two_workers(tmp_path_factory) -> str:
+    """The same build with two worker processes."""
+    out = str(tmp_path_factory.mktemp("build") / "w2")
+    assert build(out, "--workers", "2") == 0
+    return out

@@ -1,0 +1,83 @@
+"""Beam transforms on the real FnApiRunner, checked with assert_that and counters."""
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from mcie.pipeline.build import SampleChain
+from mcie.pipeline.options import BuildOptions, RunOptions
+from mcie.pipeline.ptransforms import AnnotateSamples, GenerateSamples, ScoreSamples
+from mcie.transforms.synthetic.generator import SyntheticConfig
+
+OPTS = BuildOptions(out="/nonexistent", seed=21, synthetic=SyntheticConfig(image_size=64), run=RunOptions())
+FLAGS = ["--runner=FnApiRunner", "--direct_num_workers=1", "--direct_running_mode=in_memory"]
+
+
+def _expected(n):
+    chain = SampleChain(OPTS)
+    return [(s.key, s.status.value, s.reason) for s in (chain.make(i)[0] for i in range(n))]
+
+
+def test_stage_transforms_match_the_fused_chain_and_count_outcomes():
+    n = 24
+    expected = _expected(n)
+    p = BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(FLAGS))
+    out = (
+        p
+        | beam.Create(list(range(n)))
+        | GenerateSamples(OPTS)
+        | AnnotateSamples(OPTS)
+        | ScoreSamples(OPTS)
+        | beam.Map(lambda s: (s.key, s.status.value, s.reason))
+    )
+    assert_that(out, equal_to(expected))
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]}
+    accepted = sum(1 for _, st, _ in expected if st == "accepted")
+    rejected = sum(1 for _, st, _ in expected if st == "rejected")
+    assert 0 < accepted < n and rejected == n - accepted
+    assert counters["accepted"] == accepted
+    assert counters["rejected"] == rejected
+    for reason in {r for _, st, r in expected if st == "rejected"}:
+        assert counters[f"rejected_{reason}"] == sum(1 for _, _, r in expected if r == reason)
+
+
+class _Boom(Exception):
+    pass
+
+
+def _explode_on_odd(sample):
+    if sample.provenance["index"] % 2:
+        raise _Boom("annotator crashed")
+    return sample
+
+
+def test_a_sample_that_raises_is_failed_with_its_reason_not_dropped(monkeypatch):
+    from mcie.transforms.annotate import MaskAnnotator
+
+    real = MaskAnnotator.annotate
+    monkeypatch.setattr(MaskAnnotator, "annotate", lambda self, s: real(self, _explode_on_odd(s)))
+    p = BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(FLAGS))
+    out = (
+        p
+        | beam.Create(list(range(6)))
+        | GenerateSamples(OPTS)
+        | AnnotateSamples(OPTS)
+        | ScoreSamples(OPTS)
+        | beam.Map(
+            lambda s: (
+                s.provenance["index"],
+                s.status.value if s.status.value == "failed" else "ok",
+                s.reason if s.status.value == "failed" else "",
+                s.error,
+            )
+        )
+    )
+    expected = [(i, "ok", "", "") for i in (0, 2, 4)] + [
+        (i, "failed", "annotate_error", "_Boom: annotator crashed") for i in (1, 3, 5)
+    ]
+    assert_that(out, equal_to(expected))
+    p.run().wait_until_finish()
