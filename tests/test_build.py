@@ -93,7 +93,7 @@ def test_audit_json_reports_figures(built, capsys):
     assert report["ok"] and report["candidates"] == 60
     c = report["confusion"]
     assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == 60
-    assert report["filter_precision"] == c["tp"] / (c["tp"] + c["fp"])
+    assert report["filter_precision"] == round(c["tp"] / (c["tp"] + c["fp"]), 4)
     assert report["filter_recall"] == round(c["tp"] / (c["tp"] + c["fn"]), 4)
     assert 0.9 <= report["mask_miou"] <= 1.0
     assert report["mask_count"] > 2 * c["tn"]

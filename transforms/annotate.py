@@ -19,15 +19,17 @@ from mcie.metrics import changed
 from mcie.records import EditSample, mask_box
 
 #: edit types whose target footprint is new (found in the target inside the planner's box)
-NEW_FOOTPRINT_BOX = {"add": "box", "move": "to_box", "resize": "to_box"}
+NEW_FOOTPRINT_BOX = {"add": "box", "move": "to_box", "resize": "to_box", "replace": "to_box"}
 
 
 @dataclasses.dataclass(frozen=True)
 class AnnotateConfig:
-    """``diff_tol``: levels a channel must move for a pixel to count as changed;
-    ``box_margin``: pixels added around the planner's box (its rounding)."""
+    """``diff_tol``: levels a channel must move for a pixel to count as changed (small: an
+    editor that composites on the source leaves untouched pixels exactly equal, and the faint
+    anti-aliased rim of a new shape moves only a few levels); ``box_margin``: pixels added
+    around the planner's box (its rounding)."""
 
-    diff_tol: int = 24
+    diff_tol: int = 2
     box_margin: int = 2
 
     def __post_init__(self) -> None:

@@ -1,10 +1,17 @@
 """The synthetic editor: re-render the scene with the plan applied, sometimes badly.
 
-It stands in for a diffusion editor. At a configurable rate it injects the failures real
-editors make, with fixed magnitudes so the task is well defined: the wrong object edited (a
-distractor of the same shape), a sub-edit missed, background drift (a blotch, or a global shift
-of at least 8/255), a colour off by 20-45 degrees of hue. What it really did is returned as
-*truth*, which only ``mcie audit`` and CIE-Bench read.
+It stands in for a diffusion editor. At a configurable rate (default 30% of candidates) it
+injects one of the failures real editors make, with fixed magnitudes so the task is well
+defined:
+
+* ``wrong_object`` — a distractor of the same shape is edited instead of the target;
+* ``missed`` — a sub-edit is not carried out;
+* ``partial`` — a sub-edit is carried out on 30-70% of its region (a random half-plane);
+* ``colour_off`` — a recoloured or added object's hue is off by 20-45 degrees;
+* ``background_drift`` — a visible change outside every mask: a blotch (40-70 levels) or a
+  global shift of 8-16 levels (so at least 8/255 on average).
+
+What it really did is returned as *truth*, which only ``mcie audit`` and CIE-Bench read.
 """
 
 from __future__ import annotations
@@ -15,9 +22,16 @@ from typing import Any
 import numpy as np
 
 from mcie.transforms.synthetic.planner import PlannedEdit, hue_shift
-from mcie.transforms.synthetic.scene import Scene, SceneObject, footprint, render
+from mcie.transforms.synthetic.scene import Scene, SceneObject, footprints, render
 
-FAILURE_TYPES = ("wrong_object", "missed", "background_drift", "colour_off")
+FAILURE_TYPES = ("wrong_object", "missed", "partial", "background_drift", "colour_off")
+#: edit types each failure can hit
+FAILURE_EDITS = {
+    "wrong_object": ("recolour", "remove", "pattern"),
+    "missed": ("recolour", "remove", "add", "move", "resize", "replace", "pattern"),
+    "partial": ("recolour", "remove", "add", "pattern"),
+    "colour_off": ("recolour", "add"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,51 +52,73 @@ class FailureConfig:
 @dataclasses.dataclass
 class EditTruth:
     """What the editor really did: per sub-edit executed or not, the intended region of each
-    sub-edit (mask semantics), and the failures injected."""
+    sub-edit (mask semantics, from visible footprints), and the failures injected."""
 
     executed: list[bool]
     masks: list[np.ndarray]
     failures: list[dict[str, Any]]
 
 
-def apply_edit(scene: Scene, edit: PlannedEdit, target: int | None, rgb_override=None) -> None:
+def apply_edit(
+    scene: Scene, edit: PlannedEdit, target: int | None, rgb: tuple[int, int, int] | None = None
+) -> None:
     """Apply one planned edit to ``scene`` in place; ``target`` may differ from the plan's
-    (wrong-object failure). Removed objects are set to None and dropped by the caller."""
-    objs = scene.objects
-    p = edit.params
+    (wrong-object failure), ``rgb`` overrides the colour (colour-off failure). Removed objects
+    become None; the caller drops them."""
+    objs, p = scene.objects, edit.params
     if edit.edit_type == "add":
-        rgb = tuple(rgb_override) if rgb_override else None
         objs.append(
-            SceneObject(p["shape"], p["colour"], p["size"], p["center"][0], p["center"][1], p["r"], rgb)
+            SceneObject(
+                p["shape"], p["colour"], p["size"], p["center"][0], p["center"][1], p["r"], p["pattern"], rgb
+            )
         )
         return
     o = objs[target]
-    if edit.edit_type == "recolour":
-        to = p["to"]
-        objs[target] = dataclasses.replace(o, colour=to, rgb=tuple(rgb_override) if rgb_override else None)
-    elif edit.edit_type == "remove":
+    t = edit.edit_type
+    if t == "recolour":
+        objs[target] = dataclasses.replace(o, colour=p["to"], rgb=rgb)
+    elif t == "remove":
         objs[target] = None
-    elif edit.edit_type == "move":
+    elif t == "move":
         objs[target] = dataclasses.replace(o, cx=p["to_center"][0], cy=p["to_center"][1])
-    elif edit.edit_type == "resize":
+    elif t == "resize":
         objs[target] = dataclasses.replace(o, r=o.r * p["scale"])
+    elif t == "replace":
+        objs[target] = dataclasses.replace(o, shape=p["to_shape"])
+    elif t == "pattern":
+        objs[target] = dataclasses.replace(o, pattern=p["to_pattern"])
     else:
-        raise ValueError(f"the synthetic editor cannot {edit.edit_type!r}")
+        raise ValueError(f"the synthetic editor cannot {t!r}")
 
 
-def intended_masks(source: Scene, edits: list[PlannedEdit]) -> list[np.ndarray]:
-    """The region each sub-edit may change, per the mask semantics, from the scene graph."""
+def _edited(
+    source: Scene,
+    edits: list[PlannedEdit],
+    targets: list[int | None],
+    skip: set[int],
+    rgb: dict[int, tuple[int, int, int]],
+) -> Scene:
+    scene = source.copy()
+    for k, e in enumerate(edits):
+        if k not in skip:
+            apply_edit(scene, e, targets[k], rgb.get(k))
+    scene.objects = [o for o in scene.objects if o is not None]
+    return scene
+
+
+def intended_masks(source: Scene, edits: list[PlannedEdit], src_fp: list[np.ndarray]) -> list[np.ndarray]:
+    """The region each sub-edit may change, per the mask semantics, from visible footprints:
+    remove → source footprint; add → target footprint; others → the union of both."""
     out = []
     for e in edits:
-        after = source.copy()
-        apply_edit(after, e, e.target)
         m = np.zeros((source.size, source.size), dtype=bool)
         if e.target is not None:
-            m |= footprint(source.objects[e.target], source.size)
-        if e.edit_type == "add":
-            m |= footprint(after.objects[-1], source.size)
-        elif e.edit_type != "remove":
-            m |= footprint(after.objects[e.target], source.size)
+            m |= src_fp[e.target]
+        if e.edit_type != "remove":
+            after = source.copy()
+            apply_edit(after, e, e.target)
+            fp = footprints(after)
+            m |= fp[-1] if e.edit_type == "add" else fp[e.target]
         out.append(m)
     return out
 
@@ -94,72 +130,84 @@ class SceneEditor:
         self.config = config or FailureConfig()
 
     def edit(
-        self, source: Scene, edits: list[PlannedEdit], rng: np.random.Generator
+        self,
+        source: Scene,
+        edits: list[PlannedEdit],
+        rng: np.random.Generator,
+        src_fp: list[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, EditTruth]:
         """Return the target image (H, W, 3) and the truth of what was done."""
-        size = source.size
-        masks = intended_masks(source, edits)
+        src_fp = src_fp if src_fp is not None else footprints(source)
+        masks = intended_masks(source, edits, src_fp)
         executed = [True] * len(edits)
         failures: list[dict[str, Any]] = []
-        plan_target = [e.target for e in edits]
-        rgb_override: dict[int, tuple[int, int, int]] = {}
+        targets = [e.target for e in edits]
         skip: set[int] = set()
-        drift = None
+        rgb: dict[int, tuple[int, int, int]] = {}
+        partial = drift = None
         if self.config.types and rng.random() < self.config.rate:
             options = self._applicable(source, edits)
             if options:
-                # type first, then where: every applicable failure type is equally likely
+                # failure type first, then where: every applicable type is equally likely
                 kinds = sorted({o[0] for o in options})
                 kind = kinds[int(rng.integers(len(kinds)))]
-                options = [o for o in options if o[0] == kind]
-                kind, k, extra = options[int(rng.integers(len(options)))]
-                failures.append({"type": kind, "sub_edit": k})
+                _, k, extra = [o for o in options if o[0] == kind][
+                    int(rng.integers(sum(o[0] == kind for o in options)))
+                ]
+                failure: dict[str, Any] = {"type": kind, "sub_edit": k}
                 if kind == "missed":
                     skip.add(k)
-                    executed[k] = False
                 elif kind == "wrong_object":
-                    plan_target[k] = extra
-                    executed[k] = False
+                    targets[k] = extra
+                    failure["distractor"] = extra
                 elif kind == "colour_off":
                     deg = float(rng.uniform(20, 45)) * (1 if rng.random() < 0.5 else -1)
                     base = edits[k].params["to_rgb" if edits[k].edit_type == "recolour" else "rgb"]
-                    rgb_override[k] = hue_shift(tuple(base), deg)
-                    executed[k] = False
-                    failures[-1]["hue_degrees"] = round(deg, 1)
+                    rgb[k] = hue_shift(tuple(base), deg)
+                    failure["hue_degrees"] = round(deg, 1)
+                elif kind == "partial":
+                    partial = (k, float(rng.uniform(0.3, 0.7)), float(rng.uniform(0, 2 * np.pi)))
+                    failure["fraction"] = round(partial[1], 3)
                 else:
                     drift = "blotch" if rng.random() < 0.5 else "shift"
-                    failures[-1]["drift"] = drift
-        target = source.copy()
-        for k, e in enumerate(edits):
-            if k not in skip:
-                apply_edit(target, e, plan_target[k], rgb_override.get(k))
-        target.objects = [o for o in target.objects if o is not None]
-        img, _ = render(target)
+                    failure["drift"] = drift
+                if k >= 0:
+                    executed[k] = False
+                failures.append(failure)
+        img = render(_edited(source, edits, targets, skip, rgb))
+        if partial is not None:
+            k, frac, angle = partial
+            without = render(_edited(source, edits, targets, {k}, rgb))
+            undone = _half_plane_rest(masks[k], frac, angle)
+            img[undone] = without[undone]
         if drift is not None:
-            keep_out = np.zeros((size, size), dtype=bool)
+            union = np.zeros(img.shape[:2], dtype=bool)
             for m in masks:
-                keep_out |= m
-            _apply_drift(img, keep_out, drift, source, rng)
+                union |= m
+            _apply_drift(img, union, drift, rng)
         return img, EditTruth(executed=executed, masks=masks, failures=failures)
 
     def _applicable(self, source: Scene, edits: list[PlannedEdit]) -> list[tuple[str, int, Any]]:
         """Every (failure type, sub-edit index, extra) that can be injected into this plan."""
         types = self.config.types
-        targeted = {e.target for e in edits if e.target is not None}
+        objs = source.objects
+        targets = {e.target for e in edits if e.target is not None}
         out: list[tuple[str, int, Any]] = []
         for k, e in enumerate(edits):
-            if "missed" in types:
-                out.append(("missed", k, None))
-            if "colour_off" in types and e.edit_type in ("recolour", "add"):
-                out.append(("colour_off", k, None))
-            if "wrong_object" in types and e.edit_type in ("recolour", "remove"):
-                o = source.objects[e.target]
-                for j, d in enumerate(source.objects):
-                    if (
-                        j not in targeted
-                        and d.shape == o.shape
-                        and (e.edit_type == "remove" or d.colour != e.params["to"])
-                    ):
+            for kind in ("missed", "partial", "colour_off"):
+                if kind in types and e.edit_type in FAILURE_EDITS[kind]:
+                    out.append((kind, k, None))
+            if "wrong_object" in types and e.edit_type in FAILURE_EDITS["wrong_object"]:
+                o = objs[e.target]
+                for j, d in enumerate(objs):
+                    if j in targets or d.shape != o.shape:
+                        continue
+                    if e.edit_type == "recolour" and d.colour == e.params["to"]:
+                        continue
+                    if e.edit_type == "pattern" and d.pattern == e.params["to_pattern"]:
+                        continue
+                    # the distractor must not touch any target, or its change would hide in a mask
+                    if all(np.hypot(d.cx - objs[t].cx, d.cy - objs[t].cy) > d.r + objs[t].r for t in targets):
                         out.append(("wrong_object", k, j))
                         break
         if "background_drift" in types:
@@ -167,32 +215,40 @@ class SceneEditor:
         return out
 
 
-def _apply_drift(img: np.ndarray, keep_out: np.ndarray, kind: str, source: Scene, rng) -> None:
-    """Change the background outside ``keep_out`` (dilated by 2 px): a blotch, or a global
-    shift of 8-16 levels towards mid-grey so clipping never shrinks it below 8/255."""
-    size = source.size
-    grow = keep_out.copy()
-    for _ in range(2):
-        grow[1:, :] |= grow[:-1, :]
-        grow[:-1, :] |= grow[1:, :]
-        grow[:, 1:] |= grow[:, :-1]
-        grow[:, :-1] |= grow[:, 1:]
+def _half_plane_rest(region: np.ndarray, fraction: float, angle: float) -> np.ndarray:
+    """The part of ``region`` left undone when only ``fraction`` of it, cut by a straight line
+    at ``angle``, is edited."""
+    ys, xs = np.nonzero(region)
+    if len(xs) == 0:
+        return region.copy()
+    proj = xs * np.cos(angle) + ys * np.sin(angle)
+    cut = np.quantile(proj, fraction)
+    rest = np.zeros_like(region)
+    keep = proj > cut
+    rest[ys[keep], xs[keep]] = True
+    return rest
+
+
+def _apply_drift(img: np.ndarray, union: np.ndarray, kind: str, rng: np.random.Generator) -> None:
+    """Change the background outside ``union`` dilated by 2 px: a blotch of 40-70 levels, or a
+    global shift of 8-16 levels towards mid-grey (so clipping never shrinks it)."""
+    from mcie.metrics import dilate
+
+    outside = ~dilate(union, 2)
+    size = img.shape[0]
     if kind == "shift":
+        region = outside
         delta = int(rng.integers(8, 17))
-        region = ~grow
-        vals = img[region].astype(np.int16)
-        sign = np.where(vals > 127, -1, 1)
-        img[region] = np.clip(vals + sign * delta, 0, 255).astype(np.uint8)
-        return
-    yy, xx = np.mgrid[0:size, 0:size]
-    r = float(rng.uniform(0.04, 0.08)) * size
-    for _ in range(40):
-        cx, cy = rng.uniform(r, size - r, size=2)
-        blob = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-        blob &= ~grow
-        if blob.sum() >= 0.5 * np.pi * r * r:
-            break
-    delta = int(rng.integers(40, 71))
-    vals = img[blob].astype(np.int16)
+    else:
+        yy, xx = np.mgrid[0:size, 0:size]
+        r = float(rng.uniform(0.04, 0.08)) * size
+        region = np.zeros_like(outside)
+        for _ in range(40):
+            cx, cy = rng.uniform(r, size - r, size=2)
+            region = ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r) & outside
+            if region.sum() >= 0.5 * np.pi * r * r:
+                break
+        delta = int(rng.integers(40, 71))
+    vals = img[region].astype(np.int16)
     sign = np.where(vals > 127, -1, 1)
-    img[blob] = np.clip(vals + sign * delta, 0, 255).astype(np.uint8)
+    img[region] = np.clip(vals + sign * delta, 0, 255).astype(np.uint8)

@@ -16,7 +16,7 @@ from mcie.images import encode_png, pixel_hash
 from mcie.records import EditSample, SubEdit, content_key, mask_box
 from mcie.transforms.synthetic.editor import FailureConfig, SceneEditor
 from mcie.transforms.synthetic.planner import PlanConfig, ScenePlanner
-from mcie.transforms.synthetic.scene import footprint, random_scene, render
+from mcie.transforms.synthetic.scene import footprints, random_scene, render
 
 GENERATOR_NAME = "synthetic-shapes-v1"
 
@@ -27,13 +27,17 @@ class SyntheticConfig:
 
     image_size: int = 256
     min_objects: int = 3
-    max_objects: int = 6
+    max_objects: int = 7
+    #: chance that a new object is placed partly over an earlier one (occlusion)
+    overlap_rate: float = 0.25
     plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
     failures: FailureConfig = dataclasses.field(default_factory=FailureConfig)
 
     def __post_init__(self) -> None:
-        if self.image_size < 32 or self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8 and >= 32, got {self.image_size}")
+        if not 32 <= self.image_size <= 1024 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 in [32, 1024], got {self.image_size}")
+        if not 0.0 <= self.overlap_rate <= 1.0:
+            raise ValueError(f"overlap_rate must be in [0, 1], got {self.overlap_rate}")
         if not 2 <= self.min_objects <= self.max_objects <= 12:
             raise ValueError(
                 f"need 2 <= min_objects <= max_objects <= 12, got {self.min_objects}, {self.max_objects}"
@@ -52,14 +56,21 @@ class SyntheticSource:
         """The candidate for ``index`` under ``seed`` and its truth row (for ``truth.parquet``)."""
         cfg = self.config
         rng = np.random.default_rng([seed, index])
-        scene = random_scene(rng, cfg.image_size, cfg.min_objects, cfg.max_objects)
-        edits, instruction = self.planner.plan(scene, rng)
-        src, _ = render(scene)
-        tgt, truth = self.editor.edit(scene, edits, rng)
+        for attempt in range(5):  # a crowded scene may leave no room for a plan: draw another
+            scene = random_scene(rng, cfg.image_size, cfg.min_objects, cfg.max_objects, cfg.overlap_rate)
+            try:
+                edits, instruction = self.planner.plan(scene, rng)
+                break
+            except ValueError:
+                if attempt == 4:
+                    raise
+        src = render(scene)
+        src_fp = footprints(scene)
+        tgt, truth = self.editor.edit(scene, edits, rng, src_fp)
         subs = []
         for e in edits:
-            # The grounder's answer: the exact footprint of the target phrase in the source.
-            gmask = None if e.target is None else footprint(scene.objects[e.target], scene.size)
+            # The grounder's answer: the visible footprint of the target phrase in the source.
+            gmask = None if e.target is None else src_fp[e.target]
             subs.append(
                 SubEdit(
                     edit_type=e.edit_type,
