@@ -25,6 +25,7 @@ demo: install
 	rm -rf out/demo
 	$(BIN)/mcie build --out out/demo --samples $(DEMO_SAMPLES) --seed 0 --workers 2 --shard-size 200
 	$(BIN)/mcie audit out/demo
+	$(BIN)/mcie preview out/demo
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

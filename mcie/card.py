@@ -28,6 +28,10 @@ reason) in `rejected/`, failed ones only in `index.parquet` (with the error text
 |---|---|---|
 {reason_rows}
 
+## Language
+
+{language}
+
 ## Files
 
 - `shards/mcie-NNNNNN.tar` — accepted samples, WebDataset format (uncompressed tar, members
@@ -104,7 +108,20 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
         except ValueError:
             desc = ""
         reason_rows.append(f"| {k} | {v} | {desc} |")
+    lang = summary.get("language") or {}
+    language = (
+        f"{lang.get('instructions', 0)} accepted instructions ({lang.get('distinct_instructions', 0)} distinct), "
+        f"{lang.get('tokens', 0)} word tokens of {lang.get('types', 0)} types: type/token ratio "
+        f"{lang.get('type_token_ratio')}, {lang.get('mean_words')} words per instruction."
+    )
+    if meta.get("templates"):
+        language += (
+            f" The synthetic grammar has {meta['templates']} sub-instruction templates and "
+            f"{meta.get('connectives', '?')} ways to join sub-instructions; referring expressions name"
+            " only what singles an object out (shape, colour, pattern, size, a relation, a position)."
+        )
     text = CARD.format(
+        language=language,
         generator=meta.get("generator", "?"),
         seed=meta.get("seed", "?"),
         status_rows=status_rows or "| (none) | 0 |",

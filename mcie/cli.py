@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("out", help="output directory of mcie build or mcie shard")
     a.add_argument("--json", action="store_true", help="print one JSON object")
 
+    v = sub.add_parser("preview", help="contact sheet PNG: samples with each sub-edit's mask outlined")
+    v.add_argument("out", help="output directory of mcie build or mcie shard")
+    v.add_argument("--png", default=None, help="where to write it (default OUT/preview.png)")
+    v.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    v.add_argument("--rejected", action="store_true", help="show rejected samples instead of accepted ones")
+
     sub.add_parser("reasons", help="list the reason codes")
     return p
 
@@ -237,6 +243,17 @@ def _run(args: argparse.Namespace) -> int:
 
         for r, d in DESCRIPTIONS.items():
             print(f"{r.value:24s} {d}")
+        return ExitCode.OK
+    if args.command == "preview":
+        from mcie.preview import write_preview
+
+        if not os.path.isdir(args.out):
+            raise UsageError(f"{args.out!r} is not a directory")
+        try:
+            path = write_preview(args.out, args.png, args.n, "rejected" if args.rejected else "shards")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"wrote {path}")
         return ExitCode.OK
     if args.command == "audit":
         from mcie.audit import audit, format_report

@@ -135,9 +135,13 @@ def run_build(opts: BuildOptions) -> dict[str, Any]:
 
 def build_meta(opts: BuildOptions) -> dict[str, Any]:
     """What the dataset card says about how the set was made."""
+    from mcie.transforms.synthetic.planner import CONNECTIVE_STYLES, template_count
+
     return {
         "generator": "synthetic",
         "seed": opts.seed,
         "lossless": opts.lossless,
         "thresholds": dataclasses.asdict(opts.thresholds),
+        "templates": template_count(),
+        "connectives": len(CONNECTIVE_STYLES),
     }

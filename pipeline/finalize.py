@@ -11,6 +11,7 @@ import collections
 import glob
 import json
 import os
+import re
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -32,6 +33,19 @@ def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int])
         "wids_version": 1,
         "name": name,
         "shardlist": shardlist,
+    }
+
+
+def language_stats(instructions: list[str]) -> dict[str, Any]:
+    """Type/token ratio and sizes of the instructions (lower-cased word tokens)."""
+    tokens = [t for text in instructions for t in re.findall(r"[a-z]+", text.lower())]
+    return {
+        "instructions": len(instructions),
+        "distinct_instructions": len(set(instructions)),
+        "tokens": len(tokens),
+        "types": len(set(tokens)),
+        "type_token_ratio": round(len(set(tokens)) / len(tokens), 4) if tokens else None,
+        "mean_words": round(len(tokens) / len(instructions), 1) if instructions else None,
     }
 
 
@@ -57,12 +71,16 @@ def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
         with open(os.path.join(out, name), "w") as fh:
             json.dump(desc, fh, indent=1, sort_keys=True)
     by_status = collections.Counter(r["status"] for r in index)
+    instructions = pq.read_table(
+        os.path.join(out, "index.parquet"), columns=["instruction", "status"]
+    ).to_pylist()
     by_reason = collections.Counter(f"{r['status']}:{r['reason']}" for r in index if r["reason"])
     summary = {
         "candidates": n,
         "by_status": dict(sorted(by_status.items())),
         "by_reason": dict(sorted(by_reason.items())),
         "shards": sum(1 for k in per_shard if k.startswith("shards/")),
+        "language": language_stats([r["instruction"] for r in instructions if r["status"] == "accepted"]),
     }
     write_card(out, summary, meta)
     return summary
