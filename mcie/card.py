@@ -110,7 +110,8 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
         reason_rows.append(f"| {k} | {v} | {desc} |")
     lang = summary.get("language") or {}
     language = (
-        f"{lang.get('instructions', 0)} accepted instructions ({lang.get('distinct_instructions', 0)} distinct), "
+        f"{lang.get('instructions', 0)} accepted instructions "
+        f"({lang.get('distinct_instructions', 0)} distinct), "
         f"{lang.get('tokens', 0)} word tokens of {lang.get('types', 0)} types: type/token ratio "
         f"{lang.get('type_token_ratio')}, {lang.get('mean_words')} words per instruction."
     )
