@@ -197,3 +197,19 @@ def test_resume_after_kill_gives_the_same_bytes(built, tmp_path):
         [*cmd[:-2], "--workers", "1", "--seed", "6", "--resume"], capture_output=True, text=True
     )
     assert other.returncode == 1 and "options differ" in other.stderr
+
+
+def test_preview_contact_sheet_and_card(built, tmp_path):
+    from PIL import Image
+
+    png = str(tmp_path / "sheet.png")
+    assert main(["preview", built, "--png", png, "--n", "6"]) == 0
+    with Image.open(png) as im:
+        # 4 columns of (source | target) pairs, 2 rows for 6 samples
+        assert im.size == (4 * (2 * 256 + 12), 2 * (256 + 104))
+    card = open(os.path.join(built, "README.md")).read()
+    index = pq.read_table(os.path.join(built, "index.parquet")).to_pylist()
+    accepted = sum(r["status"] == "accepted" for r in index)
+    assert f"| accepted | {accepted} |" in card
+    assert "type/token ratio" in card and "sub-instruction templates" in card
+    assert main(["preview", str(tmp_path)]) == 1  # no shards there: a usage error
