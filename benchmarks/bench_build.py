@@ -30,8 +30,10 @@ def plain_loop(out: str, samples: int, shard_size: int, seed: int) -> float:
     t0 = time.perf_counter()
     chain, sink = SampleChain(opts), ShardSink(out)
     for unit in plan_units(samples, shard_size):
-        made = [chain.make(i) for i in range(unit.start, unit.stop)]
-        sink.write_unit(unit.id, [s for s, _ in made], [t for _, t in made if t is not None])
+        writer = sink.open_unit(unit.id)
+        for i in range(unit.start, unit.stop):
+            writer.add(*chain.make(i))
+        writer.close()
     return time.perf_counter() - t0
 
 

@@ -11,6 +11,13 @@ from typing import Any
 
 from mcie.exitcodes import ExitCode, RunFailed, ServiceError, UsageError
 
+#: named build sizes; explicit --samples / --shard-size win over them
+PRESETS = {
+    "demo": {"samples": 1200, "shard_size": 200},
+    "mcie": {"samples": 90000, "shard_size": 1000},  # the paper's ~90k; 90 shards of 1,000
+}
+DEFAULT_SIZE = {"samples": 1000, "shard_size": 500}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage; our contract says 1 (2 means the run failed)."""
@@ -62,7 +69,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic source")
-    g.add_argument("--samples", type=int, default=1000, help="number of candidates (default 1000)")
+    g.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="named size: demo (1,200 candidates) or mcie (the ~90k MCIE set); flags override it",
+    )
+    g.add_argument("--samples", type=int, default=None, help="number of candidates (default 1000)")
     g.add_argument(
         "--seed",
         type=int,

@@ -25,8 +25,8 @@ _C2 = (0.03 * 255) ** 2
 
 def box_sum(x: np.ndarray, r: int) -> np.ndarray:
     """Sum of ``x`` over the (2r+1)x(2r+1) window around each pixel (zero padding), via an
-    integral image: O(HW) whatever ``r``."""
-    x = np.asarray(x, dtype=np.float64)
+    integral image: O(HW) whatever ``r``. Masks are summed in int32 (exact and ~2x faster)."""
+    x = np.asarray(x, dtype=np.int32 if x.dtype == bool else np.float64)
     # r zeros each side for the window, plus one leading zero row/column for the integral
     c = np.pad(x, ((r + 1, r), (r + 1, r))).cumsum(0).cumsum(1)
     k = 2 * r + 1
@@ -35,14 +35,14 @@ def box_sum(x: np.ndarray, r: int) -> np.ndarray:
 
 def dilate(mask: np.ndarray, r: int) -> np.ndarray:
     """Binary dilation of ``mask`` by a (2r+1)-pixel square."""
-    return mask.copy() if r <= 0 else box_sum(mask, r) > 0.5
+    return mask.copy() if r <= 0 else box_sum(mask.astype(bool), r) > 0
 
 
 def erode(mask: np.ndarray, r: int) -> np.ndarray:
     """Binary erosion of ``mask`` by a (2r+1)-pixel square (outside the image counts as out)."""
     if r <= 0:
         return mask.copy()
-    return box_sum(mask, r) > (2 * r + 1) ** 2 - 0.5
+    return box_sum(mask.astype(bool), r) == (2 * r + 1) ** 2
 
 
 def luma(img: np.ndarray) -> np.ndarray:
@@ -151,10 +151,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def background_metrics(src: np.ndarray, tgt: np.ndarray, background: np.ndarray) -> dict[str, float]:
-    """The background-consistency figures the judge and CIE-Bench report, by name."""
+    """The background-consistency figures the judge and CIE-Bench report, by name.
+
+    Computed once from the per-pixel difference: an untouched background (the common case for
+    an editor that composites on the source) returns the perfect values without further work,
+    and the sums only visit pixels that differ — same results as the individual functions.
+    """
+    diff = (src != tgt).any(axis=-1) & background
+    n = int(background.sum())
+    if n == 0 or not diff.any():
+        return {"bg_ssim": 1.0, "bg_psnr": PSNR_CAP, "bg_l1": 0.0, "bg_changed": 0.0}
+    d = np.abs(src[diff].astype(np.int16) - tgt[diff].astype(np.int16))  # (n_diff, 3)
+    sq = (d.astype(np.float64) ** 2).sum() / (3 * n)
     return {
         "bg_ssim": masked_ssim(src, tgt, background),
-        "bg_psnr": masked_psnr(src, tgt, background),
-        "bg_l1": masked_l1(src, tgt, background),
-        "bg_changed": changed_fraction(src, tgt, background),
+        "bg_psnr": psnr_from_mse(float(sq)),
+        "bg_l1": float(d.sum() / (3 * n) / 255.0),
+        "bg_changed": float((d > 16).any(axis=-1).sum() / n),
     }

@@ -15,7 +15,7 @@ import os
 import tarfile
 from collections.abc import Iterable, Iterator
 
-from mcie.images import encode_jpeg, encode_png
+from mcie.images import PNG_LEVEL_FAST, encode_jpeg, encode_png
 from mcie.records import EditSample
 
 
@@ -31,7 +31,7 @@ def sample_members(sample: EditSample, lossless: bool = False) -> list[tuple[str
     for i, sub in enumerate(sample.sub_edits):
         if sub.mask is None:
             raise ValueError(f"sample {k}: sub-edit {i} has no mask")
-        out.append((f"{k}.mask{i}.png", encode_png(sub.mask)))
+        out.append((f"{k}.mask{i}.png", encode_png(sub.mask, PNG_LEVEL_FAST)))
     out.append((f"{k}.json", json.dumps(sample.to_json(), sort_keys=True).encode()))
     return out
 

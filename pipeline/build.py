@@ -91,15 +91,12 @@ class BuildUnitFn(beam.DoFn):
 
     def process(self, unit: Unit):
         t0 = time.perf_counter()
-        samples, truths = [], []
+        writer = self.sink.open_unit(unit.id)
         for i in range(unit.start, unit.stop):
             sample, truth = self.chain.make(i)
-            samples.append(sample)
-            if truth is not None:
-                truths.append(truth)
-        stats = self.sink.write_unit(unit.id, samples, truths)
-        for s in samples:
-            count_outcome(s)
+            writer.add(sample, truth)  # encoded now; the pixels are not kept
+            count_outcome(sample)
+        stats = writer.close()
         self.elapsed.update(int(1000 * (time.perf_counter() - t0)))
         self.units_done += 1
         if self.opts.run.exit_after_units is not None and self.units_done >= self.opts.run.exit_after_units:

@@ -1,8 +1,9 @@
 """The unit sink: one unit's samples → its shard(s), index part, truth part and stats.
 
 Accepted samples go to ``shards/``, rejected ones to ``rejected/`` (same layout: nothing is
-dropped), failed ones to the index only. The stats file is written last and doubles as the
-unit's done-marker.
+dropped), failed ones to the index only. Samples are encoded as they arrive and their pixels
+dropped, so a unit holds only compressed bytes (~50 KB a sample at 256 px), never decoded
+images. The stats file is written last and doubles as the unit's done-marker.
 """
 
 from __future__ import annotations
@@ -22,8 +23,56 @@ from .units import unit_stats_path
 SHARD_DIRS = {Status.ACCEPTED: "shards", Status.REJECTED: "rejected", Status.PENDING: "pending"}
 
 
+class UnitWriter:
+    """Collects one unit's samples (encoded on arrival) and writes the unit on :meth:`close`."""
+
+    def __init__(self, sink: ShardSink, unit_id: int) -> None:
+        self.sink, self.unit_id = sink, unit_id
+        self.stem = f"mcie-{unit_id:06d}"
+        self.members: dict[Status, list[tuple[str, list[tuple[str, bytes]]]]] = collections.defaultdict(list)
+        self.rows: list[dict[str, Any]] = []
+        self.truth: list[dict[str, Any]] = []
+        self.seen: set[str] = set()
+
+    def add(self, s: EditSample, truth_row: dict[str, Any] | None = None) -> None:
+        """Encode ``s`` for its shard (or record it as failed) and keep only bytes and its row."""
+        if s.key in self.seen:
+            s.reject(Reason.DUPLICATE)
+            s.key = f"{s.key}-dup{len(self.seen)}"  # stays unique, sorts right after the original
+        self.seen.add(s.key)
+        if s.status in SHARD_DIRS:
+            try:
+                self.members[s.status].append((s.key, sample_members(s, self.sink.lossless)))
+            except Exception as exc:
+                if self.sink.policy == "raise":
+                    raise
+                s.fail(Reason.ENCODE_ERROR, exc)
+        shard = f"{SHARD_DIRS[s.status]}/{self.stem}.tar" if s.status in SHARD_DIRS else None
+        self.rows.append(index_row(s, shard, self.unit_id))
+        if truth_row is not None:
+            self.truth.append(truth_row)
+
+    def close(self) -> dict[str, Any]:
+        """Write the unit's tars, index part, truth part and (last) its stats; return the stats."""
+        out = self.sink.out
+        for status, d in SHARD_DIRS.items():
+            items = sorted(self.members[status], key=lambda kv: kv[0])
+            if items or status != Status.PENDING:
+                write_tar(os.path.join(out, d, f"{self.stem}.tar"), (m for _, m in items))
+        write_rows(os.path.join(out, "parts", f"index-{self.unit_id:06d}.parquet"), self.rows, INDEX_SCHEMA)
+        if self.truth:
+            path = os.path.join(out, "parts", f"truth-{self.unit_id:06d}.parquet")
+            write_rows(path, self.truth, TRUTH_SCHEMA)
+        stats = unit_stats(self.unit_id, self.rows)
+        tmp = unit_stats_path(out, self.unit_id) + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(stats, fh, sort_keys=True, indent=1)
+        os.replace(tmp, unit_stats_path(out, self.unit_id))
+        return stats
+
+
 class ShardSink:
-    """Writes one unit at a time into an output directory."""
+    """Writes units into an output directory."""
 
     def __init__(self, out: str, lossless: bool = False, policy: str = "continue") -> None:
         self.out = out
@@ -32,62 +81,35 @@ class ShardSink:
         for d in ("parts", "stats", "shards", "rejected"):
             os.makedirs(os.path.join(out, d), exist_ok=True)
 
+    def open_unit(self, unit_id: int) -> UnitWriter:
+        """A writer for one unit; add samples to it, then close it."""
+        return UnitWriter(self, unit_id)
+
     def write_unit(
-        self,
-        unit_id: int,
-        samples: list[EditSample],
-        truth_rows: list[dict[str, Any]] | None = None,
+        self, unit_id: int, samples: list[EditSample], truth_rows: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:
-        """Write the unit and return its stats (also written as its done-marker)."""
-        stem = f"mcie-{unit_id:06d}"
-        samples = sorted(samples, key=lambda s: s.key)
-        seen: set[str] = set()
-        members: dict[Status, list[list[tuple[str, bytes]]]] = collections.defaultdict(list)
+        """Write a whole unit at once and return its stats."""
+        writer = self.open_unit(unit_id)
         for s in samples:
-            if s.key in seen:
-                s.reject(Reason.DUPLICATE)
-                s.key = f"{s.key}-dup{len(seen)}"  # stays unique, sorts right after the original
-            seen.add(s.key)
-            if s.status not in SHARD_DIRS:
-                continue
-            try:
-                members[s.status].append(sample_members(s, self.lossless))
-            except Exception as exc:
-                if self.policy == "raise":
-                    raise
-                s.fail(Reason.ENCODE_ERROR, exc)
-        rows = []
-        shard_of: dict[str, str] = {}
-        for status, d in SHARD_DIRS.items():
-            rel = f"{d}/{stem}.tar"
-            if members[status] or status != Status.PENDING:
-                write_tar(os.path.join(self.out, rel), members[status])
-            for m in members[status]:
-                shard_of[m[0][0].split(".", 1)[0]] = rel
-        for s in samples:
-            rows.append(index_row(s, shard_of.get(s.key), unit_id))
-        write_rows(os.path.join(self.out, "parts", f"index-{unit_id:06d}.parquet"), rows, INDEX_SCHEMA)
-        if truth_rows is not None:
-            write_rows(
-                os.path.join(self.out, "parts", f"truth-{unit_id:06d}.parquet"),
-                truth_rows,
-                TRUTH_SCHEMA,
-            )
-        stats = unit_stats(unit_id, samples)
-        tmp = unit_stats_path(self.out, unit_id) + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(stats, fh, sort_keys=True, indent=1)
-        os.replace(tmp, unit_stats_path(self.out, unit_id))
-        return stats
+            writer.add(s)
+        writer.truth = list(truth_rows or [])
+        return writer.close()
 
 
-def unit_stats(unit_id: int, samples: list[EditSample]) -> dict[str, Any]:
-    """Counts by status and by reason for one unit."""
-    by_status = collections.Counter(s.status.value for s in samples)
-    by_reason = collections.Counter(f"{s.status.value}:{s.reason}" for s in samples if s.reason)
+def unit_stats(unit_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by status and by reason for one unit, from its index rows (or records)."""
+
+    def get(r, k):
+        v = r[k] if isinstance(r, dict) else getattr(r, k)
+        return v.value if isinstance(v, Status) else v
+
+    by_status = collections.Counter(get(r, "status") for r in rows)
+    by_reason = collections.Counter(
+        f"{get(r, 'status')}:{get(r, 'reason')}" for r in rows if get(r, "reason")
+    )
     return {
         "unit": unit_id,
-        "candidates": len(samples),
+        "candidates": len(rows),
         "by_status": dict(sorted(by_status.items())),
         "by_reason": dict(sorted(by_reason.items())),
     }

@@ -207,7 +207,8 @@ def test_preview_contact_sheet_and_card(built, tmp_path):
     with Image.open(png) as im:
         # 4 columns of (source | target) pairs, 2 rows for 6 samples
         assert im.size == (4 * (2 * 256 + 12), 2 * (256 + 104))
-    card = open(os.path.join(built, "README.md")).read()
+    with open(os.path.join(built, "README.md")) as fh:
+        card = fh.read()
     index = pq.read_table(os.path.join(built, "index.parquet")).to_pylist()
     accepted = sum(r["status"] == "accepted" for r in index)
     assert f"| accepted | {accepted} |" in card

@@ -78,3 +78,16 @@ def test_background_metrics_keys(pair):
     a, b = pair
     out = M.background_metrics(a, b, np.ones(a.shape[:2], dtype=bool))
     assert out == {"bg_ssim": 1.0, "bg_psnr": 100.0, "bg_l1": 0.0, "bg_changed": 0.0}
+
+
+def test_background_metrics_equal_the_individual_functions(pair):
+    a, b = pair
+    b[5:15, 5:25] = np.clip(b[5:15, 5:25].astype(int) + 37, 0, 255)
+    b[40:44, 60:64] = 0
+    bg = np.ones(a.shape[:2], dtype=bool)
+    bg[0:12, 0:12] = False
+    got = M.background_metrics(a, b, bg)
+    assert got["bg_ssim"] == pytest.approx(M.masked_ssim(a, b, bg), abs=1e-12)
+    assert got["bg_psnr"] == pytest.approx(M.masked_psnr(a, b, bg), abs=1e-9)
+    assert got["bg_l1"] == pytest.approx(M.masked_l1(a, b, bg), abs=1e-12)
+    assert got["bg_changed"] == pytest.approx(M.changed_fraction(a, b, bg), abs=1e-12)

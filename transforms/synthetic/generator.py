@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mcie.images import encode_png, pixel_hash
+from mcie.images import PNG_LEVEL_FAST, encode_png, pixel_hash
 from mcie.records import EditSample, SubEdit, content_key, mask_box
 from mcie.transforms.synthetic.editor import FailureConfig, SceneEditor
 from mcie.transforms.synthetic.planner import PlanConfig, ScenePlanner
@@ -100,7 +100,7 @@ class SyntheticSource:
             "failure_types": [f["type"] for f in truth.failures],
             "failures_json": json.dumps(truth.failures, sort_keys=True),
             "executed": truth.executed,
-            "masks_png": [encode_png(m) for m in truth.masks],
+            "masks_png": [encode_png(m, PNG_LEVEL_FAST) for m in truth.masks],
         }
         return sample, truth_row
 
