@@ -188,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     v.add_argument("--rejected", action="store_true", help="show rejected samples instead of accepted ones")
 
+    from mcie.bench.cli import add_parsers as add_bench_parsers
+
+    add_bench_parsers(sub)
+
     sub.add_parser("reasons", help="list the reason codes")
     return p
 
@@ -257,6 +261,10 @@ def _run(args: argparse.Namespace) -> int:
         for r, d in DESCRIPTIONS.items():
             print(f"{r.value:24s} {d}")
         return ExitCode.OK
+    if args.command == "bench":
+        from mcie.bench.cli import run as run_bench_cli
+
+        return run_bench_cli(args)
     if args.command == "preview":
         from mcie.preview import write_preview
 

@@ -54,6 +54,11 @@ class SyntheticSource:
 
     def generate(self, seed: int, index: int) -> tuple[EditSample, dict[str, Any]]:
         """The candidate for ``index`` under ``seed`` and its truth row (for ``truth.parquet``)."""
+        _, _, sample, truth = self.generate_with_scene(seed, index)
+        return sample, truth
+
+    def generate_with_scene(self, seed: int, index: int):
+        """:meth:`generate` plus the source scene graph and the plan (for CIE-Bench)."""
         cfg = self.config
         rng = np.random.default_rng([seed, index])
         for attempt in range(5):  # a crowded scene may leave no room for a plan: draw another
@@ -102,7 +107,7 @@ class SyntheticSource:
             "executed": truth.executed,
             "masks_png": [encode_png(m, PNG_LEVEL_FAST) for m in truth.masks],
         }
-        return sample, truth_row
+        return scene, edits, sample, truth_row
 
     def failed_key(self, seed: int, index: int) -> str:
         """Key of a candidate whose generation raised: a hash of where it came from."""

@@ -1,0 +1,80 @@
+"""``mcie bench build | run | compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def add_parsers(sub) -> None:
+    """Register ``mcie bench`` and its subcommands."""
+    b = sub.add_parser("bench", help="CIE-Bench: build benchmark sets, run editors, compare runs")
+    bs = b.add_subparsers(dest="bench_command", required=True, parser_class=type(b))
+    g = bs.add_parser("build", help="write benchmark sets")
+    g.add_argument("--out", required=True, help="benchmark directory to write")
+    g.add_argument("--sets", type=int, default=400, help="synthetic sets (default 400, stratified)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
+    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets")
+    g.add_argument(
+        "--from",
+        dest="from_build",
+        default=None,
+        help="instead: held-out sets from the accepted samples of this build directory",
+    )
+    g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out with --from")
+    g.add_argument(
+        "--train-shards",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="refuse the benchmark if its source images appear in these training shards",
+    )
+    r = bs.add_parser("run", help="run an editor over a benchmark")
+    r.add_argument("--bench", required=True, help="benchmark directory")
+    r.add_argument(
+        "--editor",
+        required=True,
+        help="identity | oracle | corrupt[:RATE] | instruct-pix2pix:DIR | mcie-e1:CKPT",
+    )
+    r.add_argument("--out", required=True, help="run directory to write")
+    r.add_argument("--limit", type=int, default=None, help="only the first N sets")
+    r.add_argument(
+        "--decomposition",
+        default="none",
+        choices=["none", "oracle"],
+        help="give editors the sub-instructions and regions (oracle) or only the instruction",
+    )
+    r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
+    r.add_argument("--device", default="cpu", help="torch device for model editors")
+    c = bs.add_parser("compare", help="one comparison table over several runs")
+    c.add_argument("runs", nargs="+", help="run directories")
+    c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mcie bench ...``; returns the exit code."""
+    from . import run as bench_run
+    from . import sets
+
+    if args.bench_command == "build":
+        if args.from_build:
+            manifest = sets.build_from_output(args.out, args.from_build, args.holdout)
+        else:
+            manifest = sets.build_synthetic(args.out, args.sets, args.seed, args.image_size)
+        if args.train_shards:
+            try:
+                sets.check_no_overlap(args.out, args.train_shards)
+            except Exception:
+                for name in ("bench.parquet", "bench.json"):  # leave no refused benchmark behind
+                    os.remove(os.path.join(args.out, name))
+                raise
+        print(json.dumps(manifest, sort_keys=True))
+    elif args.bench_command == "run":
+        s = bench_run.run_bench(
+            args.bench, args.editor, args.out, args.limit, args.decomposition, args.seed, args.device
+        )
+        print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
+    else:
+        print(f"wrote {bench_run.compare(args.runs, args.out)}")
+    return 0

@@ -1,0 +1,216 @@
+"""Benchmark sets: ``mcie bench build``.
+
+A benchmark is a folder with ``bench.parquet`` (one row per set, sorted by ``set_id``) and
+``bench.json`` (how it was made). A synthetic set keeps the exact expected target and, per
+sub-instruction, its region and expected outcome; it also keeps the scene graph and plan so the
+``corrupt`` editor can re-run the synthetic failure injector with known outcomes.
+
+Sets from a validated build (``--from OUT``) form a held-out split by source-image hash: every
+sample of a held-out photo goes to the benchmark, none to training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mcie.exitcodes import UsageError
+from mcie.images import PNG_LEVEL_FAST, encode_png
+from mcie.shards import read_tar
+from mcie.transforms.synthetic.editor import FailureConfig
+from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
+from mcie.transforms.synthetic.planner import EDIT_TYPES, PlanConfig, PlannedEdit
+from mcie.transforms.synthetic.scene import Scene, SceneObject
+
+BENCH_SCHEMA = pa.schema(
+    [
+        ("set_id", pa.int32()),
+        ("key", pa.string()),
+        ("kind", pa.string()),  # "synthetic" | "real"
+        ("source_hash", pa.string()),
+        ("num_sub_edits", pa.int32()),
+        ("edit_types", pa.list_(pa.string())),
+        ("instruction", pa.string()),
+        ("sub_instructions", pa.list_(pa.string())),
+        ("src_png", pa.binary()),
+        ("expected_png", pa.binary()),
+        ("regions_png", pa.list_(pa.binary())),
+        ("scene_json", pa.string()),  # synthetic only
+        ("plan_json", pa.string()),  # synthetic only
+    ]
+)
+
+#: seeds of benchmark scenes live in their own namespace, away from any build seed
+BENCH_SEED_OFFSET = 1_000_003
+
+
+def scene_to_json(scene: Scene) -> str:
+    return json.dumps(dataclasses.asdict(scene), sort_keys=True)
+
+
+def scene_from_json(text: str) -> Scene:
+    d = json.loads(text)
+    objs = [SceneObject(**{**o, "rgb": tuple(o["rgb"]) if o["rgb"] else None}) for o in d.pop("objects")]
+    return Scene(**d, objects=objs)
+
+
+def plan_from_json(text: str) -> list[PlannedEdit]:
+    return [PlannedEdit(**e) for e in json.loads(text)]
+
+
+def build_synthetic(out: str, sets: int = 400, seed: int = 0, image_size: int = 256) -> dict[str, Any]:
+    """``sets`` synthetic sets stratified by number of sub-instructions (2-5, equal shares) and
+    by edit type (set i must contain edit type i mod 7); expected targets are exact."""
+    if sets < 1:
+        raise UsageError(f"--sets must be >= 1, got {sets}")
+    os.makedirs(out, exist_ok=True)
+    if os.path.exists(os.path.join(out, "bench.parquet")):
+        raise UsageError(f"{out!r} already holds a benchmark; pick a new directory")
+    sources = {
+        k: SyntheticSource(
+            SyntheticConfig(
+                image_size=image_size,
+                plan=PlanConfig(min_edits=k, max_edits=k),
+                failures=FailureConfig(rate=0.0),
+            )
+        )
+        for k in (2, 3, 4, 5)
+    }
+    rows = []
+    for set_id in range(sets):
+        k = 2 + set_id % 4
+        want = EDIT_TYPES[(set_id // 4) % len(EDIT_TYPES)]
+        src = sources[k]
+        for attempt in range(200):  # rejection sampling, deterministic in (seed, set_id, attempt)
+            index = set_id * 1000 + attempt
+            scene, edits, sample, truth = src.generate_with_scene(BENCH_SEED_OFFSET + seed, index)
+            if want in {e.edit_type for e in edits}:
+                break
+        rows.append(
+            {
+                "set_id": set_id,
+                "key": sample.key,
+                "kind": "synthetic",
+                "source_hash": sample.source_hash,
+                "num_sub_edits": len(edits),
+                "edit_types": [e.edit_type for e in edits],
+                "instruction": sample.instruction,
+                "sub_instructions": [e.instruction for e in edits],
+                "src_png": encode_png(sample.src, PNG_LEVEL_FAST),
+                "expected_png": encode_png(sample.tgt, PNG_LEVEL_FAST),
+                "regions_png": truth["masks_png"],
+                "scene_json": scene_to_json(scene),
+                "plan_json": json.dumps([dataclasses.asdict(e) for e in edits], sort_keys=True),
+            }
+        )
+    return _write(out, rows, {"kind": "synthetic", "sets": sets, "seed": seed, "image_size": image_size})
+
+
+def _holdout(source_hash: str, fraction: float) -> bool:
+    """Deterministic split by source-image hash: the same photo always lands on the same side."""
+    h = int(hashlib.blake2b(source_hash.encode(), digest_size=8).hexdigest(), 16)
+    return (h % 10_000) / 10_000 < fraction
+
+
+def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[str, Any]:
+    """Held-out sets from the accepted samples of a (validated) build: every sample whose
+    source-image hash falls in the held-out ``fraction``; the reference target and masks are
+    the validated ones."""
+    if not 0 < fraction < 1:
+        raise UsageError(f"--holdout must be in (0, 1), got {fraction}")
+    paths = sorted(glob.glob(os.path.join(build_dir, "shards", "*.tar")))
+    if not paths:
+        raise UsageError(f"{build_dir!r} has no shards/*.tar")
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    for path in paths:
+        for key, m in read_tar(path):
+            meta = json.loads(m["json"])
+            if not _holdout(meta["source_hash"], fraction):
+                continue
+            ext = "png" if "src.png" in m else "jpg"
+            k = len(meta["sub_edits"])
+            rows.append(
+                {
+                    "set_id": 0,
+                    "key": key,
+                    "kind": "real",
+                    "source_hash": meta["source_hash"],
+                    "num_sub_edits": k,
+                    "edit_types": [s["edit_type"] for s in meta["sub_edits"]],
+                    "instruction": meta["instruction"],
+                    "sub_instructions": [s["instruction"] for s in meta["sub_edits"]],
+                    "src_png": m[f"src.{ext}"],
+                    "expected_png": m[f"tgt.{ext}"],
+                    "regions_png": [m[f"mask{i}.png"] for i in range(k)],
+                    "scene_json": None,
+                    "plan_json": None,
+                }
+            )
+    rows.sort(key=lambda r: r["key"])
+    for i, r in enumerate(rows):
+        r["set_id"] = i
+    return _write(out, rows, {"kind": "real", "from": os.path.abspath(build_dir), "holdout": fraction})
+
+
+def training_split(build_dir: str, fraction: float) -> set[str]:
+    """Source hashes a trainer must leave out to keep the held-out split clean."""
+    hashes = (
+        pq.read_table(os.path.join(build_dir, "index.parquet"), columns=["source_hash"]).column(0).to_pylist()
+    )
+    return {h for h in hashes if h and _holdout(h, fraction)}
+
+
+def check_no_overlap(bench_dir: str, train_globs: list[str]) -> None:
+    """Refuse a benchmark whose source images appear in the given training shards."""
+    bench_hashes = set(
+        pq.read_table(os.path.join(bench_dir, "bench.parquet"), columns=["source_hash"]).column(0).to_pylist()
+    )
+    clash = set()
+    for pattern in train_globs:
+        paths = sorted(glob.glob(pattern))
+        if not paths:
+            raise UsageError(f"--train-shards {pattern!r} matches no file")
+        for path in paths:
+            for _, m in read_tar(path):
+                h = json.loads(m["json"]).get("source_hash")
+                if h in bench_hashes:
+                    clash.add(h)
+    if clash:
+        raise UsageError(
+            f"{len(clash)} benchmark source image(s) also appear in the training shards "
+            f"(e.g. {sorted(clash)[0]}); the benchmark must be held out by source image"
+        )
+
+
+def _write(out: str, rows: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+    table = pa.Table.from_pylist(rows, schema=BENCH_SCHEMA)
+    pq.write_table(table, os.path.join(out, "bench.parquet"), compression="zstd")
+    counts = {
+        "sets": len(rows),
+        "by_num_sub_edits": {str(k): sum(r["num_sub_edits"] == k for r in rows) for k in range(1, 6)},
+        "by_edit_type": {t: sum(t in r["edit_types"] for r in rows) for t in EDIT_TYPES},
+    }
+    manifest = {**manifest, **counts}
+    with open(os.path.join(out, "bench.json"), "w") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+    return manifest
+
+
+def load_bench(bench_dir: str) -> list[dict[str, Any]]:
+    """The rows of a benchmark, sorted by ``set_id``."""
+    path = os.path.join(bench_dir, "bench.parquet")
+    if not os.path.exists(path):
+        raise UsageError(f"{bench_dir!r} is not a benchmark (no bench.parquet); run `mcie bench build`")
+    return pq.read_table(path, schema=BENCH_SCHEMA).to_pylist()
+
+
+__all__ = ["build_synthetic", "build_from_output", "check_no_overlap", "load_bench", "np"]

@@ -1,0 +1,180 @@
+"""CIE-Bench: sets, the exact checker, background metrics, editors, reports, compare."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mcie.bench.metrics import score_set
+from mcie.bench.sets import load_bench
+from mcie.cli import main
+from mcie.metrics import masked_psnr, masked_ssim
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("bench") / "b")
+    assert main(["bench", "build", "--out", out, "--sets", "28", "--image-size", "128", "--seed", "3"]) == 0
+    return out
+
+
+def _run(bench, editor, tmp):
+    out = str(tmp / editor.replace(":", "_"))
+    assert main(["bench", "run", "--bench", bench, "--editor", editor, "--out", out]) == 0
+    with open(os.path.join(out, "summary.json")) as fh:
+        summary = json.load(fh)
+    with open(os.path.join(out, "samples.jsonl")) as fh:
+        rows = [json.loads(line) for line in fh]
+    return out, summary, rows
+
+
+def test_sets_are_stratified(bench):
+    rows = load_bench(bench)
+    assert [r["set_id"] for r in rows] == list(range(28))
+    assert {r["num_sub_edits"] for r in rows} == {2, 3, 4, 5}
+    assert sum(r["num_sub_edits"] == 2 for r in rows) == 7
+    types = {t for r in rows for t in r["edit_types"]}
+    assert types == {"add", "remove", "recolour", "move", "resize", "replace", "pattern"}
+    for r in rows:
+        assert len(r["regions_png"]) == r["num_sub_edits"] == len(r["sub_instructions"])
+
+
+def test_identity_oracle_and_corrupt(bench, tmp_path):
+    _, ident, _ = _run(bench, "identity", tmp_path)
+    assert ident["instruction_compliance"] <= 0.05 and ident["all_executed_rate"] == 0.0
+    assert (
+        ident["background_ssim"] == 1.0
+        and ident["background_psnr"] == 100.0
+        and ident["background_l1"] == 0.0
+    )
+    _, oracle, _ = _run(bench, "oracle", tmp_path)
+    assert oracle["instruction_compliance"] == 1.0 and oracle["all_executed_rate"] == 1.0
+    assert oracle["background_psnr"] == 100.0 and oracle["l1"] == 0.0
+    out, corrupt, rows = _run(bench, "corrupt:0.7", tmp_path)
+    known = [e for r in rows for e in r["known_executed"]]
+    assert [e for r in rows for e in r["executed"]] == known  # exactly the known outcomes
+    assert corrupt["sub_instruction_compliance"] == pytest.approx(np.mean(known), abs=1e-4)
+    assert corrupt["instruction_compliance"] == pytest.approx(
+        np.mean([np.mean(r["known_executed"]) for r in rows]), abs=1e-4
+    )
+    assert 0.3 < corrupt["instruction_compliance"] < 1.0
+    for name in (
+        "summary.md",
+        "summary.csv",
+        "compliance_by_num_sub_edits.png",
+        "compliance_by_edit_type.png",
+        "contact.png",
+    ):
+        assert os.path.getsize(os.path.join(out, name)) > 100
+    assert set(corrupt["by_num_sub_edits"]) == {"2", "3", "4", "5"}
+    assert corrupt["lpips"] is None  # not available here; never faked
+    cmp_dir = str(tmp_path / "cmp")
+    assert (
+        main(
+            ["bench", "compare", str(tmp_path / "identity"), str(tmp_path / "oracle"), out, "--out", cmp_dir]
+        )
+        == 0
+    )
+    with open(os.path.join(cmp_dir, "comparison.md")) as fh:
+        table = fh.read()
+    assert "| identity | 28 | 0.0" in table and "| oracle | 28 | 1.0" in table
+
+
+def test_background_metrics_ignore_every_pixel_inside_the_regions():
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    region = np.zeros((64, 64), dtype=bool)
+    region[10:30, 20:50] = True
+    out = src.copy()
+    out[region] = 255 - out[region]  # change only pixels inside the region
+    s = score_set(src, out, out, [region])
+    assert s["background_ssim"] == 1.0 and s["background_psnr"] == 100.0 and s["background_l1"] == 0.0
+    out[0, 0] = 255 - out[0, 0]  # one pixel outside
+    assert score_set(src, out, out, [region])["background_psnr"] < 100.0
+
+
+def _reference_ssim(a, b, bg):
+    """Independent SSIM: explicit 7x7 windows, sample covariance, skimage's constants."""
+
+    def y(img):
+        return img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+    x, z = y(a), y(b)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    vals = []
+    h, w = x.shape
+    for i in range(3, h - 3):
+        for j in range(3, w - 3):
+            if not bg[i - 3 : i + 4, j - 3 : j + 4].all():
+                continue
+            p, q = x[i - 3 : i + 4, j - 3 : j + 4].ravel(), z[i - 3 : i + 4, j - 3 : j + 4].ravel()
+            mp, mq = p.mean(), q.mean()
+            vp, vq = p.var(ddof=1), q.var(ddof=1)
+            cov = ((p - mp) * (q - mq)).sum() / (len(p) - 1)
+            vals.append(((2 * mp * mq + c1) * (2 * cov + c2)) / ((mp**2 + mq**2 + c1) * (vp + vq + c2)))
+    return float(np.mean(vals))
+
+
+def test_ssim_and_psnr_agree_with_independent_implementations():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    bg = np.ones((40, 48), dtype=bool)
+    bg[5:15, 10:30] = False
+    assert masked_ssim(a, b, bg) == pytest.approx(_reference_ssim(a, b, bg), abs=1e-9)
+    mse = ((a[bg].astype(float) - b[bg].astype(float)) ** 2).mean()
+    assert masked_psnr(a, b, bg) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
+
+
+def test_bench_usage_errors(bench, tmp_path):
+    assert (
+        main(["bench", "run", "--bench", str(tmp_path), "--editor", "identity", "--out", str(tmp_path / "r")])
+        == 1
+    )
+    assert main(["bench", "run", "--bench", bench, "--editor", "nonsense", "--out", str(tmp_path / "s")]) == 1
+    assert main(["bench", "build", "--out", bench]) == 1  # already a benchmark
+
+
+def test_held_out_split_and_overlap_refusal(built, tmp_path):
+    out = str(tmp_path / "real")
+    assert main(["bench", "build", "--out", out, "--from", built, "--holdout", "0.5"]) == 0
+    rows = load_bench(out)
+    assert 0 < len(rows) < 60 and {r["kind"] for r in rows} == {"real"}
+    # the training shards contain the held-out photos: refused
+    shards = os.path.join(built, "shards", "*.tar")
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--out",
+                str(tmp_path / "real2"),
+                "--from",
+                built,
+                "--holdout",
+                "0.5",
+                "--train-shards",
+                shards,
+            ]
+        )
+        == 1
+    )
+    # a synthetic benchmark lives in its own seed namespace: no overlap
+    assert (
+        main(
+            [
+                "bench",
+                "build",
+                "--out",
+                str(tmp_path / "syn"),
+                "--sets",
+                "4",
+                "--image-size",
+                "64",
+                "--train-shards",
+                shards,
+            ]
+        )
+        == 0
+    )
