@@ -214,3 +214,15 @@ def test_preview_contact_sheet_and_card(built, tmp_path):
     assert f"| accepted | {accepted} |" in card
     assert "type/token ratio" in card and "sub-instruction templates" in card
     assert main(["preview", str(tmp_path)]) == 1  # no shards there: a usage error
+
+
+def test_presets_and_explicit_flags():
+    from mcie.cli import _options, build_parser
+
+    def opts(*argv):
+        return _options(build_parser().parse_args(["build", "--out", "/tmp/never-written", *argv]))
+
+    assert (opts("--preset", "mcie").samples, opts("--preset", "mcie").shard_size) == (90000, 1000)
+    assert (opts("--preset", "demo").samples, opts("--preset", "demo").shard_size) == (1200, 200)
+    assert opts("--preset", "mcie", "--samples", "10").samples == 10  # a flag wins over the preset
+    assert (opts().samples, opts().shard_size) == (1000, 500)
