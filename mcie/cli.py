@@ -216,10 +216,11 @@ def _options(args: argparse.Namespace):
         )
         kw: dict[str, Any] = {"out": args.out, "resume": args.resume, "run": run}
         if hasattr(args, "samples"):
+            size = {**DEFAULT_SIZE, **PRESETS.get(args.preset or "", {})}
             kw.update(
-                samples=args.samples,
+                samples=args.samples if args.samples is not None else size["samples"],
+                shard_size=args.shard_size if args.shard_size is not None else size["shard_size"],
                 seed=args.seed,
-                shard_size=args.shard_size,
                 synthetic=SyntheticConfig(
                     image_size=args.image_size,
                     plan=PlanConfig(min_edits=args.min_edits, max_edits=args.max_edits),
