@@ -85,7 +85,7 @@ def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--shard-size",
         type=int,
-        default=500,
+        default=None,
         help="candidates per unit of work and per shard (default 500)",
     )
     g.add_argument(
