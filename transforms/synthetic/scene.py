@@ -255,18 +255,6 @@ def fill_fraction(shape: str) -> float:
     return float(a.sum() / (200.0 * 200.0))
 
 
-@functools.lru_cache(maxsize=256)
-def footprint_area(shape: str, r: float) -> float:
-    """Pixels a ``shape`` of radius ``r`` touches (anti-aliased rim included), averaged over a
-    few sub-pixel placements: what a footprint of it should measure."""
-    n = int(2 * r) + 8
-    areas = []
-    for off in (0.0, 0.25, 0.5, 0.75):
-        _, a = coverage(SceneObject(shape, "red", "large", n / 2 + off, n / 2 + off / 2, r), n)
-        areas.append(float((a > 0).sum()))
-    return float(np.mean(areas))
-
-
 @functools.cache
 def shape_centroid(shape: str) -> tuple[float, float]:
     """Centroid of ``shape``'s area relative to its centre, in units of its radius."""
