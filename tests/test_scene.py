@@ -163,3 +163,13 @@ def test_hue_shift():
     shifted = hue_shift(red, 30)
     assert max(abs(a - b) for a, b in zip(red, shifted, strict=True)) >= 60
     assert hue_shift(red, 360) == red
+
+
+def test_visible_footprint_matches_footprints():
+    from mcie.transforms.synthetic.scene import visible_footprint
+
+    for i in range(5):
+        scene = random_scene(np.random.default_rng([9, i]), 96, 4, 7, overlap_rate=0.9)
+        all_fp = footprints(scene)
+        for j in range(len(scene.objects)):
+            assert (visible_footprint(scene, j) == all_fp[j]).all()

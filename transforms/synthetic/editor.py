@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mcie.transforms.synthetic.planner import PlannedEdit, hue_shift
-from mcie.transforms.synthetic.scene import Scene, SceneObject, footprints, render
+from mcie.transforms.synthetic.scene import Scene, SceneObject, footprints, render, visible_footprint
 
 FAILURE_TYPES = ("wrong_object", "missed", "partial", "background_drift", "colour_off")
 #: edit types each failure can hit
@@ -117,8 +117,7 @@ def intended_masks(source: Scene, edits: list[PlannedEdit], src_fp: list[np.ndar
         if e.edit_type != "remove":
             after = source.copy()
             apply_edit(after, e, e.target)
-            fp = footprints(after)
-            m |= fp[-1] if e.edit_type == "add" else fp[e.target]
+            m |= visible_footprint(after, len(after.objects) - 1 if e.edit_type == "add" else e.target)
         out.append(m)
     return out
 

@@ -232,6 +232,19 @@ def render(scene: Scene) -> np.ndarray:
     return np.rint(img).astype(np.uint8)
 
 
+def visible_footprint(scene: Scene, i: int) -> np.ndarray:
+    """The visible footprint of ``scene.objects[i]`` alone (same as ``footprints(scene)[i]``,
+    without computing the others')."""
+    n = scene.size
+    (x0, y0, x1, y1), a = coverage(scene.objects[i], n)
+    m = np.zeros((n, n), dtype=bool)
+    m[y0:y1, x0:x1] = a > 0
+    for obj in scene.objects[i + 1 :]:
+        (u0, v0, u1, v1), b = coverage(obj, n)
+        m[v0:v1, u0:u1] &= ~(b >= 1.0)
+    return m
+
+
 def footprints(scene: Scene) -> list[np.ndarray]:
     """Each object's visible footprint, ``bool`` (H, W): its coverage touches the pixel and no
     object in front covers the pixel fully."""
