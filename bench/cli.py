@@ -47,6 +47,8 @@ def add_parsers(sub) -> None:
     )
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
+    r.add_argument("--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T")
+    r.add_argument("--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity")
     c = bs.add_parser("compare", help="one comparison table over several runs")
     c.add_argument("runs", nargs="+", help="run directories")
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
@@ -72,7 +74,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, sort_keys=True))
     elif args.bench_command == "run":
         s = bench_run.run_bench(
-            args.bench, args.editor, args.out, args.limit, args.decomposition, args.seed, args.device
+            args.bench,
+            args.editor,
+            args.out,
+            args.limit,
+            args.decomposition,
+            args.seed,
+            args.device,
+            args.clip,
+            args.dino,
         )
         print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
     else:

@@ -68,10 +68,11 @@ def summarize(rows: list[dict[str, Any]], editor: str, extra: dict[str, Any]) ->
             for t, v in sorted(by_type.items())
         },
         "lpips": None,
-        "clip_i": None,
-        "clip_t": None,
-        "dino": None,
-        "unavailable": "LPIPS needs torchvision and its weights; CLIP-I/CLIP-T/DINO need local models",
+        **{
+            k: round(float(np.mean([r[k] for r in rows])), 4) if rows and k in rows[0] else None
+            for k in ("clip_i", "clip_t", "dino")
+        },
+        "unavailable": "LPIPS needs torchvision and its weights; CLIP-I, CLIP-T, DINO need --clip, --dino",
         **extra,
     }
 
@@ -84,8 +85,11 @@ def run_bench(
     decomposition: str = "none",
     seed: int = 0,
     device: str = "cpu",
+    clip: str | None = None,
+    dino: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``editor_spec`` over the benchmark and write the reports; returns the summary."""
+    """Run ``editor_spec`` over the benchmark and write the reports; returns the summary.
+    ``clip`` / ``dino``: local model directories for the MagicBrush CLIP-I/CLIP-T and DINO."""
     if decomposition not in ("none", "oracle"):
         raise UsageError(f"--decomposition must be none or oracle, got {decomposition!r}")
     rows_in = load_bench(bench_dir)[:limit] if limit else load_bench(bench_dir)
@@ -93,6 +97,17 @@ def run_bench(
         raise UsageError(f"{out!r} already holds a run; pick a new directory")
     os.makedirs(out, exist_ok=True)
     editor = make_editor(editor_spec, seed=seed, device=device)
+    scorers = []
+    if clip:
+        from .embed import ClipScorer
+
+        c = ClipScorer(clip, device)
+        scorers.append(lambda it, o: c.score(o, it.expected, it.instruction))
+    if dino:
+        from .embed import DinoScorer
+
+        d = DinoScorer(dino, device)
+        scorers.append(lambda it, o: d.score(o, it.expected))
     results, sheet = [], []
     t0 = time.perf_counter()
     with open(os.path.join(out, "samples.jsonl"), "w") as fh:
@@ -107,6 +122,7 @@ def run_bench(
                 "instruction": item.instruction,
                 **score_set(item.src, item.expected, output, item.regions),
                 **info,
+                **{k: v for f in scorers for k, v in f(item, output).items()},
             }
             fh.write(json.dumps(res, sort_keys=True) + "\n")
             results.append(res)
@@ -163,7 +179,11 @@ def _write_reports(out: str, s: dict[str, Any]) -> None:
         )
     lines += ["", "| edit type | sub-instructions | compliance |", "|---|---|---|"]
     lines += [f"| {t} | {v['sub_instructions']} | {v['compliance']} |" for t, v in s["by_edit_type"].items()]
-    lines += ["", f"LPIPS, CLIP-I, CLIP-T, DINO: not computed ({s['unavailable']})."]
+    lines += [
+        "",
+        f"CLIP-I {s['clip_i']}, CLIP-T {s['clip_t']}, DINO {s['dino']}, LPIPS {s['lpips']}"
+        f" (null: not computed — {s['unavailable']}).",
+    ]
     with open(os.path.join(out, "summary.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     with open(os.path.join(out, "summary.csv"), "w", newline="") as fh:

@@ -178,3 +178,97 @@ def test_held_out_split_and_overlap_refusal(built, tmp_path):
         )
         == 0
     )
+
+
+def _tiny_embedders(root):
+    """A tiny random CLIP (in-memory tokenizer) and DINOv2, saved like users' local model dirs."""
+    import torch
+    from transformers import (
+        BitImageProcessorPil,
+        CLIPConfig,
+        CLIPImageProcessorPil,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+        Dinov2Config,
+        Dinov2Model,
+    )
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in "abcdefghijklmnopqrstuvwxyz":
+        vocab[ch] = len(vocab)
+        vocab[ch + "</w>"] = len(vocab)
+    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
+    small = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    cfg = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(vocab), max_position_embeddings=32, bos_token_id=0, eos_token_id=1, **small
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **small),
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(f"{root}/clip")
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(f"{root}/clip")
+    Dinov2Model(Dinov2Config(image_size=32, patch_size=8, **small)).save_pretrained(f"{root}/dino")
+    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        f"{root}/dino"
+    )
+    return f"{root}/clip", f"{root}/dino"
+
+
+def test_clip_and_dino_metrics_from_local_models(bench, tmp_path):
+    clip, dino = _tiny_embedders(str(tmp_path))
+    out = str(tmp_path / "oracle-clip")
+    assert (
+        main(
+            [
+                "bench",
+                "run",
+                "--bench",
+                bench,
+                "--editor",
+                "oracle",
+                "--out",
+                out,
+                "--limit",
+                "4",
+                "--clip",
+                clip,
+                "--dino",
+                dino,
+            ]
+        )
+        == 0
+    )
+    with open(os.path.join(out, "summary.json")) as fh:
+        s = json.load(fh)
+    # the oracle's output is the reference: image-image similarities are exactly 1
+    assert s["clip_i"] == pytest.approx(1.0, abs=1e-4) and s["dino"] == pytest.approx(1.0, abs=1e-4)
+    assert -1.0 <= s["clip_t"] <= 1.0
+    out2 = str(tmp_path / "identity-clip")
+    assert (
+        main(
+            [
+                "bench",
+                "run",
+                "--bench",
+                bench,
+                "--editor",
+                "identity",
+                "--out",
+                out2,
+                "--limit",
+                "4",
+                "--clip",
+                clip,
+                "--dino",
+                dino,
+            ]
+        )
+        == 0
+    )
+    with open(os.path.join(out2, "summary.json")) as fh:
+        s2 = json.load(fh)
+    assert s2["clip_i"] < 1.0 - 1e-6 and s2["dino"] < 1.0 - 1e-6  # the source is not the target
