@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("reasons", help="list the reason codes")
+
+    from mcie.model import cli as model_cli
+
+    model_cli.add_parsers(sub)
     return p
 
 
@@ -238,6 +242,10 @@ def _run(args: argparse.Namespace) -> int:
         for r, d in DESCRIPTIONS.items():
             print(f"{r.value:24s} {d}")
         return ExitCode.OK
+    if args.command in ("train", "edit"):
+        from mcie.model import cli as model_cli
+
+        return model_cli.run(args)
     if args.command == "audit":
         from mcie.audit import audit, format_report
 

@@ -193,6 +193,9 @@ class MCIEEditor(nn.Module):
 
     def save(self, path: str) -> None:
         """Write the checkpoint folders (see the module docstring)."""
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one bar per saved part clutters training logs
         os.makedirs(os.path.join(path, "mcie"), exist_ok=True)
         procs = self.unet.attn_processors
         self.unet.set_attn_processor(AttnProcessor2_0())  # keep SACA/BCCA out of the UNet's weights
