@@ -127,7 +127,9 @@ def _template_patterns() -> list[tuple[str, re.Pattern, list[str]]]:
 
 
 _PATTERNS = _template_patterns()
-_CELL_BY_PHRASE = {v: k for words in (planner.CELL_WORDS, planner.CELL_DESTINATIONS) for k, v in words.items()}
+_CELL_BY_PHRASE = {
+    v: k for words in (planner.CELL_WORDS, planner.CELL_DESTINATIONS) for k, v in words.items()
+}
 
 
 def match_template(sub: str) -> tuple[str, dict[str, str]] | None:

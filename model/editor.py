@@ -249,7 +249,7 @@ class MCIEEditor(nn.Module):
         for name, p in self.processors.items():
             for g in ("saca_gate", "bcca_gate"):
                 if hasattr(p, g):
-                    out[f"{name}.{g}"] = float(getattr(p, g))
+                    out[f"{name}.{g}"] = float(getattr(p, g).detach())
         return out
 
     def trainable_parameters(self) -> list[nn.Parameter]:
