@@ -7,8 +7,8 @@ K is the config's ``max_sub_edits``: a sample with more sub-edits keeps the firs
 synthetic grammar writes at most 5, the default K).
 
 Resizing (our choice): the shorter side goes to R and the centre R x R square is kept, with the
-same box for source, target and masks; masks are resized by area and thresholded at > 0, so a
-region never vanishes at low resolution.
+same box for source, target and masks; masks are max-pooled (any masked pixel marks its cell),
+so a region never vanishes at low resolution.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import webdataset as wds
 from PIL import Image
 
@@ -49,8 +50,11 @@ def _image(a: np.ndarray, res: int) -> torch.Tensor:
 
 
 def _mask(a: np.ndarray, res: int) -> torch.Tensor:
-    im = Image.fromarray(a).crop(_crop_box(a.shape[1], a.shape[0])).resize((res, res), Image.BOX)
-    return torch.from_numpy((np.asarray(im) > 0).astype(np.float32))  # (R, R)
+    x0, y0, x1, y1 = _crop_box(a.shape[1], a.shape[0])
+    m = torch.from_numpy((a[y0:y1, x0:x1] > 0).astype(np.float32))[None, None]  # (1, 1, S, S)
+    if m.shape[-1] >= res:  # any masked pixel marks its cell: max-pooling
+        return F.adaptive_max_pool2d(m, res)[0, 0]  # (R, R)
+    return F.interpolate(m, size=(res, res), mode="nearest")[0, 0]
 
 
 class SampleDecoder:
