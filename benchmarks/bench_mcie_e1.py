@@ -65,33 +65,44 @@ def plain_loss(model: MCIEEditor, batch: dict, g: torch.Generator) -> torch.Tens
     return F.mse_loss(pred.float(), noise.float())
 
 
-def time_steps(model, loss_fn, batch, args, device) -> dict:
-    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-5)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.dtype == "bf16" else nullcontext()
-    g = torch.Generator().manual_seed(0)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(args.warmup + args.steps):
-        if device.type == "cuda":
+class StepTimer:
+    """One variant's model, optimiser and loss; ``step()`` runs and times one training step."""
+
+    def __init__(self, model, loss_fn, batch, args, device) -> None:
+        self.model, self.loss_fn, self.batch, self.device = model, loss_fn, batch, device
+        self.opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-5)
+        self.bf16 = args.dtype == "bf16"
+        self.g = torch.Generator().manual_seed(0)
+        self.times: list[float] = []
+
+    def step(self, record: bool) -> None:
+        cuda = self.device.type == "cuda"
+        if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with autocast:
-            loss = loss_fn(model, batch, g)
+            loss = self.loss_fn(self.model, self.batch, self.g)
         loss.backward()
-        opt.step()
-        if device.type == "cuda":
+        self.opt.step()
+        if cuda:
             torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    med = times[len(times) // 2]
-    out = {"step_s_median": round(med, 4), "samples_per_s": round(args.batch_size / med, 2)}
-    if device.type == "cuda":
-        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    return out
+        if record:
+            self.times.append(time.perf_counter() - t0)
+
+    def summary(self, batch_size: int) -> dict:
+        times = sorted(self.times)
+        med = times[len(times) // 2]
+        return {"step_s_median": round(med, 4), "samples_per_s": round(batch_size / med, 2)}
+
+
+def prepare(model: MCIEEditor, device) -> MCIEEditor:
+    model.to(device)
+    for part in (model.text_encoder, model.vae):
+        if part is not None:
+            part.requires_grad_(False)
+    return model
 
 
 def main() -> None:
@@ -117,18 +128,35 @@ def main() -> None:
     plain.unet.set_attn_processor(AttnProcessor2_0())  # same weights, diffusers' default processors
     plain.processors = {}
     batch = synthetic_batch(mcie, args.batch_size, cfg.resolution, args.sub_edits)
-    results = {}
-    for name, model, fn in (
-        ("plain", plain, plain_loss),
-        ("mcie-e1", mcie, lambda m, b, g: training_loss(m, b, g, dropout=0.0)),
-    ):
-        model.to(device)
-        for part in (model.text_encoder, model.vae):
-            if part is not None:
-                part.requires_grad_(False)
-        results[name] = time_steps(model, fn, batch, args, device)
-        results[name]["unet_params_m"] = round(sum(p.numel() for p in model.trainable_parameters()) / 1e6, 3)
-        model.to("cpu")
+    variants = {
+        "plain": (plain, plain_loss),
+        "mcie-e1": (mcie, lambda m, b, g: training_loss(m, b, g, dropout=0.0)),
+    }
+    results: dict = {}
+    if device.type == "cpu":
+        # CPU: interleave the variants step by step, so load from other processes hits both alike
+        timers = {
+            n: StepTimer(prepare(m, device), fn, batch, args, device) for n, (m, fn) in variants.items()
+        }
+        for i in range(args.warmup + args.steps):
+            for timer in timers.values():
+                timer.step(record=i >= args.warmup)
+        for n, timer in timers.items():
+            results[n] = timer.summary(args.batch_size)
+    else:
+        # GPU: one variant at a time, so each one's peak memory is its own
+        for n, (m, fn) in variants.items():
+            timer = StepTimer(prepare(m, device), fn, batch, args, device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            for i in range(args.warmup + args.steps):
+                timer.step(record=i >= args.warmup)
+            results[n] = timer.summary(args.batch_size)
+            results[n]["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            del timer
+            m.to("cpu")
+    for n, (m, _) in variants.items():
+        results[n]["unet_params_m"] = round(sum(p.numel() for p in m.trainable_parameters()) / 1e6, 3)
     results["ratio_step_time"] = round(
         results["mcie-e1"]["step_s_median"] / results["plain"]["step_s_median"], 3
     )

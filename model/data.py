@@ -43,13 +43,15 @@ def _crop_box(w: int, h: int) -> tuple[int, int, int, int]:
     return (x0, y0, x0 + s, y0 + s)
 
 
-def _image(a: np.ndarray, res: int) -> torch.Tensor:
+def resize_image(a: np.ndarray, res: int) -> torch.Tensor:
+    """(H, W, 3) uint8 → (3, R, R) float in [-1, 1]: centre square, bicubic."""
     im = Image.fromarray(a).crop(_crop_box(a.shape[1], a.shape[0])).resize((res, res), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(im, dtype=np.float32)).permute(2, 0, 1)  # (3, R, R)
     return x / 127.5 - 1.0
 
 
-def _mask(a: np.ndarray, res: int) -> torch.Tensor:
+def resize_mask(a: np.ndarray, res: int) -> torch.Tensor:
+    """(H, W) mask → (R, R) float in {0, 1}: centre square, max-pooled (nearest when enlarging)."""
     x0, y0, x1, y1 = _crop_box(a.shape[1], a.shape[0])
     m = torch.from_numpy((a[y0:y1, x0:x1] > 0).astype(np.float32))[None, None]  # (1, 1, S, S)
     if m.shape[-1] >= res:  # any masked pixel marks its cell: max-pooling
@@ -83,12 +85,12 @@ class SampleDecoder:
         r = self.resolution
         regions = torch.zeros(self.k, r, r)
         for i in range(len(subs)):
-            regions[i] = _mask(decode_mask(sample[f"mask{i}.png"]), r)
+            regions[i] = resize_mask(decode_mask(sample[f"mask{i}.png"]), r)
         texts = [s["instruction"] for s in subs] + [""] * (self.k - len(subs))
         return {
             "key": key,
-            "src": _image(src, r),
-            "tgt": _image(tgt, r),
+            "src": resize_image(src, r),
+            "tgt": resize_image(tgt, r),
             "regions": regions,
             "n_sub": len(subs),
             "input_ids": self._ids([meta["instruction"]])[0],

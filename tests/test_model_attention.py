@@ -184,3 +184,31 @@ def test_config_rejects_bad_values():
     sd = MCIEConfig.preset_config("sd15")
     assert sd.block_out_channels == (320, 640, 1280, 1280) and sd.cross_attention_dim == 768
     assert MCIEConfig.from_json(sd.to_json()) == sd
+
+
+def test_guidance_blocks_line_up_per_sample(model):
+    """Under guidance the batch is [text+image, image only, neither] in blocks of B: block 0 must
+    give what a plain B-batch gives (per-sample regions stay with their sample)."""
+    m2 = copy.deepcopy(model)
+    _set_gates(m2, 1.0)
+    regions = _regions()
+    regions[1] = regions[1].flip(-1)  # the two samples differ
+    noisy, t, cond = _cond(m2, regions)
+    empty = m2.encode_ids(m2.tokenize([""] * 2))
+    empty_sub = empty[:, None].expand_as(cond.sub_text)
+    zeros = torch.zeros_like(cond.src)
+    three = Conditioning(
+        torch.cat([cond.text, empty, empty]),
+        torch.cat([cond.src, cond.src, zeros]),
+        torch.cat([cond.sub_text, empty_sub, empty_sub]),
+        torch.cat([cond.regions] * 3),
+        torch.cat([cond.bg_mask, cond.bg_mask, torch.zeros_like(cond.bg_mask)]),
+    )
+    neither = Conditioning(empty, zeros, empty_sub, cond.regions, torch.zeros_like(cond.bg_mask))
+    with torch.no_grad():
+        out3 = m2.unet_forward(torch.cat([noisy] * 3), torch.cat([t] * 3), three).chunk(3)
+        single = m2.unet_forward(noisy, t, cond)
+        alone = m2.unet_forward(noisy, t, neither)
+    assert torch.allclose(out3[0], single, atol=1e-5)
+    assert torch.allclose(out3[2], alone, atol=1e-5)
+    assert not torch.allclose(out3[0], out3[2], atol=1e-3)

@@ -170,3 +170,36 @@ def test_overfit_eight_samples(shards):
         opt.step()
     after = fixed_loss()
     assert before / after >= 5, (before, after)
+
+
+def test_edit_with_json_decomposition_uses_both_branches(source_image, tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    model = MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=3)
+    for p in model.processors.values():
+        p.saca_gate.data.fill_(1.0)
+        p.bcca_gate.data.fill_(1.0)
+    model.save(ckpt)
+    spec = {"sub_instructions": [
+        {"instruction": "make the red circle blue", "box": [0, 0, 32, 32]},
+        {"instruction": "remove the star", "box": [40, 40, 64, 56]}]}  # fmt: skip
+    (tmp_path / "d.json").write_text(json.dumps(spec))
+    base = [
+        "edit",
+        "--checkpoint",
+        ckpt,
+        "--image",
+        source_image,
+        "--instruction",
+        INSTRUCTION,
+        "--steps",
+        "3",
+    ]
+    assert main([*base, "--out", str(tmp_path / "a.png"), "--decomposition", str(tmp_path / "d.json"),
+                 "--masks-out", str(tmp_path / "m")]) == 0  # fmt: skip
+    assert sorted(os.listdir(tmp_path / "m")) == ["mask0.png", "mask1.png"]
+    assert main([*base, "--out", str(tmp_path / "b.png"), "--decomposer", "none"]) == 0
+    a = np.asarray(Image.open(tmp_path / "a.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "b.png")).astype(int)
+    assert np.abs(a - b).max() > 0  # regions and source tokens change the result
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main([*base, "--out", str(tmp_path / "c.png"), "--decomposition", str(tmp_path / "bad.json")]) == 1
