@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parsers(sub)
 
     sub.add_parser("reasons", help="list the reason codes")
+
+    from mcie.model import cli as model_cli
+
+    model_cli.add_parsers(sub)
     return p
 
 
@@ -277,6 +281,10 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
         print(f"wrote {path}")
         return ExitCode.OK
+    if args.command in ("train", "edit"):
+        from mcie.model import cli as model_cli
+
+        return model_cli.run(args)
     if args.command == "audit":
         from mcie.audit import audit, format_report
 

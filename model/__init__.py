@@ -1,1 +1,9 @@
-"""MCIE-E1, the editor trained on MCIE shards (issue 6). Not built yet."""
+"""MCIE-E1, the editor trained on MCIE shards (issue 6).
+
+Modules by role: :mod:`~mcie.model.config` (presets), :mod:`~mcie.model.attention` (SACA/BCCA
+processors), :mod:`~mcie.model.source` (BCCA's source tokens), :mod:`~mcie.model.editor` (the
+model, checkpoints), :mod:`~mcie.model.tokenizer`, :mod:`~mcie.model.decompose`,
+:mod:`~mcie.model.data` (shard loader), :mod:`~mcie.model.training` (loss),
+:mod:`~mcie.model.trainer` (``mcie train``), :mod:`~mcie.model.infer` (``mcie edit``),
+:mod:`~mcie.model.cli`. Nothing is imported here, so ``mcie`` without the model extra works.
+"""

@@ -1,0 +1,183 @@
+"""Training-step cost of MCIE-E1 against the same UNet with diffusers' default processors.
+
+Both variants share the same random weights built from the preset's config (no download, no
+network): "plain" is InstructPix2Pix (complex instruction + concatenated source, stock
+``AttnProcessor2_0``); "mcie-e1" adds the sub-instruction encodings, SACA and BCCA. A step is
+forward + backward + AdamW on a synthetic batch (random images, K random box regions), text
+and VAE encoders included, as in ``mcie train``.
+
+    python benchmarks/bench_mcie_e1.py                       # tiny preset, CPU
+    python benchmarks/bench_mcie_e1.py --device cuda --preset sd15 --resolution 512 --dtype bf16
+
+On CUDA it prints samples/s and peak memory per variant. ``--dtype bf16`` runs the step under
+``torch.autocast(bfloat16)`` with fp32 weights (mixed precision, as ``mcie train
+--mixed-precision bf16``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from mcie.model.config import MCIEConfig
+from mcie.model.editor import MCIEEditor
+from mcie.model.training import training_loss
+
+
+def synthetic_batch(model: MCIEEditor, b: int, res: int, k: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    regions = torch.zeros(b, model.cfg.max_sub_edits, res, res)
+    for i in range(b):
+        for j in range(k):
+            x0, y0 = torch.randint(0, res // 2, (2,), generator=g).tolist()
+            s = res // 4
+            regions[i, j, y0 : y0 + s, x0 : x0 + s] = 1
+    subs = ["make the red circle blue", "remove the small star", "add a large green square at the top",
+            "move the hexagon to the left", "shrink the yellow diamond"]  # fmt: skip
+    texts = (subs[:k] + [""] * model.cfg.max_sub_edits)[: model.cfg.max_sub_edits]
+    return {
+        "src": torch.rand(b, 3, res, res, generator=g) * 2 - 1,
+        "tgt": torch.rand(b, 3, res, res, generator=g) * 2 - 1,
+        "regions": regions,
+        "input_ids": model.tokenize([", ".join(subs[:k])] * b),
+        "sub_ids": torch.stack([model.tokenize(texts)] * b),
+    }
+
+
+def plain_loss(model: MCIEEditor, batch: dict, g: torch.Generator) -> torch.Tensor:
+    """InstructPix2Pix's loss with the stock UNet call (no sub-instructions, no extra inputs)."""
+    dev = model.device
+    with torch.no_grad():
+        x0 = model.encode_image(batch["tgt"].to(dev), sample=True, generator=g)
+        src = model.encode_image(batch["src"].to(dev))
+        text = model.encode_ids(batch["input_ids"].to(dev))
+    noise = torch.randn(x0.shape, generator=g).to(x0)
+    t = torch.randint(0, 1000, (x0.shape[0],), generator=g).to(dev)
+    noisy = model.scheduler.add_noise(x0, noise, t)
+    pred = model.unet(torch.cat([noisy, src], 1), t, encoder_hidden_states=text, return_dict=False)[0]
+    return F.mse_loss(pred.float(), noise.float())
+
+
+class StepTimer:
+    """One variant's model, optimiser and loss; ``step()`` runs and times one training step."""
+
+    def __init__(self, model, loss_fn, batch, args, device) -> None:
+        self.model, self.loss_fn, self.batch, self.device = model, loss_fn, batch, device
+        self.opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-5)
+        self.bf16 = args.dtype == "bf16"
+        self.g = torch.Generator().manual_seed(0)
+        self.times: list[float] = []
+
+    def step(self, record: bool) -> None:
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with autocast:
+            loss = self.loss_fn(self.model, self.batch, self.g)
+        loss.backward()
+        self.opt.step()
+        if cuda:
+            torch.cuda.synchronize()
+        if record:
+            self.times.append(time.perf_counter() - t0)
+
+    def summary(self, batch_size: int) -> dict:
+        times = sorted(self.times)
+        med = times[len(times) // 2]
+        return {"step_s_median": round(med, 4), "samples_per_s": round(batch_size / med, 2)}
+
+
+def prepare(model: MCIEEditor, device) -> MCIEEditor:
+    model.to(device)
+    for part in (model.text_encoder, model.vae):
+        if part is not None:
+            part.requires_grad_(False)
+    return model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="tiny", choices=["tiny", "tiny-pixel", "sd15"], help="model size")
+    p.add_argument("--resolution", type=int, default=None, help="image side (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=4, help="samples per step (default 4)")
+    p.add_argument("--sub-edits", type=int, default=3, help="sub-instructions with regions per sample")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    kw = {"resolution": args.resolution} if args.resolution else {}
+    cfg = MCIEConfig.preset_config(args.preset, **kw)
+    mcie = MCIEEditor.from_config(cfg, seed=0)
+    plain = copy.deepcopy(mcie)
+    plain.unet.set_attn_processor(AttnProcessor2_0())  # same weights, diffusers' default processors
+    plain.processors = {}
+    batch = synthetic_batch(mcie, args.batch_size, cfg.resolution, args.sub_edits)
+    variants = {
+        "plain": (plain, plain_loss),
+        "mcie-e1": (mcie, lambda m, b, g: training_loss(m, b, g, dropout=0.0)),
+    }
+    results: dict = {}
+    if device.type == "cpu":
+        # CPU: interleave the variants step by step, so load from other processes hits both alike
+        timers = {
+            n: StepTimer(prepare(m, device), fn, batch, args, device) for n, (m, fn) in variants.items()
+        }
+        for i in range(args.warmup + args.steps):
+            for timer in timers.values():
+                timer.step(record=i >= args.warmup)
+        for n, timer in timers.items():
+            results[n] = timer.summary(args.batch_size)
+    else:
+        # GPU: one variant at a time, so each one's peak memory is its own
+        for n, (m, fn) in variants.items():
+            timer = StepTimer(prepare(m, device), fn, batch, args, device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            for i in range(args.warmup + args.steps):
+                timer.step(record=i >= args.warmup)
+            results[n] = timer.summary(args.batch_size)
+            results[n]["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            del timer
+            m.to("cpu")
+    for n, (m, _) in variants.items():
+        results[n]["unet_params_m"] = round(sum(p.numel() for p in m.trainable_parameters()) / 1e6, 3)
+    results["ratio_step_time"] = round(
+        results["mcie-e1"]["step_s_median"] / results["plain"]["step_s_median"], 3
+    )
+    results["setup"] = {
+        "preset": args.preset,
+        "resolution": cfg.resolution,
+        "batch_size": args.batch_size,
+        "sub_edits": args.sub_edits,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+        return
+    print(f"setup: {results['setup']}")
+    for name in ("plain", "mcie-e1"):
+        print(f"{name:8s} {results[name]}")
+    print(f"MCIE-E1 / plain step time: {results['ratio_step_time']}")
+
+
+if __name__ == "__main__":
+    main()

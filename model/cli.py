@@ -1,0 +1,166 @@
+"""``mcie train`` and ``mcie edit``: the MCIE-E1 subcommands (registered by :mod:`mcie.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from mcie.exitcodes import ExitCode, UsageError
+
+COMMANDS = ("train", "edit")
+
+
+def add_parsers(sub) -> None:
+    """Add the ``train`` and ``edit`` subcommands to ``mcie``'s subparsers."""
+    t = sub.add_parser("train", help="train MCIE-E1 on MCIE shards")
+    t.add_argument("--shards", required=True, help="shard glob, e.g. 'out/demo/shards/*.tar' (quote it)")
+    t.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
+    t.add_argument("--preset", default="tiny", choices=["tiny", "tiny-pixel", "sd15"], help="model size")
+    t.add_argument("--max-steps", type=int, required=True, help="optimiser steps to reach")
+    t.add_argument("--batch-size", type=int, default=4, help="samples per step and device (default 4)")
+    t.add_argument("--grad-accum", type=int, default=1, help="batches accumulated per step (default 1)")
+    t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    t.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
+    t.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping, 0 = off (default 1)")
+    t.add_argument("--resolution", type=int, default=None, help="training image side (default: the preset's)")
+    t.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise (default 0)")
+    t.add_argument(
+        "--conditioning-dropout",
+        type=float,
+        default=0.05,
+        help="InstructPix2Pix dropout p: text p, image p, both p (default 0.05)",
+    )
+    t.add_argument(
+        "--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)"
+    )
+    t.add_argument(
+        "--keep-checkpoints", type=int, default=3, help="checkpoints kept, oldest removed (default 3)"
+    )
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--no-saca", action="store_true", help="ablation: no Spatial-Aware Cross-Attention")
+    t.add_argument(
+        "--no-bcca", action="store_true", help="ablation: no Background-Consistent Cross-Attention"
+    )
+    t.add_argument("--init-from", default=None, help="local SD1.5 / InstructPix2Pix folder to start from")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    t.add_argument(
+        "--shuffle-buffer", type=int, default=64, help="sample shuffle buffer, 0 = off (default 64)"
+    )
+    t.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    t.add_argument(
+        "--mixed-precision", default="no", choices=["no", "bf16"], help="autocast dtype (default no)"
+    )
+    t.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="do not print log lines")
+    t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+    e = sub.add_parser("edit", help="edit an image with an MCIE-E1 checkpoint")
+    e.add_argument(
+        "--checkpoint", required=True, help="checkpoint folder, or a run folder (newest checkpoint)"
+    )
+    e.add_argument("--image", required=True, help="source image file")
+    e.add_argument("--instruction", required=True, help="the complex instruction")
+    e.add_argument("--out", required=True, help="edited image file to write (PNG recommended)")
+    e.add_argument("--decomposition", default=None, help="JSON file of sub-instructions with boxes/masks")
+    e.add_argument(
+        "--decomposer",
+        default="grammar",
+        choices=["grammar", "none"],
+        help="without --decomposition: parse the synthetic grammar, or use none (default grammar)",
+    )
+    e.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    e.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance (default 7.5)")
+    e.add_argument("--image-guidance-scale", type=float, default=1.5, help="image guidance (default 1.5)")
+    e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    e.add_argument(
+        "--scheduler", default="euler_a", choices=["euler_a", "ddim"], help="sampler (default euler_a)"
+    )
+    e.add_argument("--masks-out", default=None, help="folder to write the region masks used (mask{k}.png)")
+    e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
+    e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
+    e.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _check_train(args) -> None:
+    for name in (
+        "max_steps",
+        "batch_size",
+        "grad_accum",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+    ):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.conditioning_dropout < 1 / 3:
+        raise UsageError("--conditioning-dropout must be in [0, 1/3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mcie train`` or ``mcie edit``."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:  # the model extra is optional
+        raise UsageError("MCIE-E1 needs the model extra: pip install 'mcie[model]'") from exc
+    if args.command == "train":
+        from mcie.model.data import expand_shards
+        from mcie.model.trainer import train
+
+        _check_train(args)
+        try:
+            expand_shards(args.shards)
+            summary = train(args)
+        except (FileNotFoundError, FileExistsError, ValueError) as exc:
+            raise UsageError(str(exc)) from exc
+        print(json.dumps(summary, sort_keys=True) if args.json else f"trained: {summary}")
+        return ExitCode.OK
+    return _edit(args)
+
+
+def _edit(args) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from mcie.images import encode_png
+    from mcie.model.decompose import GrammarDecomposer, load_decomposition
+    from mcie.model.editor import MCIEEditor
+    from mcie.model.infer import edit_image
+    from mcie.model.trainer import resolve_checkpoint
+
+    if args.steps < 1:
+        raise UsageError("--steps must be >= 1")
+    try:
+        ckpt = resolve_checkpoint(args.checkpoint)
+        image = Image.open(args.image)
+        image.load()
+        decomposition = None
+        if args.decomposition:
+            decomposition = load_decomposition(args.decomposition)
+        elif args.decomposer == "grammar":
+            decomposition = GrammarDecomposer().decompose(args.instruction, *image.size)
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    model = MCIEEditor.load(ckpt, saca=False if args.no_saca else None, bcca=False if args.no_bcca else None)
+    model.to(torch.device(args.device))
+    out, regions = edit_image(
+        model,
+        image,
+        args.instruction,
+        decomposition,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        image_guidance_scale=args.image_guidance_scale,
+        seed=args.seed,
+        scheduler=args.scheduler,
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    out.save(args.out)
+    if args.masks_out:
+        os.makedirs(args.masks_out, exist_ok=True)
+        for k, r in enumerate(regions):
+            with open(os.path.join(args.masks_out, f"mask{k}.png"), "wb") as fh:
+                fh.write(encode_png((np.asarray(r) > 0).astype(np.uint8) * 255))
+    print(f"wrote {args.out} ({out.size[0]}x{out.size[1]}; {len(regions)} regions used)")
+    return ExitCode.OK

@@ -1,0 +1,136 @@
+"""MCIE-E1 configuration: one validated dataclass and its presets.
+
+Presets:
+
+- ``tiny``: a latent model (tiny random VAE, factor 2) for plumbing tests on a CPU.
+- ``tiny-pixel``: no VAE, the UNet denoises RGB directly. Offline a random VAE makes outputs
+  meaningless, while a pixel-space model really learns on a CPU.
+- ``sd15``: SD1.5-size UNet (320/640/1280/1280, cross-attention 768), SD VAE and a CLIP-L-size
+  text encoder, all from config (random weights) unless a pretrained directory is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+PRESETS = ("tiny", "tiny-pixel", "sd15")
+
+
+@dataclasses.dataclass(frozen=True)
+class MCIEConfig:
+    """Sizes of every part of MCIE-E1 and the switches of its two attention additions."""
+
+    preset: str = "tiny"
+    resolution: int = 32
+    pixel_space: bool = False
+    # UNet (diffusers UNet2DConditionModel)
+    block_out_channels: tuple[int, ...] = (32, 64)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    norm_num_groups: int = 32
+    cross_attention_dim: int = 32
+    # VAE (latent presets only)
+    vae_block_out_channels: tuple[int, ...] = (32, 64)
+    latent_channels: int = 4
+    # text encoder (CLIPTextModel) and tokenizer
+    text_hidden_size: int = 32
+    text_layers: int = 2
+    text_heads: int = 4
+    text_intermediate_size: int = 37
+    max_length: int = 32
+    # decomposition: at most this many sub-instructions are used (extra ones are dropped)
+    max_sub_edits: int = 5
+    # BCCA source tokens: the source latent cut into patch x patch squares, plus 2-D sin-cos
+    # positions of pos_dim features so a background query can find "its" source patch
+    src_patch: int = 4
+    src_pos_dim: int = 16
+    # switches for ablations
+    saca: bool = True
+    bcca: bool = True
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
+        if self.resolution % self.size_multiple:
+            raise ValueError(f"resolution {self.resolution} must be a multiple of {self.size_multiple}")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(
+                f"block_out_channels {self.block_out_channels} must divide by {self.norm_num_groups}"
+            )
+        if not 1 <= self.max_sub_edits <= 16:
+            raise ValueError(f"max_sub_edits must be in 1..16, got {self.max_sub_edits}")
+        if self.src_pos_dim % 4:
+            raise ValueError(f"src_pos_dim must be a multiple of 4, got {self.src_pos_dim}")
+        if self.text_hidden_size != self.cross_attention_dim:
+            raise ValueError(
+                "text_hidden_size must equal cross_attention_dim (the UNet attends to its output)"
+            )
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def vae_factor(self) -> int:
+        """Pixels per latent cell (1 in pixel space)."""
+        return 1 if self.pixel_space else 2 ** (len(self.vae_block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (VAE factor x UNet downsampling x patch)."""
+        return self.vae_factor * max(2 ** (len(self.block_out_channels) - 1), self.src_patch)
+
+    @property
+    def image_channels(self) -> int:
+        """Channels the UNet denoises (RGB in pixel space, VAE latents otherwise)."""
+        return 3 if self.pixel_space else self.latent_channels
+
+    @property
+    def src_token_dim(self) -> int:
+        """Width of one BCCA source token (patch values + positions)."""
+        return self.image_channels * self.src_patch**2 + self.src_pos_dim
+
+    def replace(self, **kw: Any) -> MCIEConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **kw)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MCIEConfig:
+        d = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown MCIE config keys {sorted(unknown)}")
+        for k in ("block_out_channels", "vae_block_out_channels"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    @classmethod
+    def preset_config(cls, name: str, **overrides: Any) -> MCIEConfig:
+        """The config of a named preset, with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+        base: dict[str, Any] = {"preset": name}
+        if name == "tiny-pixel":
+            base.update(pixel_space=True)
+        elif name == "sd15":
+            base.update(
+                resolution=512,
+                block_out_channels=(320, 640, 1280, 1280),
+                layers_per_block=2,
+                attention_head_dim=8,
+                cross_attention_dim=768,
+                vae_block_out_channels=(128, 256, 512, 512),
+                text_hidden_size=768,
+                text_layers=12,
+                text_heads=12,
+                text_intermediate_size=3072,
+                max_length=77,
+                src_patch=4,
+                src_pos_dim=32,
+            )
+        base.update(overrides)
+        return cls(**base)

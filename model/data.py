@@ -1,0 +1,142 @@
+"""WebDataset loader over MCIE shards for training MCIE-E1.
+
+Each sample gives: ``src`` / ``tgt`` (3, R, R) in [-1, 1]; ``regions`` (K, R, R) in {0, 1},
+one per sub-edit (zeros past the sample's count); ``n_sub``; ``input_ids`` (L,) of the complex
+instruction and ``sub_ids`` (K, L) of each sub-instruction ("" past the count); ``key``.
+K is the config's ``max_sub_edits``: a sample with more sub-edits keeps the first K (the
+synthetic grammar writes at most 5, the default K).
+
+Resizing (our choice): the shorter side goes to R and the centre R x R square is kept, with the
+same box for source, target and masks; masks are max-pooled (any masked pixel marks its cell),
+so a region never vanishes at low resolution.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+from PIL import Image
+
+from mcie.images import decode_image, decode_mask
+
+
+def expand_shards(pattern: str) -> list[str]:
+    """Shard paths from a glob (or a comma-separated list of globs), sorted; error if none."""
+    paths: list[str] = []
+    for part in pattern.split(","):
+        paths += glob.glob(os.path.expanduser(part.strip()))
+    paths = sorted(set(p for p in paths if p.endswith(".tar")))
+    if not paths:
+        raise FileNotFoundError(f"no .tar shards match {pattern!r}")
+    return paths
+
+
+def _crop_box(w: int, h: int) -> tuple[int, int, int, int]:
+    s = min(w, h)
+    x0, y0 = (w - s) // 2, (h - s) // 2
+    return (x0, y0, x0 + s, y0 + s)
+
+
+def resize_image(a: np.ndarray, res: int) -> torch.Tensor:
+    """(H, W, 3) uint8 → (3, R, R) float in [-1, 1]: centre square, bicubic."""
+    im = Image.fromarray(a).crop(_crop_box(a.shape[1], a.shape[0])).resize((res, res), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32)).permute(2, 0, 1)  # (3, R, R)
+    return x / 127.5 - 1.0
+
+
+def resize_mask(a: np.ndarray, res: int) -> torch.Tensor:
+    """(H, W) mask → (R, R) float in {0, 1}: centre square, max-pooled (nearest when enlarging)."""
+    x0, y0, x1, y1 = _crop_box(a.shape[1], a.shape[0])
+    m = torch.from_numpy((a[y0:y1, x0:x1] > 0).astype(np.float32))[None, None]  # (1, 1, S, S)
+    if m.shape[-1] >= res:  # any masked pixel marks its cell: max-pooling
+        return F.adaptive_max_pool2d(m, res)[0, 0]  # (R, R)
+    return F.interpolate(m, size=(res, res), mode="nearest")[0, 0]
+
+
+class SampleDecoder:
+    """Shard member dict → training tensors (picklable, so DataLoader workers can run it)."""
+
+    def __init__(self, tokenizer, resolution: int, max_sub_edits: int) -> None:
+        self.tokenizer, self.resolution, self.k = tokenizer, resolution, max_sub_edits
+
+    def _ids(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+
+    def __call__(self, sample: dict) -> dict:
+        key = sample["__key__"]
+        meta = json.loads(sample["json"])
+        ext = "jpg" if "src.jpg" in sample else "png"
+        src, tgt = decode_image(sample[f"src.{ext}"]), decode_image(sample[f"tgt.{ext}"])
+        if src.shape != tgt.shape:
+            raise ValueError(f"sample {key}: source {src.shape} and target {tgt.shape} differ")
+        subs = meta["sub_edits"][: self.k]
+        r = self.resolution
+        regions = torch.zeros(self.k, r, r)
+        for i in range(len(subs)):
+            regions[i] = resize_mask(decode_mask(sample[f"mask{i}.png"]), r)
+        texts = [s["instruction"] for s in subs] + [""] * (self.k - len(subs))
+        return {
+            "key": key,
+            "src": resize_image(src, r),
+            "tgt": resize_image(tgt, r),
+            "regions": regions,
+            "n_sub": len(subs),
+            "input_ids": self._ids([meta["instruction"]])[0],
+            "sub_ids": self._ids(texts),
+        }
+
+
+def shard_dataset(
+    shards: str | list[str],
+    tokenizer,
+    resolution: int,
+    max_sub_edits: int,
+    shuffle_buffer: int = 64,
+    seed: int = 0,
+    repeat: bool = True,
+) -> wds.WebDataset:
+    """The sample stream: shards shuffled (``shardshuffle``) and split across nodes
+    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order)."""
+    urls = expand_shards(shards) if isinstance(shards, str) else list(shards)
+    ds = wds.WebDataset(
+        urls,
+        shardshuffle=len(urls) if shuffle_buffer else False,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+        repeat=repeat,
+        seed=seed,
+        empty_check=False,
+    )
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits))
+
+
+def shard_loader(
+    shards: str | list[str],
+    tokenizer,
+    resolution: int,
+    max_sub_edits: int,
+    batch_size: int,
+    workers: int = 0,
+    shuffle_buffer: int = 64,
+    seed: int = 0,
+    repeat: bool = True,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of batches (dict of stacked tensors; ``key`` a list) over the shards."""
+    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat)
+    return torch.utils.data.DataLoader(
+        ds.batched(batch_size, partial=True), batch_size=None, num_workers=workers
+    )

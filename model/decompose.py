@@ -1,0 +1,229 @@
+"""Decomposers: a complex instruction → sub-instructions, each with a region where known.
+
+Three sources, one result type (:class:`Decomposition`):
+
+- :class:`GrammarDecomposer`: offline parser of the synthetic grammar, written as the inverse
+  of :func:`mcie.transforms.synthetic.planner.compose_instruction` (and of the planner's
+  templates, which it turns into regular expressions, so new templates are picked up). Text
+  alone locates only what the wording places: an ``add`` gets the 3x3 grid cell it names.
+  Other sub-instructions (``make the red circle blue``) get no region; finding the object needs
+  eyes, which is the MLLM decomposer's job.
+- :func:`load_decomposition`: a user-given JSON file (schema in its docstring).
+- :class:`MLLMDecomposer`: asks a VLM (any callable ``(image, prompt) -> reply text``, e.g.
+  the real-model issue's VLM handler) for the same JSON and parses it.
+
+How the editor uses regions: SACA ties each sub-instruction that has a region to it; a
+sub-instruction without one is left out of the regional branch. BCCA needs the whole
+background, so it is used only when every sub-instruction has a region.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from mcie.images import decode_mask
+from mcie.transforms.synthetic import planner, scene
+
+
+@dataclasses.dataclass
+class SubInstruction:
+    """One sub-instruction; ``box`` (x0, y0, x1, y1, pixels, exclusive) or ``mask`` (H, W) when
+    its region is known."""
+
+    text: str
+    box: tuple[int, int, int, int] | None = None
+    mask: np.ndarray | None = None
+    edit_type: str | None = None
+
+    @property
+    def has_region(self) -> bool:
+        return self.box is not None or self.mask is not None
+
+    def region(self, height: int, width: int) -> np.ndarray:
+        """(H, W) float32 in {0, 1} (zeros when unknown)."""
+        out = np.zeros((height, width), np.float32)
+        if self.mask is not None:
+            m = np.asarray(self.mask)
+            if m.shape != (height, width):
+                raise ValueError(f"mask of {self.text!r} is {m.shape}, image is {(height, width)}")
+            out[m > 0] = 1.0
+        if self.box is not None:
+            x0, y0, x1, y1 = (int(v) for v in self.box)
+            out[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = 1.0
+        return out
+
+
+@dataclasses.dataclass
+class Decomposition:
+    """A complex instruction and its sub-instructions."""
+
+    instruction: str
+    subs: list[SubInstruction]
+
+    @property
+    def all_located(self) -> bool:
+        return bool(self.subs) and all(s.has_region for s in self.subs)
+
+
+# -- the synthetic grammar -------------------------------------------------------------------------
+
+
+def split_complex_instruction(text: str) -> list[str]:
+    """Inverse of :func:`~mcie.transforms.synthetic.planner.compose_instruction`: the
+    sub-instructions, in order. Raises ValueError on text that is not in the grammar."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty instruction")
+    s = s[:-1] if s.endswith(".") else s
+    s = s[0].lower() + s[1:]
+    if s.startswith("first "):  # "First A, then B, and finally C."
+        head, sep, last = s[len("first ") :].rpartition(", and finally ")
+        if not sep:
+            raise ValueError(f"not in the synthetic grammar (no ', and finally'): {text!r}")
+        return head.split(", then ") + [last]
+    if ". Also " in s:  # "A. Also B, C and D."
+        first, rest = s.split(". Also ", 1)
+        middle, sep, last = rest.rpartition(" and ")
+        if not sep:
+            raise ValueError(f"not in the synthetic grammar (no final 'and'): {text!r}")
+        return [first, *middle.split(", "), last]
+    head, sep, last = s.rpartition(" and ")  # "A, B and C."
+    return [*head.split(", "), last] if sep else [s]
+
+
+def _alternatives(words) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+#: what each template slot may hold (closed word lists where the grammar has them, so that
+#: "make {ref} {colour}" and "make {ref} {bigger}" cannot be confused)
+_SLOTS = {
+    "colour": _alternatives(scene.COLOURS),
+    "bigger": "bigger|smaller",
+    "scale_verb": "enlarge|shrink",
+    "where": _alternatives(planner.CELL_WORDS.values()),
+    "dest": _alternatives(planner.CELL_DESTINATIONS.values()),
+    "ref": "the .+?",
+    "new": "an? .+?",
+}
+
+
+def _template_patterns() -> list[tuple[str, re.Pattern, list[str]]]:
+    out = []
+    for edit_type, templates in planner.TEMPLATES.items():
+        for t in templates:
+            names = re.findall(r"{(\w+)}", t)
+            pattern = re.escape(t)
+            for n in names:
+                pattern = pattern.replace(re.escape("{" + n + "}"), f"(?P<{n}>{_SLOTS.get(n, '.+?')})", 1)
+            out.append((edit_type, re.compile(f"^{pattern}$"), names))
+    return out
+
+
+_PATTERNS = _template_patterns()
+_CELL_BY_PHRASE = {
+    v: k for words in (planner.CELL_WORDS, planner.CELL_DESTINATIONS) for k, v in words.items()
+}
+
+
+def match_template(sub: str) -> tuple[str, dict[str, str]] | None:
+    """(edit type, slot values) of a sub-instruction written from a planner template, or None."""
+    for edit_type, pattern, _ in _PATTERNS:
+        m = pattern.match(sub)
+        if m:
+            return edit_type, m.groupdict()
+    return None
+
+
+class GrammarDecomposer:
+    """Offline decomposer for the synthetic grammar (see the module docstring)."""
+
+    def decompose(self, instruction: str, width: int, height: int) -> Decomposition:
+        subs = []
+        for text in split_complex_instruction(instruction):
+            match = match_template(text)
+            sub = SubInstruction(text, edit_type=match[0] if match else None)
+            if match and match[0] == "add" and match[1].get("where") in _CELL_BY_PHRASE:
+                c, r = _CELL_BY_PHRASE[match[1]["where"]]
+                sub.box = (c * width // 3, r * height // 3, (c + 1) * width // 3, (r + 1) * height // 3)
+            subs.append(sub)
+        return Decomposition(instruction, subs)
+
+
+# -- user-given and MLLM decompositions ------------------------------------------------------------
+
+
+def parse_decomposition(data: dict, base_dir: str = ".") -> Decomposition:
+    """Build a :class:`Decomposition` from the JSON schema::
+
+        {"instruction": "...",                       # optional
+         "sub_instructions": [
+            {"instruction": "make the star red", "box": [x0, y0, x1, y1]},
+            {"instruction": "remove the circle", "mask": "mask1.png"},   # 0/255 PNG, image size
+            {"instruction": "add a cat"}                                 # no region
+         ]}
+
+    Mask paths are relative to ``base_dir``.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("sub_instructions"), list):
+        raise ValueError("decomposition JSON needs a 'sub_instructions' list")
+    subs = []
+    for i, item in enumerate(data["sub_instructions"]):
+        if not isinstance(item, dict) or not isinstance(item.get("instruction"), str):
+            raise ValueError(f"sub_instructions[{i}] needs an 'instruction' string")
+        box = item.get("box")
+        if box is not None and (len(box) != 4 or not all(isinstance(v, (int, float)) for v in box)):
+            raise ValueError(f"sub_instructions[{i}].box must be [x0, y0, x1, y1], got {box!r}")
+        mask = None
+        if item.get("mask"):
+            with open(os.path.join(base_dir, item["mask"]), "rb") as fh:
+                mask = decode_mask(fh.read())
+        subs.append(SubInstruction(item["instruction"], tuple(int(v) for v in box) if box else None, mask))
+    instruction = data.get("instruction") or " ".join(s.text for s in subs)
+    return Decomposition(instruction, subs)
+
+
+def load_decomposition(path: str) -> Decomposition:
+    """Read a user-given decomposition file (see :func:`parse_decomposition`)."""
+    with open(path) as fh:
+        try:
+            data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    return parse_decomposition(data, os.path.dirname(os.path.abspath(path)))
+
+
+MLLM_PROMPT = (
+    "Split this image-editing instruction into its sub-instructions. For each, give the box "
+    "(x0, y0, x1, y1 in pixels of this {width}x{height} image) of the region it changes. Answer "
+    'with JSON only: {{"sub_instructions": [{{"instruction": "...", "box": [x0, y0, x1, y1]}}]}}.\n'
+    "Instruction: {instruction}"
+)
+
+
+class MLLMDecomposer:
+    """Decomposition by a VLM: ``vlm(image, prompt) -> reply`` is any callable (load the model
+    once and pass its bound method, e.g. the real-model issue's VLM handler). The reply must hold
+    the JSON of :func:`parse_decomposition` (boxes only); text around the JSON is ignored."""
+
+    def __init__(self, vlm: Callable[[np.ndarray, str], str], prompt: str = MLLM_PROMPT) -> None:
+        self.vlm, self.prompt = vlm, prompt
+
+    def decompose(self, instruction: str, image: np.ndarray) -> Decomposition:
+        h, w = image.shape[:2]
+        reply = self.vlm(image, self.prompt.format(width=w, height=h, instruction=instruction))
+        start, end = reply.find("{"), reply.rfind("}")
+        if start < 0 or end < start:
+            raise ValueError(f"VLM reply holds no JSON object: {reply[:200]!r}")
+        data = json.loads(reply[start : end + 1])
+        for item in data.get("sub_instructions", []):
+            item.pop("mask", None)  # a VLM reply never names files on this machine
+        d = parse_decomposition(data)
+        d.instruction = instruction
+        return d

@@ -1,0 +1,325 @@
+"""MCIE-E1: the InstructPix2Pix-style UNet with SACA/BCCA, its VAE and text encoder.
+
+Checkpoint layout (diffusers-style folders, safetensors everywhere)::
+
+    CKPT/unet/         UNet2DConditionModel (stock processors; loads with from_pretrained)
+    CKPT/vae/          AutoencoderKL (latent presets only)
+    CKPT/text_encoder/ CLIPTextModel
+    CKPT/tokenizer/    CLIPTokenizer
+    CKPT/scheduler/    DDPMScheduler (training noise schedule)
+    CKPT/mcie/config.json, CKPT/mcie/attn_processors.safetensors   SACA/BCCA weights
+
+The SACA/BCCA processors are ``nn.Module`` s and so become UNet submodules; saving swaps the
+stock processors in first so they stay out of the UNet's own weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from mcie.model.attention import install_processors
+from mcie.model.config import MCIEConfig
+from mcie.model.source import source_tokens
+from mcie.model.tokenizer import build_tokenizer
+
+ATTN_FILE = "attn_processors.safetensors"
+
+
+@dataclasses.dataclass
+class Conditioning:
+    """Everything the UNet is conditioned on, for a batch of B (or 3*B under guidance)."""
+
+    text: torch.Tensor  # (B, L, D) complex instruction
+    src: torch.Tensor  # (B, C, h, w) source latent / pixels (zeros where the image is dropped)
+    sub_text: torch.Tensor | None = None  # (B, K, L, D) sub-instructions
+    regions: torch.Tensor | None = None  # (B, K, h, w) in {0, 1}
+    bg_mask: torch.Tensor | None = None  # (B, 1, h, w); 0 where the image is dropped
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        """Blocks of conditionings, concatenated along the batch (guidance: 3 blocks)."""
+
+        def c(name):
+            xs = [getattr(p, name) for p in parts]
+            return None if any(x is None for x in xs) else torch.cat(xs)
+
+        return Conditioning(c("text"), c("src"), c("sub_text"), c("regions"), c("bg_mask"))
+
+
+def expand_conv_in(unet: UNet2DConditionModel, extra: int) -> UNet2DConditionModel:
+    """Widen ``conv_in`` by ``extra`` input channels whose weights are zero, so the UNet computes
+    exactly what it did before the source image was concatenated (as diffusers'
+    ``train_instruct_pix2pix.py``)."""
+    old = unet.conv_in
+    new = nn.Conv2d(old.in_channels + extra, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=old.in_channels + extra)
+    return unet
+
+
+def unet_from_config(cfg: MCIEConfig) -> UNet2DConditionModel:
+    """A randomly initialised UNet of the config's size, source channels zero-initialised."""
+    n = len(cfg.block_out_channels)
+    unet = UNet2DConditionModel(
+        sample_size=cfg.resolution // cfg.vae_factor,
+        in_channels=cfg.image_channels,
+        out_channels=cfg.image_channels,
+        block_out_channels=cfg.block_out_channels,
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        cross_attention_dim=cfg.cross_attention_dim,
+        attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=cfg.norm_num_groups,
+    )
+    return expand_conv_in(unet, cfg.image_channels)
+
+
+def vae_from_config(cfg: MCIEConfig) -> AutoencoderKL | None:
+    if cfg.pixel_space:
+        return None
+    n = len(cfg.vae_block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=cfg.vae_block_out_channels,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=min(32, cfg.vae_block_out_channels[0]),
+        layers_per_block=1 if cfg.preset != "sd15" else 2,
+        sample_size=cfg.resolution,
+    )
+
+
+def text_encoder_from_config(cfg: MCIEConfig, tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_hidden_size,
+            intermediate_size=cfg.text_intermediate_size,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            max_position_embeddings=cfg.max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+
+
+class MCIEEditor(nn.Module):
+    """MCIE-E1's parts and the operations shared by training and inference."""
+
+    def __init__(
+        self,
+        cfg: MCIEConfig,
+        unet: UNet2DConditionModel,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        vae: AutoencoderKL | None = None,
+        scheduler: DDPMScheduler | None = None,
+    ) -> None:
+        super().__init__()
+        if (vae is None) != cfg.pixel_space:
+            raise ValueError("a latent preset needs a VAE and a pixel preset must not have one")
+        self.cfg, self.unet, self.text_encoder, self.tokenizer, self.vae = (
+            cfg,
+            unet,
+            text_encoder,
+            tokenizer,
+            vae,
+        )
+        self.scheduler = scheduler or DDPMScheduler(
+            num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
+        )
+        self.processors = install_processors(unet, cfg.src_token_dim, saca=cfg.saca, bcca=cfg.bcca)
+
+    # -- construction / persistence -----------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: MCIEConfig, seed: int = 0) -> MCIEEditor:
+        """All parts with random weights from the config (seeded)."""
+        torch.manual_seed(seed)
+        tok = build_tokenizer(cfg.max_length)
+        return cls(cfg, unet_from_config(cfg), text_encoder_from_config(cfg, tok), tok, vae_from_config(cfg))
+
+    @classmethod
+    def from_pretrained_sd(cls, path: str, cfg: MCIEConfig) -> MCIEEditor:
+        """Start from a local SD1.5 or InstructPix2Pix directory (unet/, vae/, text_encoder/,
+        tokenizer/); a 4-channel SD UNet is widened with zero-initialised source channels."""
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet")
+        if unet.config.in_channels == cfg.image_channels:
+            unet = expand_conv_in(unet, cfg.image_channels)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
+        te = CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
+        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
+        cfg = cfg.replace(
+            max_length=tok.model_max_length, cross_attention_dim=unet.config.cross_attention_dim
+        )
+        cfg = cfg.replace(text_hidden_size=te.config.hidden_size)
+        return cls(cfg, unet, te, tok, vae)
+
+    def mcie_state_dict(self) -> dict[str, torch.Tensor]:
+        """SACA/BCCA weights only, keyed ``<layer name>.<parameter>``."""
+        return {
+            f"{name}.{k}": v.detach().contiguous()
+            for name, proc in self.processors.items()
+            for k, v in proc.state_dict().items()
+        }
+
+    def load_mcie_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        expected = set(self.mcie_state_dict())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(
+                f"SACA/BCCA weights do not match the model: missing {missing[:3]}, extra {extra[:3]}"
+            )
+        for name, proc in self.processors.items():
+            prefix = name + "."
+            proc.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def save(self, path: str) -> None:
+        """Write the checkpoint folders (see the module docstring)."""
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one bar per saved part clutters training logs
+        os.makedirs(os.path.join(path, "mcie"), exist_ok=True)
+        procs = self.unet.attn_processors
+        self.unet.set_attn_processor(AttnProcessor2_0())  # keep SACA/BCCA out of the UNet's weights
+        try:
+            self.unet.save_pretrained(os.path.join(path, "unet"), safe_serialization=True)
+        finally:
+            self.unet.set_attn_processor(procs)
+        if self.vae is not None:
+            self.vae.save_pretrained(os.path.join(path, "vae"), safe_serialization=True)
+        self.text_encoder.save_pretrained(os.path.join(path, "text_encoder"), safe_serialization=True)
+        self.tokenizer.save_pretrained(os.path.join(path, "tokenizer"))
+        self.scheduler.save_pretrained(os.path.join(path, "scheduler"))
+        with open(os.path.join(path, "mcie", "config.json"), "w") as fh:
+            fh.write(self.cfg.to_json())
+        save_file(self.mcie_state_dict(), os.path.join(path, "mcie", ATTN_FILE))
+
+    @classmethod
+    def load(cls, path: str, saca: bool | None = None, bcca: bool | None = None) -> MCIEEditor:
+        """Load a checkpoint written by :meth:`save` (local folders only, safetensors only)."""
+        cfg_file = os.path.join(path, "mcie", "config.json")
+        if not os.path.isfile(cfg_file):
+            raise FileNotFoundError(f"{path!r} is not an MCIE-E1 checkpoint (no mcie/config.json)")
+        with open(cfg_file) as fh:
+            cfg = MCIEConfig.from_json(fh.read())
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", use_safetensors=True)
+        vae = (
+            None
+            if cfg.pixel_space
+            else AutoencoderKL.from_pretrained(path, subfolder="vae", use_safetensors=True)
+        )
+        te = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", use_safetensors=True)
+        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
+        sched = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+        model = cls(cfg, unet, te, tok, vae, sched)
+        model.load_mcie_state_dict(load_file(os.path.join(path, "mcie", ATTN_FILE)))
+        if saca is not None or bcca is not None:
+            model.set_switches(saca=saca, bcca=bcca)
+        return model
+
+    def set_switches(self, saca: bool | None = None, bcca: bool | None = None) -> None:
+        """Turn SACA / BCCA off (or back on, when the weights exist) without reloading."""
+        for p in self.processors.values():
+            if saca is not None:
+                p.saca = saca and hasattr(p, "saca_gate")
+            if bcca is not None:
+                p.bcca = bcca and hasattr(p, "bcca_gate")
+
+    def gates(self) -> dict[str, float]:
+        """Current gate values by layer (for logs and tests)."""
+        out = {}
+        for name, p in self.processors.items():
+            for g in ("saca_gate", "bcca_gate"):
+                if hasattr(p, g):
+                    out[f"{name}.{g}"] = float(getattr(p, g).detach())
+        return out
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The UNet and its SACA/BCCA weights (VAE and text encoder stay frozen, as in
+        InstructPix2Pix training)."""
+        return [p for p in self.unet.parameters() if p.requires_grad]
+
+    # -- encoders ------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """(N,) strings → (N, L) ids, padded/truncated to the tokenizer's max length."""
+        return self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+
+    def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., L) ids → (..., L, D) text-encoder states; each row encoded on its own."""
+        shape = ids.shape
+        out = self.text_encoder(ids.reshape(-1, shape[-1]).to(self.device))[0]  # (N, L, D)
+        return out.reshape(*shape, out.shape[-1])
+
+    def encode_image(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] → what the UNet sees: pixels, or VAE latents (target latents
+        scaled by the VAE's factor; source latents unscaled, as InstructPix2Pix)."""
+        if self.vae is None:
+            return x
+        dist = self.vae.encode(x.to(self.vae.dtype)).latent_dist
+        if sample:
+            return dist.sample(generator) * self.vae.config.scaling_factor
+        return dist.mode()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """UNet space → images in [-1, 1]."""
+        if self.vae is None:
+            return z
+        return self.vae.decode(z / self.vae.config.scaling_factor, return_dict=False)[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    # -- the UNet call -------------------------------------------------------------------------
+    def latent_regions(self, regions: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """(B, K, H, W) image-resolution regions → (B, K, h, w) at the UNet input's grid (max-pool)."""
+        if tuple(regions.shape[-2:]) == tuple(hw):
+            return (regions > 0.5).float()
+        return (F.adaptive_max_pool2d(regions.float(), hw) > 0.5).float()
+
+    def unet_forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Noise prediction for ``noisy`` (B, C, h, w) at timesteps ``t`` under ``cond``."""
+        h, w = noisy.shape[-2:]
+        kwargs: dict = {"latent_hw": (h, w)}
+        if cond.sub_text is not None and cond.regions is not None:
+            kwargs.update(sub_tokens=cond.sub_text, regions=cond.regions)
+        if cond.bg_mask is not None:
+            kwargs.update(
+                src_tokens=source_tokens(cond.src, self.cfg.src_patch, self.cfg.src_pos_dim),
+                bg_mask=cond.bg_mask,
+            )
+        x = torch.cat([noisy, cond.src.to(noisy.dtype)], dim=1)  # (B, 2C, h, w)
+        return self.unet(
+            x, t, encoder_hidden_states=cond.text, cross_attention_kwargs=kwargs, return_dict=False
+        )[0]
+
+
+def background_from_regions(regions: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) regions → (B, 1, h, w) background (outside the union of all regions)."""
+    if regions.shape[1] == 0:
+        return torch.ones_like(regions[:, :1])
+    return 1.0 - regions.amax(dim=1, keepdim=True)

@@ -1,0 +1,77 @@
+"""The MCIE-E1 training objective: InstructPix2Pix's epsilon loss with SACA/BCCA conditioning.
+
+Conditioning dropout (for classifier-free guidance at inference) follows diffusers'
+``train_instruct_pix2pix.py``: with probability p the text is dropped (the complex instruction
+and every sub-instruction together), with p the image (the concatenated source and BCCA's
+source tokens together), with p both.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions
+
+
+def batch_conditioning(
+    model: MCIEEditor,
+    batch: dict,
+    src_z: torch.Tensor,
+    keep_text: torch.Tensor | None = None,
+    keep_image: torch.Tensor | None = None,
+) -> Conditioning:
+    """Conditioning of a loader batch; ``keep_text`` / ``keep_image`` (B,) bool drop parts."""
+    dev = src_z.device
+    b = src_z.shape[0]
+    keep_text = torch.ones(b, dtype=torch.bool, device=dev) if keep_text is None else keep_text.to(dev)
+    keep_image = torch.ones(b, dtype=torch.bool, device=dev) if keep_image is None else keep_image.to(dev)
+    empty = model.tokenize([""])[0].to(dev)  # (L,)
+    ids = torch.where(keep_text[:, None], batch["input_ids"].to(dev), empty)  # (B, L)
+    sub_ids = torch.where(keep_text[:, None, None], batch["sub_ids"].to(dev), empty)  # (B, K, L)
+    with torch.no_grad():  # the text encoder is frozen
+        text, sub = model.encode_ids(ids), model.encode_ids(sub_ids)  # (B, L, D), (B, K, L, D)
+    regions = model.latent_regions(batch["regions"].to(dev), tuple(src_z.shape[-2:]))  # (B, K, h, w)
+    img = keep_image.to(src_z.dtype)[:, None, None, None]
+    bg = background_from_regions(regions) * img
+    return Conditioning(text, src_z * img, sub, regions, bg)
+
+
+def encode_batch(model: MCIEEditor, batch: dict, generator: torch.Generator | None = None):
+    """(target in UNet space, source in UNet space) of a batch, without gradients."""
+    dev = model.device
+    with torch.no_grad():
+        x0 = model.encode_image(batch["tgt"].to(dev), sample=True, generator=generator)
+        src_z = model.encode_image(batch["src"].to(dev))
+    return x0, src_z
+
+
+def diffusion_loss(
+    model: MCIEEditor,
+    batch: dict,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    keep_text: torch.Tensor | None = None,
+    keep_image: torch.Tensor | None = None,
+    encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Mean squared error of the predicted noise for given (noise, timesteps)."""
+    x0, src_z = encoded if encoded is not None else encode_batch(model, batch)
+    cond = batch_conditioning(model, batch, src_z, keep_text, keep_image)
+    noisy = model.scheduler.add_noise(x0, noise, timesteps)
+    pred = model.unet_forward(noisy, timesteps, cond)
+    return F.mse_loss(pred.float(), noise.float())
+
+
+def training_loss(
+    model: MCIEEditor, batch: dict, generator: torch.Generator, dropout: float = 0.05
+) -> torch.Tensor:
+    """One stochastic training loss: random timesteps, noise and conditioning dropout."""
+    x0, src_z = encode_batch(model, batch, generator)
+    b = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    t = torch.randint(0, model.scheduler.config.num_train_timesteps, (b,), generator=generator).to(x0.device)
+    u = torch.rand(b, generator=generator)
+    keep_text = ~(u < 2 * dropout)  # dropped for u in [0, 2p)
+    keep_image = ~((u >= dropout) & (u < 3 * dropout))  # dropped for u in [p, 3p): both for [p, 2p)
+    return diffusion_loss(model, batch, noise, t, keep_text, keep_image, encoded=(x0, src_z))

@@ -1,0 +1,214 @@
+"""MCIE-E1's SACA/BCCA processors on a tiny seeded UNet (32/64 channels, 16x24 latents)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from diffusers import UNet2DConditionModel  # noqa: E402
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from mcie.model.attention import (  # noqa: E402
+    MCIEAttnProcessor,
+    layer_grid,
+    regions_to_grid,
+    saca_visibility,
+)
+from mcie.model.config import MCIEConfig  # noqa: E402
+from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions  # noqa: E402
+from mcie.model.training import training_loss  # noqa: E402
+
+H, W = 16, 24  # non-square latent on purpose
+
+
+@pytest.fixture(scope="module")
+def model() -> MCIEEditor:
+    return MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0)
+
+
+def _cond(
+    model: MCIEEditor, regions: torch.Tensor, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, Conditioning]:
+    g = torch.Generator().manual_seed(seed)
+    b, k = regions.shape[:2]
+    noisy, src = torch.randn(b, 4, H, W, generator=g), torch.randn(b, 4, H, W, generator=g)
+    text = model.encode_ids(model.tokenize(["make the red circle blue and remove the star"] * b))
+    subs = ["make the red circle blue", "remove the star", "add a small green star at the top"][:k]
+    sub_text = model.encode_ids(torch.stack([model.tokenize(subs)] * b))
+    cond = Conditioning(text, src, sub_text, regions, background_from_regions(regions))
+    return noisy, torch.tensor([10, 700][:b]), cond
+
+
+def _regions(b: int = 2) -> torch.Tensor:
+    r = torch.zeros(b, 3, H, W)
+    r[:, 0, 2:6, 3:9] = 1
+    r[:, 1, 9:11, 15:16] = 1  # a 2x1 region: must survive max-pooling to the 4x6 grid
+    r[:, 2, 4:12, 6:20] = 1  # overlaps region 0
+    return r
+
+
+def _set_gates(model: MCIEEditor, value: float) -> None:
+    for p in model.processors.values():
+        p.saca_gate.data.fill_(value)
+        p.bcca_gate.data.fill_(value)
+
+
+def test_gates_at_zero_equal_plain_unet(model):
+    noisy, t, cond = _cond(model, _regions())
+    plain = copy.deepcopy(model.unet)
+    plain.set_attn_processor(AttnProcessor2_0())
+    with torch.no_grad():
+        ours = model.unet_forward(noisy, t, cond)
+        ref = plain(torch.cat([noisy, cond.src], 1), t, encoder_hidden_states=cond.text).sample
+    assert ours.shape == (2, 4, H, W)
+    assert torch.equal(ours, ref)  # bit for bit, not merely close
+    # the extra branches are live: non-zero gates change the output, finitely
+    m2 = copy.deepcopy(model)
+    _set_gates(m2, 1.0)
+    with torch.no_grad():
+        gated = m2.unet_forward(noisy, t, cond)
+    assert torch.isfinite(gated).all()
+    assert (gated - ref).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_no_nan_when_regions_cover_nothing_or_everything(model, fill):
+    m2 = copy.deepcopy(model)
+    _set_gates(m2, 1.0)
+    regions = torch.full((2, 3, H, W), fill)
+    noisy, t, cond = _cond(m2, regions)
+    with torch.no_grad():
+        out = m2.unet_forward(noisy, t, cond)
+    assert torch.isfinite(out).all()
+    if fill == 0.0:  # nobody is inside a region: SACA sees only the global tokens, BCCA everything
+        m3 = copy.deepcopy(m2)
+        m3.set_switches(saca=False)
+        with torch.no_grad():
+            assert torch.allclose(out, m3.unet_forward(noisy, t, cond), atol=1e-5)
+
+
+def _attention_layer() -> tuple[Attention, MCIEAttnProcessor]:
+    torch.manual_seed(0)
+    attn = Attention(query_dim=32, cross_attention_dim=32, heads=4, dim_head=8)
+    proc = MCIEAttnProcessor(32, src_token_dim=8, saca=True, bcca=False)
+    proc.saca_gate.data.fill_(1.0)  # the regional branch alone
+    attn.set_processor(proc)
+    return attn, proc
+
+
+def test_query_outside_region_gives_zero_weight_to_its_tokens():
+    attn, _ = _attention_layer()
+    hw = (4, 6)
+    regions = torch.zeros(1, 2, *hw)
+    regions[0, 0, :, :3] = 1  # left half
+    regions[0, 1, :2, 2:] = 1  # top right, overlapping region 0 in column 2
+    hidden = torch.randn(1, 24, 32)
+    text, subs = torch.randn(1, 5, 32), torch.randn(1, 2, 5, 32)
+    # the mask itself: no query outside region 1 sees a token of sub-instruction 1
+    vis = saca_visibility(regions, 5, 5)[0]  # (24, 5 + 2*5)
+    outside1 = ~regions[0, 1].flatten().bool()
+    assert not vis[outside1][:, 10:15].any()
+    assert vis[~outside1][:, 10:15].all()
+    assert vis.any(dim=-1).all()  # every query keeps a visible token
+    # and in the layer: changing sub-instruction 1's tokens leaves those queries bit-identical
+    kw = {"latent_hw": hw, "regions": regions}
+    with torch.no_grad():
+        a = attn(hidden, text, sub_tokens=subs, **kw)
+        subs2 = subs.clone()
+        subs2[:, 1] = 100 * torch.randn(5, 32)
+        b = attn(hidden, text, sub_tokens=subs2, **kw)
+    assert torch.equal(a[0, outside1], b[0, outside1])
+    assert (a[0, ~outside1] - b[0, ~outside1]).abs().amax(-1).min() > 0
+    # queries in no region attend to the complex instruction only
+    neither = ~regions[0].bool().any(0).flatten()
+    assert neither.any()
+    assert vis[neither][:, :5].all() and not vis[neither][:, 5:].any()
+
+
+def test_layer_grid_and_max_pooled_regions():
+    assert layer_grid((16, 24), 16 * 24) == (16, 24)
+    assert layer_grid((16, 24), 8 * 12) == (8, 12)
+    assert layer_grid((10, 6), 6) == (3, 2)  # odd sides round up, as stride-2 convs do
+    with pytest.raises(ValueError):
+        layer_grid((16, 24), 50)
+    r = torch.zeros(1, 1, 16, 16)
+    r[0, 0, 5, 9] = 1  # one latent cell
+    small = regions_to_grid(r, (2, 2))
+    assert small.tolist() == [[[[0.0, 1.0], [0.0, 0.0]]]]
+
+
+def test_one_optimiser_step_moves_the_gates(model):
+    m2 = copy.deepcopy(model)
+    assert set(m2.gates().values()) == {0.0}
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "src": torch.rand(2, 3, 32, 48, generator=g) * 2 - 1,
+        "tgt": torch.rand(2, 3, 32, 48, generator=g) * 2 - 1,
+        "regions": torch.nn.functional.interpolate(_regions(), size=(32, 48)),
+        "input_ids": m2.tokenize(["make the red circle blue"] * 2),
+        "sub_ids": torch.stack([m2.tokenize(["make the red circle blue", "remove the star", ""])] * 2),
+    }
+    opt = torch.optim.AdamW(m2.trainable_parameters(), lr=1e-3)
+    loss = training_loss(m2, batch, g, dropout=0.0)
+    loss.backward()
+    opt.step()
+    gates = m2.gates()
+    assert len(gates) == 2 * len(m2.processors) == 2 * 4  # down, mid and 2 up cross-attention layers
+    assert all(v != 0.0 for v in gates.values()), gates
+
+
+def test_checkpoint_keeps_mcie_weights_out_of_the_unet(model, tmp_path):
+    m2 = copy.deepcopy(model)
+    _set_gates(m2, 0.5)
+    m2.save(str(tmp_path))
+    unet = UNet2DConditionModel.from_pretrained(str(tmp_path), subfolder="unet")
+    assert unet.config.in_channels == 8
+    assert not [k for k in unet.state_dict() if "processor" in k or "_src" in k]
+    extra = load_file(str(tmp_path / "mcie" / "attn_processors.safetensors"))
+    assert len(extra) == 4 * 4 and all(v.item() == 0.5 for k, v in extra.items() if k.endswith("_gate"))
+    back = MCIEEditor.load(str(tmp_path))
+    noisy, t, cond = _cond(m2, _regions())
+    with torch.no_grad():
+        assert torch.equal(back.unet_forward(noisy, t, cond), m2.unet_forward(noisy, t, cond))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="allowed"):
+        MCIEConfig.preset_config("huge")
+    with pytest.raises(ValueError, match="multiple"):
+        MCIEConfig.preset_config("tiny", resolution=36)
+    sd = MCIEConfig.preset_config("sd15")
+    assert sd.block_out_channels == (320, 640, 1280, 1280) and sd.cross_attention_dim == 768
+    assert MCIEConfig.from_json(sd.to_json()) == sd
+
+
+def test_guidance_blocks_line_up_per_sample(model):
+    """Under guidance the batch is [text+image, image only, neither] in blocks of B: block 0 must
+    give what a plain B-batch gives (per-sample regions stay with their sample)."""
+    m2 = copy.deepcopy(model)
+    _set_gates(m2, 1.0)
+    regions = _regions()
+    regions[1] = regions[1].flip(-1)  # the two samples differ
+    noisy, t, cond = _cond(m2, regions)
+    empty = m2.encode_ids(m2.tokenize([""] * 2))
+    empty_sub = empty[:, None].expand_as(cond.sub_text)
+    zeros = torch.zeros_like(cond.src)
+    three = Conditioning(
+        torch.cat([cond.text, empty, empty]),
+        torch.cat([cond.src, cond.src, zeros]),
+        torch.cat([cond.sub_text, empty_sub, empty_sub]),
+        torch.cat([cond.regions] * 3),
+        torch.cat([cond.bg_mask, cond.bg_mask, torch.zeros_like(cond.bg_mask)]),
+    )
+    neither = Conditioning(empty, zeros, empty_sub, cond.regions, torch.zeros_like(cond.bg_mask))
+    with torch.no_grad():
+        out3 = m2.unet_forward(torch.cat([noisy] * 3), torch.cat([t] * 3), three).chunk(3)
+        single = m2.unet_forward(noisy, t, cond)
+        alone = m2.unet_forward(noisy, t, neither)
+    assert torch.allclose(out3[0], single, atol=1e-5)
+    assert torch.allclose(out3[2], alone, atol=1e-5)
+    assert not torch.allclose(out3[0], out3[2], atol=1e-3)
