@@ -76,25 +76,10 @@ class Decomposition:
 
 def split_complex_instruction(text: str) -> list[str]:
     """Inverse of :func:`~mcie.transforms.synthetic.planner.compose_instruction`: the
-    sub-instructions, in order. Raises ValueError on text that is not in the grammar."""
-    s = text.strip()
-    if not s:
+    sub-instructions, in order (the planner owns its grammar and its inverse)."""
+    if not text.strip():
         raise ValueError("empty instruction")
-    s = s[:-1] if s.endswith(".") else s
-    s = s[0].lower() + s[1:]
-    if s.startswith("first "):  # "First A, then B, and finally C."
-        head, sep, last = s[len("first ") :].rpartition(", and finally ")
-        if not sep:
-            raise ValueError(f"not in the synthetic grammar (no ', and finally'): {text!r}")
-        return head.split(", then ") + [last]
-    if ". Also " in s:  # "A. Also B, C and D."
-        first, rest = s.split(". Also ", 1)
-        middle, sep, last = rest.rpartition(" and ")
-        if not sep:
-            raise ValueError(f"not in the synthetic grammar (no final 'and'): {text!r}")
-        return [first, *middle.split(", "), last]
-    head, sep, last = s.rpartition(" and ")  # "A, B and C."
-    return [*head.split(", "), last] if sep else [s]
+    return planner.split_instruction(text)
 
 
 def _alternatives(words) -> str:
@@ -107,8 +92,13 @@ _SLOTS = {
     "colour": _alternatives(scene.COLOURS),
     "bigger": "bigger|smaller",
     "scale_verb": "enlarge|shrink",
-    "where": _alternatives(planner.CELL_WORDS.values()),
-    "dest": _alternatives(planner.CELL_DESTINATIONS.values()),
+    "where": _alternatives(w for w, _ in planner.CELL_WORDS.values()),
+    "dest": _alternatives(d for _, d in planner.CELL_WORDS.values()),
+    "updown": "up|down",
+    "new_article": "an?",
+    "new_shape": _alternatives(scene.SHAPES),
+    "pattern_adj": _alternatives(a for a, _ in planner.PATTERN_ASKS.values()),
+    "pattern_noun": _alternatives(n for _, n in planner.PATTERN_ASKS.values()),
     "ref": "the .+?",
     "new": "an? .+?",
 }
@@ -127,9 +117,7 @@ def _template_patterns() -> list[tuple[str, re.Pattern, list[str]]]:
 
 
 _PATTERNS = _template_patterns()
-_CELL_BY_PHRASE = {
-    v: k for words in (planner.CELL_WORDS, planner.CELL_DESTINATIONS) for k, v in words.items()
-}
+_CELL_BY_PHRASE = {phrase: cell for cell, phrases in planner.CELL_WORDS.items() for phrase in phrases}
 
 
 def match_template(sub: str) -> tuple[str, dict[str, str]] | None:

@@ -35,10 +35,13 @@ def grammar_words() -> list[str]:
     texts: list[str] = []
     for group in planner.TEMPLATES.values():
         texts += list(group)
-    texts += list(planner.CELL_WORDS.values()) + list(planner.CELL_DESTINATIONS.values())
+    texts += [phrase for phrases in planner.CELL_WORDS.values() for phrase in phrases]
+    texts += [w for pair in planner.PATTERN_ASKS.values() for w in pair] + list(
+        planner.PATTERN_WORDS.values()
+    )
     texts += list(scene.COLOURS) + list(scene.SHAPES) + list(scene.SIZES)
-    texts += ["first then finally and also a the bigger smaller enlarge shrink"]
-    texts += ["leftmost rightmost topmost lowest so it sits to be"]
+    texts += ["first then finally and also while you a an the bigger smaller enlarge shrink up down"]
+    texts += ["leftmost rightmost topmost lowest left right of above below so it sits to be"]
     words = set()
     for t in texts:
         words.update(w for w in re.findall(r"[a-z]+", t.lower()) if len(w) > 1)

@@ -36,9 +36,19 @@ def test_parser_inverts_compose_instruction_on_planner_output():
         assert split_complex_instruction(text) == parts, text
         for e in edits:  # the template matcher recovers every sub-edit's type
             assert match_template(e.instruction)[0] == e.edit_type, e.instruction
-        styles.add("first" if text.startswith("First") else "also" if ". Also " in text else "list")
+        styles.add(
+            "first"
+            if text.startswith("First")
+            else "also"
+            if ". Also " in text
+            else "semicolon"
+            if "; " in text
+            else "while"
+            if ", while you " in text
+            else "list"
+        )
         n += 1
-    assert n > 100 and styles == {"first", "also", "list"}
+    assert n > 100 and styles == {"first", "also", "list", "semicolon", "while"}
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])
@@ -49,13 +59,13 @@ def test_parser_round_trips_every_style(k):
         text = compose_instruction(parts, np.random.default_rng(seed))
         seen.add(text)
         assert split_complex_instruction(text) == parts
-    assert len(seen) == (3 if k >= 3 else 2)
+    assert len(seen) == (5 if k >= 3 else 4)  # every connective style of the grammar
 
 
 def test_grammar_decomposer_places_adds_in_their_cell():
     d = GrammarDecomposer().decompose(
         "First remove the star, then add a small red circle in the top-right corner,"
-        " and finally turn the square blue.",
+        " finally turn the square blue.",
         96,
         60,
     )
