@@ -143,7 +143,7 @@ class InstructPix2PixEditor(Editor):
         return img, {}
 
 
-def make_editor(spec: str, seed: int = 0, device: str = "cpu") -> Editor:
+def make_editor(spec: str, seed: int = 0, device: str = "cpu", steps: int = 20) -> Editor:
     """An editor from its spec: ``identity``, ``oracle``, ``corrupt[:RATE]``,
     ``instruct-pix2pix:DIR``, ``mcie-e1:CKPT``."""
     name, _, arg = spec.partition(":")
@@ -160,21 +160,55 @@ def make_editor(spec: str, seed: int = 0, device: str = "cpu") -> Editor:
     if name == "instruct-pix2pix":
         if not arg:
             raise UsageError("instruct-pix2pix:DIR needs a local pipeline directory")
-        return InstructPix2PixEditor(arg, seed=seed, device=device)
+        return InstructPix2PixEditor(arg, steps=steps, seed=seed, device=device)
     if name == "mcie-e1":
         if not arg:
             raise UsageError("mcie-e1:CKPT needs a checkpoint directory")
-        return _mcie_e1(arg, seed, device)
+        return MCIEE1Editor(arg, seed=seed, device=device, steps=steps)
     raise UsageError(
         f"unknown editor {spec!r}; allowed: identity, oracle, corrupt[:RATE], "
         "instruct-pix2pix:DIR, mcie-e1:CKPT"
     )
 
 
-def _mcie_e1(ckpt: str, seed: int, device: str) -> Editor:
-    raise UsageError(
-        "mcie-e1 editors need the MCIE-E1 model package (mcie.model), not installed in this build"
-    )
+class MCIEE1Editor(Editor):
+    """MCIE-E1 from a checkpoint directory (``mcie train`` output). Without ``--decomposition
+    oracle`` it decomposes the instruction itself (the synthetic-grammar parser, which gives
+    regions only for ``add``); with it, it gets every sub-instruction with its exact region."""
+
+    name = "mcie-e1"
+
+    def __init__(self, ckpt: str, seed: int = 0, device: str = "cpu", steps: int = 20) -> None:
+        from mcie.model.editor import MCIEEditor
+
+        self.model = MCIEEditor.load(ckpt).to(device)
+        self.seed, self.steps = seed, steps
+
+    def edit(self, item, decomposition):
+        from PIL import Image
+
+        from mcie.model.decompose import Decomposition, GrammarDecomposer, SubInstruction
+        from mcie.model.infer import edit_image
+
+        h, w = item.src.shape[:2]
+        if decomposition:
+            subs = [
+                SubInstruction(t, mask=r) for t, r in zip(item.sub_instructions, item.regions, strict=True)
+            ]
+            decomp = Decomposition(item.instruction, subs)
+        else:
+            decomp = GrammarDecomposer().decompose(item.instruction, w, h)
+        out, _ = edit_image(
+            self.model,
+            Image.fromarray(item.src),
+            item.instruction,
+            decomp,
+            steps=self.steps,
+            seed=self.seed + item.set_id,
+        )
+        if out.size != (w, h):
+            out = out.resize((w, h), Image.BICUBIC)
+        return np.asarray(out.convert("RGB"), dtype=np.uint8).copy(), {}
 
 
 __all__ = ["BenchItem", "Editor", "make_editor"]

@@ -87,6 +87,7 @@ def run_bench(
     device: str = "cpu",
     clip: str | None = None,
     dino: str | None = None,
+    steps: int = 20,
 ) -> dict[str, Any]:
     """Run ``editor_spec`` over the benchmark and write the reports; returns the summary.
     ``clip`` / ``dino``: local model directories for the MagicBrush CLIP-I/CLIP-T and DINO."""
@@ -96,7 +97,7 @@ def run_bench(
     if os.path.exists(os.path.join(out, "summary.json")):
         raise UsageError(f"{out!r} already holds a run; pick a new directory")
     os.makedirs(out, exist_ok=True)
-    editor = make_editor(editor_spec, seed=seed, device=device)
+    editor = make_editor(editor_spec, seed=seed, device=device, steps=steps)
     scorers = []
     if clip:
         from .embed import ClipScorer
@@ -141,6 +142,7 @@ def run_bench(
         {
             "bench": os.path.abspath(bench_dir),
             "decomposition": decomposition,
+            "steps": steps,
             "seconds": round(time.perf_counter() - t0, 2),
         },
     )

@@ -272,3 +272,42 @@ def test_clip_and_dino_metrics_from_local_models(bench, tmp_path):
     with open(os.path.join(out2, "summary.json")) as fh:
         s2 = json.load(fh)
     assert s2["clip_i"] < 1.0 - 1e-6 and s2["dino"] < 1.0 - 1e-6  # the source is not the target
+
+
+def test_bench_runs_a_tiny_mcie_e1_checkpoint(tmp_path):
+    from mcie.model.config import MCIEConfig
+    from mcie.model.editor import MCIEEditor
+
+    bench = str(tmp_path / "b64")
+    assert main(["bench", "build", "--out", bench, "--sets", "4", "--image-size", "64"]) == 0
+    ckpt = str(tmp_path / "ckpt")
+    MCIEEditor.from_config(MCIEConfig.preset_config("tiny")).save(ckpt)
+    for decomposition in ("none", "oracle"):
+        out = str(tmp_path / f"e1-{decomposition}")
+        assert (
+            main(
+                [
+                    "bench",
+                    "run",
+                    "--bench",
+                    bench,
+                    "--editor",
+                    f"mcie-e1:{ckpt}",
+                    "--out",
+                    out,
+                    "--decomposition",
+                    decomposition,
+                    "--steps",
+                    "2",
+                    "--limit",
+                    "2",
+                ]
+            )
+            == 0
+        )
+        with open(os.path.join(out, "summary.json")) as fh:
+            s = json.load(fh)
+        assert s["sets"] == 2 and 0.0 <= s["instruction_compliance"] <= 1.0
+        assert (
+            0.0 < s["background_psnr"] <= 100.0
+        )  # a random model's output is a real image of the right size
