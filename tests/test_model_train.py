@@ -148,7 +148,7 @@ def test_edit_matches_diffusers_instruct_pix2pix(source_image, tmp_path, decompo
 
 
 def test_overfit_eight_samples(shards):
-    """Loss on fixed (sample, timestep, noise) triples falls at least 5x in 40 steps."""
+    """Loss on fixed (sample, timestep, noise) triples falls at least 5x in 30 steps (7.3x measured)."""
     torch.manual_seed(0)
     model = MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0)
     loader = shard_loader(shards, model.tokenizer, 32, 5, 8, shuffle_buffer=0, repeat=False)
@@ -164,7 +164,7 @@ def test_overfit_eight_samples(shards):
 
     before = fixed_loss()
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-3)
-    for _ in range(40):  # fresh random timesteps and noise each step, not the measured triples
+    for _ in range(30):  # fresh random timesteps and noise each step, not the measured triples
         opt.zero_grad()
         training_loss(model, batch, g, dropout=0.0).backward()
         opt.step()
