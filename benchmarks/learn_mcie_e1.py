@@ -113,6 +113,7 @@ def main() -> None:
     p.add_argument("--out", required=True, help="work folder (data, runs, results.json)")
     p.add_argument("--steps", type=int, default=400, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8, help="batch size")
+    p.add_argument("--resolution", type=int, default=32, help="training and editing image side (default 32)")
     p.add_argument("--lr", type=float, default=5e-4, help="learning rate")
     p.add_argument("--train-samples", type=int, default=1000, help="candidates built for training")
     p.add_argument("--eval-samples", type=int, default=32, help="held-out samples scored")
@@ -126,7 +127,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     train = build(os.path.join(args.out, "train"), args.train_samples, 0, args)
     evalset = build(os.path.join(args.out, "heldout"), args.eval_samples * 3, 12345, args)
-    items = held_out(evalset, 32, args.eval_samples)
+    items = held_out(evalset, args.resolution, args.eval_samples)
     results = {"setup": {**vars(args), "eval_items": len(items)}, "identity": evaluate(None, items, args)}
     for name, extra in (("mcie-e1", []), ("no-saca-no-bcca", ["--no-saca", "--no-bcca"])):
         run = os.path.join(args.out, name)
@@ -134,7 +135,7 @@ def main() -> None:
         if not os.path.isdir(os.path.join(run, f"checkpoint-{args.steps}")):
             argv = ["train", "--shards", train, "--out", run, "--preset", "tiny-pixel",
                     "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-                    "--lr", str(args.lr), "--seed", "0",
+                    "--lr", str(args.lr), "--seed", "0", "--resolution", str(args.resolution),
                     "--checkpoint-every", str(args.steps), "--log-every", "50", *extra]  # fmt: skip
             if os.path.isdir(run):
                 argv.append("--resume")

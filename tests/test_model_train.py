@@ -32,6 +32,16 @@ from mcie.shards import read_tar  # noqa: E402
 INSTRUCTION = "Make the red circle blue and add a small green star in the top-left corner."
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine two threads per op oversubscribe the cores
+    and make these tests several times slower (measured: 0.35 s against 4.4 s per train step)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("model") / "demo")
@@ -148,7 +158,7 @@ def test_edit_matches_diffusers_instruct_pix2pix(source_image, tmp_path, decompo
 
 
 def test_overfit_eight_samples(shards):
-    """Loss on fixed (sample, timestep, noise) triples falls at least 5x in 40 steps."""
+    """Loss on fixed (sample, timestep, noise) triples falls at least 5x in 30 steps (7.3x measured)."""
     torch.manual_seed(0)
     model = MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0)
     loader = shard_loader(shards, model.tokenizer, 32, 5, 8, shuffle_buffer=0, repeat=False)
@@ -164,7 +174,7 @@ def test_overfit_eight_samples(shards):
 
     before = fixed_loss()
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-3)
-    for _ in range(40):  # fresh random timesteps and noise each step, not the measured triples
+    for _ in range(30):  # fresh random timesteps and noise each step, not the measured triples
         opt.zero_grad()
         training_loss(model, batch, g, dropout=0.0).backward()
         opt.step()
