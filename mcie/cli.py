@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("reasons", help="list the reason codes")
+
+    from mcie.annotation.cli import add_parsers as add_ls_parsers
+
+    add_ls_parsers(sub)
     return p
 
 
@@ -232,6 +236,10 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "ls":
+        from mcie.annotation.cli import run as run_ls
+
+        return run_ls(args)
     if args.command == "reasons":
         from mcie.reasons import DESCRIPTIONS
 
