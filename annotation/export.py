@@ -178,6 +178,7 @@ def export_project(
     os.makedirs(folder, exist_ok=True)
     _ensure_storage(ls, conn, p.id, folder)
     have = existing_keys(ls, conn, p.id)
+    versions: set[str] = set()
     marked = sum(_mark_pending(rows[k], project, have[k]) for k in keys if k in have)
     if marked:
         ri.write_index(out, rows)
@@ -216,10 +217,16 @@ def export_project(
                 _write_once(os.path.join(folder, f"{key}.{name}"), members[name])
                 urls.append(f"/data/local-files/?d={rel}/{key}.{name}")
             masks = [members[f"mask{i}.png"] for i in range(len(meta["sub_edits"]))]
-            batch.append((key, task_for(meta, masks, *urls)))
+            task = task_for(meta, masks, *urls)
+            versions.add(task["predictions"][0]["model_version"])
+            batch.append((key, task))
             if len(batch) >= batch_size:
                 flush()
     flush()
+    if len(versions) == 1 and getattr(p, "model_version", None) != next(iter(versions)):
+        # the annotators' pre-fill shows the predictions of the project's model version
+        with conn.errors("setting the project's model version"):
+            ls.projects.update(id=p.id, model_version=next(iter(versions)), show_collab_predictions=True)
     elapsed = time.monotonic() - t0
     return {
         "project": project,

@@ -14,7 +14,7 @@ import pytest
 from mcie.annotation import config as cfg
 from mcie.annotation import export as export_mod
 from mcie.annotation.client import Connection
-from mcie.annotation.tasks import mask_to_rle
+from mcie.annotation.tasks import mask_to_rle, rle_to_mask
 from mcie.cli import main
 from mcie.images import decode_mask
 from mcie.shards import read_tar
@@ -89,6 +89,23 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     tasks = sorted(ls.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["key"])
     keys = [t.data["key"] for t in tasks]
     assert len(keys) == len(set(keys)) == 20
+    # pre-annotations: one prediction per task, its version selected for the annotators' pre-fill
+    preds = [
+        t.predictions[0] if isinstance(t.predictions[0], dict) else t.predictions[0].model_dump()
+        for t in tasks
+    ]
+    assert all(len(t.predictions) == 1 for t in tasks)
+    assert (
+        {p["model_version"] for p in preds} == {project.model_version} == {"pixel-judge-v1+mask-annotator-v1"}
+    )
+    original = _members(out)
+    for t, p in zip(tasks, preds, strict=True):
+        brushes = {r["from_name"]: r for r in p["result"] if r["type"] == "brushlabels"}
+        assert len(brushes) == t.data["n_subs"] == len(before[t.data["key"]]["sub_instructions"])
+        for i in range(t.data["n_subs"]):
+            r = brushes[cfg.mask_control(i)]
+            got = rle_to_mask(r["value"]["rle"], r["original_height"], r["original_width"])
+            assert np.array_equal(got, decode_mask(original[t.data["key"]][f"mask{i}.png"]))
     after = _index(out)
     for k, row in after.items():
         if k in keys:
@@ -191,7 +208,6 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
 
     # -- the final shards hold exactly the accepted samples, with corrections -------------------
     final = _members(str(tmp_path / "final1"))
-    original = _members(out)
     accepted = {k for k, v in expect.items() if v[0] == "accepted"}
     assert set(final) == accepted
     for k in accepted:
