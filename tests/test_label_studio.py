@@ -224,6 +224,10 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
                 assert fm[f"mask{i}.png"] == om[f"mask{i}.png"]
     meta = json.loads(final[reword.data["key"]]["json"])
     assert meta["instruction"] == new_instruction and meta["sub_edits"][1]["instruction"] == new_sub1
+    import wids
+
+    ds = wids.ShardListDataset(str(tmp_path / "final1" / "shards.json"), cache_dir=str(tmp_path / "wids"))
+    assert sorted(ds[i]["__key__"] for i in range(len(ds))) == sorted(accepted)
     final_index = pq.read_table(str(tmp_path / "final1" / "index.parquet")).to_pylist()
     assert [r["key"] for r in final_index] == sorted(accepted)
     assert all(r["status"] == "accepted" and r["shard"].startswith("shards/") for r in final_index)
