@@ -8,8 +8,9 @@ accepted samples nobody reviewed):
   generation loss), each mask from ``OUT/review`` where a reviewer repainted it (else the
   original PNG), and the JSON with the corrected wording, boxes recomputed from corrected
   masks, status ``accepted`` and the human verdict in ``verdict``;
-* ``FINAL/index.parquet`` (same schema as a build's index; one row per sample written) and
-  ``FINAL/shards.json`` (wids descriptor).
+* ``FINAL/index.parquet`` (same schema as a build's index; one row per sample written),
+  ``FINAL/shards.json`` (wids descriptor) and ``FINAL/stats/reviewed.json`` (counts), so
+  ``mcie audit FINAL`` checks it like a build.
 
 Samples are sorted by key and the tars are byte-reproducible, so equal inputs give equal bytes.
 """
@@ -42,6 +43,11 @@ def _chosen(rows: dict[str, dict[str, Any]], include_unreviewed: bool) -> list[s
     return sorted(keys)
 
 
+def _verdict(review: dict[str, Any]) -> dict[str, Any]:
+    """The human verdict written to the final JSON and index (the review minus its state)."""
+    return {k: v for k, v in review.items() if k != "state"}
+
+
 def _final_members(
     key: str, members: dict[str, bytes], row: dict[str, Any], out: str
 ) -> list[tuple[str, bytes]]:
@@ -64,7 +70,7 @@ def _final_members(
         meta["instruction"] = row["instruction"]
         for sub, text in zip(meta["sub_edits"], row["sub_instructions"], strict=True):
             sub["instruction"] = text
-        meta["verdict"] = {k: v for k, v in rv.items() if k != "state"}
+        meta["verdict"] = _verdict(rv)
     meta["status"], meta["reason"] = "accepted", ""
     result.append((f"{key}.json", json.dumps(meta, sort_keys=True).encode()))
     return result
@@ -101,9 +107,15 @@ def write_final(
         for k in chunk:
             row = dict(rows[k])
             row["shard"], row["status"], row["reason"] = rel, "accepted", ""
+            rv = ri.review_of(rows[k])
+            if rv:  # the same verdict as the sample's JSON (the review state stays in OUT)
+                row["verdict_json"] = json.dumps(_verdict(rv), sort_keys=True)
             index.append(row)
-    os.makedirs(final, exist_ok=True)
+    os.makedirs(os.path.join(final, "stats"), exist_ok=True)
     write_rows(os.path.join(final, "index.parquet"), index, INDEX_SCHEMA)
+    with open(os.path.join(final, "stats", "reviewed.json"), "w") as fh:  # what `mcie audit` adds up
+        stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
+        json.dump(stats, fh, indent=1, sort_keys=True)
     with open(os.path.join(final, "shards.json"), "w") as fh:
         json.dump(wids_descriptor(final, "shards", "mcie-reviewed", counts), fh, indent=1, sort_keys=True)
     decisions = collections.Counter((ri.review_of(rows[k]) or {}).get("decision", "unreviewed") for k in keys)

@@ -224,6 +224,9 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
                 assert fm[f"mask{i}.png"] == om[f"mask{i}.png"]
     meta = json.loads(final[reword.data["key"]]["json"])
     assert meta["instruction"] == new_instruction and meta["sub_edits"][1]["instruction"] == new_sub1
+    assert main(["audit", str(tmp_path / "final1")]) == 0
+    assert main(["audit", out]) == 0  # the reviewed build: index and shards still agree
+    capsys.readouterr()
     import wids
 
     ds = wids.ShardListDataset(str(tmp_path / "final1" / "shards.json"), cache_dir=str(tmp_path / "wids"))
@@ -231,6 +234,7 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     final_index = pq.read_table(str(tmp_path / "final1" / "index.parquet")).to_pylist()
     assert [r["key"] for r in final_index] == sorted(accepted)
     assert all(r["status"] == "accepted" and r["shard"].startswith("shards/") for r in final_index)
+    assert all(json.loads(r["verdict_json"])["decision"] == expect[r["key"]][2] for r in final_index)
 
     # -- strict resolution: the same disagreement; a unanimous accept stays accepted ------------
     assert main(["ls", "import", out, "--project", PROJECT, "--resolution", "strict", "--json"]) == 0
