@@ -92,7 +92,14 @@ def select_keys(rows: dict[str, dict[str, Any]], select: str, out: str, seed: in
 
 def _ensure_project(ls, conn: Connection, name: str):
     p = find_project(ls, conn, name)
-    if p is None:
+    if p is not None:
+        needed = ('name="verdict"', 'name="slots"', 'name="mask0"', 'name="instruction_fix"')
+        if not all(n in (p.label_config or "") for n in needed):
+            raise UsageError(
+                f"project {name!r} exists with a labeling config that is not mcie's; "
+                "choose another --project name"
+            )
+    else:
         with conn.errors(f"creating project {name!r}"):
             p = ls.projects.create(
                 title=name,

@@ -270,6 +270,11 @@ def test_errors_exit_3_and_token_stays_secret(ls_env, small_build, tmp_path, cap
     # a remote server could not read our image files: refused, clearly, before anything is sent
     assert main(["ls", "export", small_build, "--project", PROJECT, "--url", "http://ls.example.org"]) == 1
     assert "not on this machine" in capsys.readouterr().err
+    # a project of the same name made for something else is not reused
+    ls = Connection(server.url, token).client()
+    ls.projects.create(title="foreign", label_config='<View><Text name="t" value="$text"/></View>')
+    assert main(["ls", "export", small_build, "--project", "foreign"]) == 1
+    assert "not mcie's" in capsys.readouterr().err
     # the token file works the same as the environment variable
     tf = tmp_path / "token"
     tf.write_text(token + "\n")
