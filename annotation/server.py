@@ -34,6 +34,8 @@ ENV_TOKEN = "LABEL_STUDIO_USER_TOKEN"
 #: Where mcie finds the server's venv when ``--venv`` is not given.
 ENV_VENV = "MCIE_LS_VENV"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Shortest preset token we pass on (Label Studio applies tokens longer than 5 characters).
+MIN_TOKEN_LENGTH = 16
 
 _STARTED = re.compile(r"Starting development server at https?://[^:/\s]+:(\d+)/")
 
@@ -54,7 +56,22 @@ def credentials_from_env(env: dict[str, str] | None = None) -> dict[str, str]:
         raise UsageError(
             "set the Label Studio user in the environment (never on the command line): " + ", ".join(missing)
         )
+    if len(env[ENV_TOKEN]) < MIN_TOKEN_LENGTH:
+        # Label Studio ignores a shorter token, and prints it to its log while doing so
+        raise UsageError(f"{ENV_TOKEN} is too short: use at least {MIN_TOKEN_LENGTH} characters")
     return {n: env[n] for n in names}
+
+
+def token_accepted(url: str, token: str) -> bool:
+    """Whether the server takes ``token`` (legacy ``Token`` header) for its API."""
+    req = urllib.request.Request(
+        f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - our own loopback URL
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 @dataclasses.dataclass
@@ -209,6 +226,13 @@ def serve_forever(config: ServerConfig) -> int:
     print(f"starting Label Studio (data dir {config.data_dir}) ...", file=sys.stderr, flush=True)
     try:
         url = server.start()
+        if not token_accepted(url, server._creds[ENV_TOKEN]):
+            print(
+                f"warning: the server refuses {ENV_TOKEN}: its user was created with another token "
+                "(Label Studio sets the token at a data dir's first start only)",
+                file=sys.stderr,
+                flush=True,
+            )
         print(f"Label Studio is up: {url}", flush=True)
         print(f"  export LABEL_STUDIO_URL={url}", flush=True)
         print(f"  export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={config.document_root}", flush=True)

@@ -53,6 +53,22 @@ def test_resolution_majority_strict_and_ties():
         resolve([acc], "unanimous")
 
 
+def test_credentials_only_from_env_and_short_tokens_refused():
+    from mcie.annotation.server import credentials_from_env
+    from mcie.exitcodes import UsageError
+
+    env = {"LABEL_STUDIO_USERNAME": "a@b.c", "LABEL_STUDIO_PASSWORD": "pw"}
+    with pytest.raises(UsageError, match="LABEL_STUDIO_USER_TOKEN"):
+        credentials_from_env(env)
+    with pytest.raises(UsageError, match="too short") as err:
+        credentials_from_env({**env, "LABEL_STUDIO_USER_TOKEN": "abc123"})
+    assert "abc123" not in str(err.value)
+    assert (
+        credentials_from_env({**env, "LABEL_STUDIO_USER_TOKEN": "x" * 16})["LABEL_STUDIO_USER_TOKEN"]
+        == "x" * 16
+    )
+
+
 def test_brush_rle_round_trip_is_exact():
     rng = np.random.default_rng(0)
     for shape in ((64, 64), (37, 53), (256, 256)):
@@ -137,6 +153,7 @@ def test_serve_reads_the_real_port_back_and_stops_cleanly(request, tmp_path):
             assert s.connect_ex(("127.0.0.1", real_port)) != 0  # the server is gone too
         rest = proc.stdout.read() + proc.stderr.read()
         assert creds["LABEL_STUDIO_USER_TOKEN"] not in rest
+        assert "refuses" not in rest  # the cached data dir's user has this very token
     finally:
         busy.close()
         if proc.poll() is None:
