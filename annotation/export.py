@@ -164,6 +164,8 @@ def export_project(
     """Export the selected samples of build output ``out``; returns a summary."""
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
+    if not 3 <= len(project) <= 50:
+        raise UsageError("--project: Label Studio titles have 3 to 50 characters")
     document_root = document_root or os.environ.get(ENV_DOCUMENT_ROOT)
     if not conn.is_local:
         raise UsageError(
@@ -194,6 +196,7 @@ def export_project(
     for k in todo:
         by_shard[rows[k]["shard"]].append(k)
     sent, batches, batch = 0, 0, []
+    checked = False
 
     def flush() -> None:
         nonlocal sent, batches, batch
@@ -223,6 +226,9 @@ def export_project(
                 name = next(n for n in members if n.startswith(f"{role}."))
                 _write_once(os.path.join(folder, f"{key}.{name}"), members[name])
                 urls.append(f"/data/local-files/?d={rel}/{key}.{name}")
+            if not checked:
+                _check_served(conn, urls[0], document_root)
+                checked = True
             masks = [members[f"mask{i}.png"] for i in range(len(meta["sub_edits"]))]
             task = task_for(meta, masks, *urls)
             versions.add(task["predictions"][0]["model_version"])
@@ -245,6 +251,21 @@ def export_project(
         "elapsed_s": round(elapsed, 3),
         "tasks_per_s": round(sent / elapsed, 1) if elapsed > 0 else None,
     }
+
+
+def _check_served(conn: Connection, path: str, document_root: str) -> None:
+    """Fetch one exported image through the server as a browser would: the annotators see
+    nothing when the server's document root is not the one we wrote under."""
+    import httpx
+
+    with conn.errors("fetching an exported image back"):
+        r = httpx.get(conn.url + path, headers={"Authorization": f"Token {conn.token}"}, timeout=30)
+    if r.status_code != 200:
+        raise UsageError(
+            f"Label Studio at {conn.url} does not serve the images written under {document_root!r} "
+            f"(HTTP {r.status_code} for {path}): start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+            f"and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={document_root} (`mcie ls serve` does)"
+        )
 
 
 def _write_once(path: str, data: bytes) -> None:

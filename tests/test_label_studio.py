@@ -270,6 +270,13 @@ def test_errors_exit_3_and_token_stays_secret(ls_env, small_build, tmp_path, cap
     # a remote server could not read our image files: refused, clearly, before anything is sent
     assert main(["ls", "export", small_build, "--project", PROJECT, "--url", "http://ls.example.org"]) == 1
     assert "not on this machine" in capsys.readouterr().err
+    # images written where the server does not look: refused before any task is created
+    elsewhere = tmp_path / "elsewhere"
+    assert (
+        main(["ls", "export", small_build, "--project", "other-root", "--document-root", str(elsewhere)]) == 3
+    )
+    err = capsys.readouterr().err
+    assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT" in err and token not in err
     # a project of the same name made for something else is not reused
     ls = Connection(server.url, token).client()
     ls.projects.create(title="foreign", label_config='<View><Text name="t" value="$text"/></View>')

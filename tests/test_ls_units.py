@@ -93,7 +93,7 @@ def test_labeling_config_has_five_slots_and_the_review_reasons():
     assert cfg.labeling_config() == cfg.labeling_config()
 
 
-def test_select_subsets(built):
+def test_select_subsets(built, capsys, monkeypatch, tmp_path):
     import pyarrow.parquet as pq
 
     rows = {r["key"]: r for r in pq.read_table(os.path.join(built, "index.parquet")).to_pylist()}
@@ -109,7 +109,10 @@ def test_select_subsets(built):
         assert one_missing or abs(r["bg_ssim"] - 0.98) <= 0.02
     r5 = select_keys(rows, "random:5", built, seed=1)
     assert len(r5) == 5 and r5 == select_keys(rows, "random:5", built, seed=1) and set(r5) <= set(everything)
-    assert main(["ls", "export", built, "--project", "p", "--select", "some"]) == 1
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", "t" * 20)
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
+    assert main(["ls", "export", built, "--project", "subset", "--select", "some"]) == 1
+    assert "choose all, accepted, rejected, borderline or random:N" in capsys.readouterr().err
 
 
 def test_serve_reads_the_real_port_back_and_stops_cleanly(request, tmp_path):
