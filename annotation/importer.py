@@ -7,7 +7,8 @@ with a reason (the reviewer's, or ``annotator_disagreement``); the instruction a
 sub-instruction columns take the corrected wording; the full human verdict goes to
 ``verdict_json`` under ``review``. Corrected masks are written as
 ``{out}/review/{key}.mask{k}.png`` (0/255), read by ``mcie ls shard``. Tasks without
-annotations stay ``pending``.
+annotations stay ``pending``; so do tasks whose annotations cannot be read (a brush region of
+another image size, say), which the summary lists under ``invalid``.
 
 Everything is recomputed from the server's current state and written atomically, so importing
 twice gives the same index and files.
@@ -92,6 +93,7 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
     counts: collections.Counter[str] = collections.Counter()
     disagreements: list[str] = []
     unknown: list[str] = []
+    invalid: list[str] = []
     with conn.errors("reading the project's tasks and annotations"):
         tasks = list(ls.tasks.list(project=p.id, fields="all", page_size=500))
     for t in tasks:
@@ -103,7 +105,11 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
         original = original_from_task(data)
         preds = [_as_dict(x) for x in (t.predictions or [])]
         anns = [_as_dict(a) for a in (t.annotations or [])]
-        reviews = [parse_annotation(a, preds, original) for a in anns if not a.get("was_cancelled")]
+        try:
+            reviews = [parse_annotation(a, preds, original) for a in anns if not a.get("was_cancelled")]
+        except (ValueError, KeyError, TypeError) as exc:  # e.g. a brush region of another size
+            invalid.append(f"{key}: {type(exc).__name__}: {exc}")
+            continue  # left as it was (pending); reported
         d = resolve(reviews, resolution)
         if d is None:
             counts["pending"] += 1
@@ -122,6 +128,7 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
         "by_decision": dict(sorted(counts.items())),
         "disagreements": sorted(disagreements),
         "unknown_keys": sorted(unknown),
+        "invalid": sorted(invalid),
         "resolution": resolution,
         "elapsed_s": round(elapsed, 3),
         "tasks_per_s": round(reviewed / elapsed, 1) if elapsed > 0 else None,

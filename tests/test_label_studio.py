@@ -167,12 +167,18 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     annotate(disagree, [_choice("reason", "bad_mask")], "reject", user=other)
     annotate(agree, [], "accept")
     annotate(agree, [], "accept", user=other)
+    broken = tasks[7]  # a brush region of another image size cannot be read: reported, left pending
+    bad = dict(
+        brush, original_width=w + 1, value=dict(brush["value"], rle=mask_to_rle(np.ones((h, w + 1), bool)))
+    )
+    ls.annotations.create(id=broken.id, result=[bad, _choice("verdict", "fixed")], completed_by=me.id)
 
     # -- import twice: same index, same final shards --------------------------------------------
     assert main(["ls", "import", out, "--project", PROJECT, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["by_decision"] == {"accept": 2, "disagreement": 1, "fixed": 2, "pending": 13, "reject": 2}
+    assert summary["by_decision"] == {"accept": 2, "disagreement": 1, "fixed": 2, "pending": 12, "reject": 2}
     assert summary["disagreements"] == [disagree.data["key"]]
+    assert [x.split(":")[0] for x in summary["invalid"]] == [broken.data["key"]]
     index1 = pq.read_table(os.path.join(out, "index.parquet"))
     assert main(["ls", "shard", out, "--out", str(tmp_path / "final1"), "--shard-size", "3"]) == 0
     assert main(["ls", "import", out, "--project", PROJECT]) == 0
