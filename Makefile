@@ -5,8 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO_SAMPLES ?= 1200
+LS_VENV := .venv-ls
+LABEL_STUDIO ?= label-studio==1.23.2
 
-.PHONY: install demo test lint format clean
+.PHONY: install install-ls demo test lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[all,dev]"
 	touch $@
 
+# Label Studio's server pins other versions than mcie (Django, pyarrow<25, its own sdk), so it
+# lives in a venv of its own; `mcie ls serve` and the tests start it from $(LS_VENV)/bin.
+$(LS_VENV)/.installed:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q "$(LABEL_STUDIO)"
+	touch $@
+
 install: $(VENV)/.installed
+
+# the tests start a real Label Studio server: only they need its venv, not `make demo`
+install-ls: $(LS_VENV)/.installed
 
 demo: install
 	rm -rf out/demo
@@ -27,7 +40,7 @@ demo: install
 	$(BIN)/mcie audit out/demo
 	$(BIN)/mcie preview out/demo
 
-test: install
+test: install install-ls
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: install

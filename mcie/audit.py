@@ -102,8 +102,12 @@ def _check_sample(rel, key, members, row, masks_of) -> list[str]:
         src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
     except Exception as exc:
         return [*out, f"{where}: unreadable member ({type(exc).__name__}: {exc})"]
-    if meta["status"] != row["status"]:
-        out.append(f"{where}: JSON status {meta['status']} but index {row['status']}")
+    status = row["status"]
+    review = (json.loads(row["verdict_json"]) or {}).get("review") if row.get("verdict_json") else None
+    if isinstance(review, dict) and "prior_status" in review:  # reviewed in Label Studio (mcie ls)
+        status = review["prior_status"]
+    if meta["status"] != status:
+        out.append(f"{where}: JSON status {meta['status']} but index {status}")
     if src.shape != tgt.shape:
         out.append(f"{where}: source {src.shape} and target {tgt.shape} differ")
     k = len(meta["sub_edits"])

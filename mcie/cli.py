@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcie.model import cli as model_cli
 
     model_cli.add_parsers(sub)
+    from mcie.annotation.cli import add_parsers as add_ls_parsers
+
+    add_ls_parsers(sub)
     return p
 
 
@@ -260,6 +263,10 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "ls":
+        from mcie.annotation.cli import run as run_ls
+
+        return run_ls(args)
     if args.command == "reasons":
         from mcie.reasons import DESCRIPTIONS
 

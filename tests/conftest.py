@@ -34,3 +34,14 @@ def built_two_workers(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("build") / "w2")
     assert build(out, "--workers", "2") == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def ls_server(request, tmp_path_factory):
+    """A real Label Studio server for the session: (server, credentials)."""
+    from ls_server import CACHE_NAME, start_copy
+
+    cache = str(request.config.cache.mkdir(CACHE_NAME))
+    server, creds = start_copy(cache, str(tmp_path_factory.mktemp("ls") / "data"))
+    yield server, creds
+    server.stop()

@@ -1,0 +1,127 @@
+"""``mcie ls ...``: serve, export, import, shard (registered by :mod:`mcie.cli`).
+
+Connection options everywhere: ``--url`` (default ``$LABEL_STUDIO_URL`` or
+http://127.0.0.1:8080) and ``--token-file``; without it the token is read from
+``$LABEL_STUDIO_USER_TOKEN``. There is no ``--token`` flag on purpose: command lines are visible
+to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from mcie.exitcodes import ExitCode
+
+
+def _conn_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url", default=None, help="Label Studio URL (default $LABEL_STUDIO_URL or http://127.0.0.1:8080)"
+    )
+    p.add_argument(
+        "--token-file",
+        default=None,
+        help="file holding the API token (default: the LABEL_STUDIO_USER_TOKEN environment variable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def add_parsers(subparsers) -> None:
+    """Register ``mcie ls`` and its subcommands."""
+    ls = subparsers.add_parser("ls", help="human validation in Label Studio (serve, export, import, shard)")
+    sub = ls.add_subparsers(dest="ls_command", required=True, parser_class=type(ls))
+
+    s = sub.add_parser("serve", help="run a local Label Studio server until Ctrl-C")
+    s.add_argument("--data-dir", required=True, help="Label Studio data dir (database, media, logs)")
+    s.add_argument(
+        "--port", type=int, default=8080, help="first port to try; the real one is printed (default 8080)"
+    )
+    s.add_argument("--document-root", default=None, help="local-files document root (default DATA_DIR/files)")
+    s.add_argument(
+        "--venv", default=None, help="venv with label-studio==1.23.2 (default .venv-ls or $MCIE_LS_VENV)"
+    )
+
+    e = sub.add_parser("export", help="send samples of a build to a project as pre-annotated tasks")
+    e.add_argument("out", help="output directory of mcie build")
+    e.add_argument("--project", required=True, help="project title (created when missing, else reused)")
+    e.add_argument(
+        "--select",
+        default="all",
+        help="all | accepted | rejected | borderline | random:N (seeded by --seed); default all",
+    )
+    e.add_argument("--seed", type=int, default=0, help="seed of random:N (default 0)")
+    e.add_argument("--batch-size", type=int, default=100, help="tasks per import request (default 100)")
+    e.add_argument(
+        "--document-root",
+        default=None,
+        help="the server's local-files document root (default $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)",
+    )
+    _conn_args(e)
+
+    i = sub.add_parser("import", help="pull verdicts and corrections back into the build's index")
+    i.add_argument("out", help="output directory of mcie build (exported before)")
+    i.add_argument("--project", required=True, help="project title")
+    i.add_argument(
+        "--resolution",
+        default="majority",
+        choices=["majority", "strict"],
+        help="how several reviewers of one task decide; a tie is a disagreement (default majority)",
+    )
+    _conn_args(i)
+
+    f = sub.add_parser("shard", help="final shards of the samples reviewers accepted")
+    f.add_argument("out", help="output directory of mcie build, after mcie ls import")
+    f.add_argument(
+        "--out", dest="final", required=True, help="directory for the final shards (must be empty)"
+    )
+    f.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
+    f.add_argument(
+        "--include-unreviewed",
+        action="store_true",
+        help="also write the pipeline's accepted samples that nobody reviewed",
+    )
+    f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _print(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        for k, v in summary.items():
+            print(f"{k}: {v}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mcie ls <command>``; errors raise UsageError / ServiceError (exit 1 / 3)."""
+    if args.ls_command == "serve":
+        from mcie.annotation.server import ServerConfig, default_venv, serve_forever
+
+        cfg = ServerConfig(
+            data_dir=args.data_dir,
+            port=args.port,
+            document_root=args.document_root,
+            venv=args.venv or default_venv(),
+        )
+        return serve_forever(cfg)
+    if args.ls_command == "shard":
+        from mcie.annotation.final import write_final
+
+        _print(write_final(args.out, args.final, args.shard_size, args.include_unreviewed), args.json)
+        return ExitCode.OK
+
+    from mcie.annotation.client import Connection
+
+    conn = Connection.from_args(args.url, args.token_file)
+    if args.ls_command == "export":
+        from mcie.annotation.export import export_project
+
+        summary = export_project(
+            args.out, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
+        )
+    else:
+        from mcie.annotation.importer import import_project
+
+        summary = import_project(args.out, args.project, conn, args.resolution)
+    _print(summary, args.json)
+    return ExitCode.OK

@@ -1,0 +1,117 @@
+"""Connecting to Label Studio through ``label-studio-sdk``, with errors mapped to exit code 3.
+
+The URL comes from ``--url`` or ``LABEL_STUDIO_URL``; the token from ``LABEL_STUDIO_USER_TOKEN``
+or a file named by ``--token-file`` (never a command-line value). Every error message passes
+through :func:`scrub` so the token cannot leak into output or logs, whatever a library puts in
+its exception text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import urllib.parse
+from collections.abc import Iterator
+
+from mcie.exitcodes import ServiceError, UsageError
+
+ENV_URL = "LABEL_STUDIO_URL"
+ENV_TOKEN = "LABEL_STUDIO_USER_TOKEN"
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _require_sdk():
+    try:
+        import label_studio_sdk  # noqa: F401
+    except ImportError as exc:  # heavy optional dependency: fail early, name the extra
+        raise UsageError(
+            "Label Studio support needs the `annotation` extra: pip install 'mcie[annotation]'"
+        ) from exc
+
+
+@dataclasses.dataclass
+class Connection:
+    """Where the server is and how to authenticate. ``repr`` never shows the token."""
+
+    url: str
+    token: str = dataclasses.field(repr=False)
+
+    def __post_init__(self) -> None:
+        parsed = urllib.parse.urlparse(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise UsageError(f"Label Studio URL {self.url!r} is not an http(s) URL")
+        self.url = self.url.rstrip("/")
+        if not self.token:
+            raise UsageError(f"no Label Studio token: set {ENV_TOKEN} or pass --token-file")
+
+    @property
+    def is_local(self) -> bool:
+        """True when the server runs on this machine (it can then read our image files)."""
+        return urllib.parse.urlparse(self.url).hostname in ("127.0.0.1", "localhost", "::1")
+
+    @classmethod
+    def from_args(cls, url: str | None, token_file: str | None) -> Connection:
+        url = url or os.environ.get(ENV_URL) or DEFAULT_URL
+        if token_file:
+            try:
+                with open(token_file) as fh:
+                    token = fh.read().strip()
+            except OSError as exc:
+                raise UsageError(f"cannot read the token file {token_file!r}: {exc.strerror}") from None
+        else:
+            token = os.environ.get(ENV_TOKEN, "")
+        return cls(url=url, token=token)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the token replaced by ``***``."""
+        return text.replace(self.token, "***") if self.token else text
+
+    @contextlib.contextmanager
+    def errors(self, doing: str) -> Iterator[None]:
+        """Turn SDK/HTTP failures while ``doing`` something into a ServiceError (exit 3)."""
+        import httpx
+        from label_studio_sdk.core.api_error import ApiError
+
+        try:
+            yield
+        except ApiError as exc:
+            code = exc.status_code
+            if code in (401, 403):
+                what = "refused our token (wrong LABEL_STUDIO_USER_TOKEN, or the legacy token is off)"
+            elif code == 404:
+                what = "has no such object (404)"
+            else:
+                body = str(exc.body)[:300]
+                what = f"answered {code}: {body}"
+            raise ServiceError(self.scrub(f"Label Studio at {self.url} {what} while {doing}")) from None
+        except httpx.HTTPError as exc:
+            msg = f"Label Studio at {self.url} is unreachable while {doing}: {type(exc).__name__}: {exc}"
+            raise ServiceError(self.scrub(msg)) from None
+
+    def client(self):
+        """A checked ``label_studio_sdk.LabelStudio`` client (whoami answered)."""
+        _require_sdk()
+        from label_studio_sdk import LabelStudio
+
+        ls = LabelStudio(base_url=self.url, api_key=self.token, timeout=120)
+        with self.errors("checking the token"):
+            ls.users.whoami()
+        return ls
+
+
+def find_project(ls, conn: Connection, title: str):
+    """The project titled ``title`` or None (titles are unique for mcie's purposes)."""
+    with conn.errors(f"looking up project {title!r}"):
+        for p in ls.projects.list(title=title):
+            if p.title == title:
+                return p
+    return None
+
+
+def require_project(ls, conn: Connection, title: str):
+    """The project titled ``title``; ServiceError (exit 3) when the server has none."""
+    p = find_project(ls, conn, title)
+    if p is None:
+        raise ServiceError(f"Label Studio at {conn.url} has no project {title!r}")
+    return p

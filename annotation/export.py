@@ -1,0 +1,278 @@
+"""``mcie ls export``: send build samples to a Label Studio project for human review.
+
+Steps: select samples from the index → create or reuse the project (our labeling config) →
+attach a local-files storage on ``{document_root}/mcie/{project}`` → list the keys the project
+already holds → for the rest, copy the image members out of the tars into that folder (the
+original bytes: no re-encoding) and import tasks with predictions in batches → mark each
+batch's samples ``pending`` / ``sent_for_review`` in the index.
+
+Idempotent by sample key: a re-run imports only keys the project lacks, so an interrupted run
+resumes where it stopped without duplicates (a batch is one request and one database
+transaction on the server: it lands whole or not at all).
+
+Images are served by the server's local-files storage, so the server must run on this machine:
+a remote server is refused with a clear message (cloud storage is not supported yet).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mcie.annotation import config as cfg
+from mcie.annotation import review_index as ri
+from mcie.annotation.client import Connection, find_project
+from mcie.annotation.tasks import task_for
+from mcie.exitcodes import UsageError
+from mcie.reasons import Reason, Status
+from mcie.shards import read_tar
+
+ENV_DOCUMENT_ROOT = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+#: Margin on background SSIM around its threshold that makes a sample borderline.
+BORDERLINE_SSIM_MARGIN = 0.02
+#: Test seam: called after each imported batch with the number of batches done.
+_after_batch: Callable[[int], None] | None = None
+
+
+def project_folder(project: str) -> str:
+    """The folder (relative to the document root) holding a project's images."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", project).strip("-") or "project"
+    return os.path.join("mcie", slug)
+
+
+def _thresholds(out: str) -> dict[str, float]:
+    try:
+        with open(os.path.join(out, "run.json")) as fh:
+            return json.load(fh)["meta"]["thresholds"]
+    except (OSError, KeyError, ValueError):
+        return {"bg_ssim_min": 0.98}
+
+
+def _borderline(row: dict[str, Any], th: dict[str, float]) -> bool:
+    """A sample the filter decided by a small margin: rejected for exactly one sub-instruction
+    not executed, or a background SSIM within :data:`BORDERLINE_SSIM_MARGIN` of its threshold
+    (on either side)."""
+    status, reason = ri.prior_status(row)
+    if status == Status.REJECTED.value and reason == Reason.SUB_EDIT_NOT_EXECUTED.value:
+        return sum(1 for c in row["sub_compliance"] or [] if c is not None and c < 1.0) == 1
+    ssim, lo = row.get("bg_ssim"), th.get("bg_ssim_min", 0.98)
+    return ssim is not None and abs(ssim - lo) <= BORDERLINE_SSIM_MARGIN
+
+
+def select_keys(rows: dict[str, dict[str, Any]], select: str, out: str, seed: int = 0) -> list[str]:
+    """Keys chosen by ``select``: ``all`` | ``accepted`` | ``rejected`` | ``borderline`` |
+    ``random:N`` (a seeded audit sample of N among samples with images). Failed samples have
+    no images and are never sent. The result is sorted and does not change when samples turn
+    ``pending`` (selection reads the pipeline's prior status)."""
+    with_images = sorted(k for k, r in rows.items() if r["shard"] and ri.prior_status(r)[0] != "failed")
+    if select == "all":
+        return with_images
+    if select in ("accepted", "rejected"):
+        return [k for k in with_images if ri.prior_status(rows[k])[0] == select]
+    if select == "borderline":
+        th = _thresholds(out)
+        return [k for k in with_images if _borderline(rows[k], th)]
+    if select.startswith("random:"):
+        try:
+            n = int(select.split(":", 1)[1])
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise UsageError(f"--select {select!r}: random:N needs a count N >= 0")
+        return sorted(random.Random(seed).sample(with_images, min(n, len(with_images))))
+    raise UsageError(f"--select {select!r}: choose all, accepted, rejected, borderline or random:N")
+
+
+def _ensure_project(ls, conn: Connection, name: str):
+    p = find_project(ls, conn, name)
+    if p is not None:
+        needed = ('name="verdict"', 'name="slots"', 'name="mask0"', 'name="instruction_fix"')
+        if not all(n in (p.label_config or "") for n in needed):
+            raise UsageError(
+                f"project {name!r} exists with a labeling config that is not mcie's; "
+                "choose another --project name"
+            )
+    else:
+        with conn.errors(f"creating project {name!r}"):
+            p = ls.projects.create(
+                title=name,
+                label_config=cfg.labeling_config(),
+                description="mcie human validation (created by `mcie ls export`)",
+            )
+    return p
+
+
+def _ensure_storage(ls, conn: Connection, project_id: int, path: str) -> None:
+    with conn.errors("listing the project's local-files storages"):
+        for s in ls.import_storage.local.list(project=project_id):
+            if os.path.normpath(s.path or "") == os.path.normpath(path):
+                return
+    with conn.errors(
+        f"attaching local-files storage {path!r} (the server needs "
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and this folder under its "
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"
+    ):
+        ls.import_storage.local.create(
+            project=project_id, path=path, use_blob_urls=False, title="mcie images", regex_filter=r"^$"
+        )
+
+
+def existing_keys(ls, conn: Connection, project_id: int) -> dict[str, int]:
+    """``{sample key: task id}`` of the tasks the project holds."""
+    keys: dict[str, int] = {}
+    with conn.errors("listing the project's tasks"):
+        for t in ls.tasks.list(project=project_id, fields="task_only", page_size=1000):
+            k = (t.data or {}).get("key")
+            if k:
+                keys[k] = t.id
+    return keys
+
+
+def _mark_pending(row: dict[str, Any], project: str, task_id: int | None) -> bool:
+    if row["status"] == Status.PENDING.value:
+        return False
+    rv = ri.review_of(row)
+    if rv and rv.get("project") == project and rv.get("decision"):
+        return False  # already reviewed in this project: keep the human verdict
+    prior = (row["status"], row["reason"])
+    ri.set_review(
+        row,
+        {"state": "pending", "project": project, "task_id": task_id, "prior_status": prior[0],
+         "prior_reason": prior[1]},
+    )  # fmt: skip
+    row["status"], row["reason"] = Status.PENDING.value, Reason.SENT_FOR_REVIEW.value
+    return True
+
+
+def export_project(
+    out: str,
+    project: str,
+    conn: Connection,
+    document_root: str | None,
+    select: str = "all",
+    seed: int = 0,
+    batch_size: int = 100,
+    log=sys.stderr,
+) -> dict[str, Any]:
+    """Export the selected samples of build output ``out``; returns a summary."""
+    if batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    if not 3 <= len(project) <= 50:
+        raise UsageError("--project: Label Studio titles have 3 to 50 characters")
+    document_root = document_root or os.environ.get(ENV_DOCUMENT_ROOT)
+    if not conn.is_local:
+        raise UsageError(
+            f"Label Studio at {conn.url} is not on this machine: it could not read the images mcie writes "
+            "under its local-files document root. Run the server here (`mcie ls serve`); images in cloud "
+            "storage reachable by URL are not supported yet."
+        )
+    if not document_root:
+        raise UsageError(
+            f"set --document-root or {ENV_DOCUMENT_ROOT} to the server's local-files document root"
+        )
+    rows = ri.read_index(out)
+    keys = select_keys(rows, select, out, seed)
+    t0 = time.monotonic()
+    ls = conn.client()
+    p = _ensure_project(ls, conn, project)
+    rel = project_folder(project)
+    folder = os.path.join(os.path.abspath(document_root), rel)
+    os.makedirs(folder, exist_ok=True)
+    _ensure_storage(ls, conn, p.id, folder)
+    have = existing_keys(ls, conn, p.id)
+    versions: set[str] = set()
+    marked = sum(_mark_pending(rows[k], project, have[k]) for k in keys if k in have)
+    if marked:
+        ri.write_index(out, rows)
+    todo = [k for k in keys if k not in have]
+    by_shard: dict[str, list[str]] = collections.defaultdict(list)
+    for k in todo:
+        by_shard[rows[k]["shard"]].append(k)
+    sent, batches, batch = 0, 0, []
+    checked = False
+
+    def flush() -> None:
+        nonlocal sent, batches, batch
+        if not batch:
+            return
+        with conn.errors(f"importing a batch of {len(batch)} tasks"):
+            resp = ls.projects.import_tasks(p.id, request=[t for _, t in batch], return_task_ids=True)
+        ids = list(resp.task_ids or [None] * len(batch))
+        for (k, _), tid in zip(batch, ids, strict=False):
+            _mark_pending(rows[k], project, tid)
+        ri.write_index(out, rows)
+        sent += len(batch)
+        batches += 1
+        batch = []
+        print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
+        if _after_batch is not None:
+            _after_batch(batches)
+
+    for shard in sorted(by_shard):
+        wanted = set(by_shard[shard])
+        for key, members in read_tar(os.path.join(out, shard)):
+            if key not in wanted:
+                continue
+            meta = json.loads(members["json"])
+            urls = []
+            for role in ("src", "tgt"):
+                name = next(n for n in members if n.startswith(f"{role}."))
+                _write_once(os.path.join(folder, f"{key}.{name}"), members[name])
+                urls.append(f"/data/local-files/?d={rel}/{key}.{name}")
+            if not checked:
+                _check_served(conn, urls[0], document_root)
+                checked = True
+            masks = [members[f"mask{i}.png"] for i in range(len(meta["sub_edits"]))]
+            task = task_for(meta, masks, *urls)
+            versions.add(task["predictions"][0]["model_version"])
+            batch.append((key, task))
+            if len(batch) >= batch_size:
+                flush()
+    flush()
+    if len(versions) == 1 and getattr(p, "model_version", None) != next(iter(versions)):
+        # the annotators' pre-fill shows the predictions of the project's model version
+        with conn.errors("setting the project's model version"):
+            ls.projects.update(id=p.id, model_version=next(iter(versions)), show_collab_predictions=True)
+    elapsed = time.monotonic() - t0
+    return {
+        "project": project,
+        "project_id": p.id,
+        "selected": len(keys),
+        "already_in_project": len(keys) - len(todo),
+        "exported": sent,
+        "batches": batches,
+        "elapsed_s": round(elapsed, 3),
+        "tasks_per_s": round(sent / elapsed, 1) if elapsed > 0 else None,
+    }
+
+
+def _check_served(conn: Connection, path: str, document_root: str) -> None:
+    """Fetch one exported image through the server as a browser would: the annotators see
+    nothing when the server's document root is not the one we wrote under."""
+    import httpx
+
+    with conn.errors("fetching an exported image back"):
+        r = httpx.get(conn.url + path, headers={"Authorization": f"Token {conn.token}"}, timeout=30)
+    if r.status_code != 200:
+        raise UsageError(
+            f"Label Studio at {conn.url} does not serve the images written under {document_root!r} "
+            f"(HTTP {r.status_code} for {path}): start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+            f"and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={document_root} (`mcie ls serve` does)"
+        )
+
+
+def _write_once(path: str, data: bytes) -> None:
+    """Write ``data`` unless an identical file is there (atomic: a re-run never sees half a file)."""
+    if os.path.exists(path) and os.path.getsize(path) == len(data):
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)

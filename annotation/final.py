@@ -1,0 +1,122 @@
+"""``mcie ls shard OUT --out FINAL``: final shards of the samples people accepted.
+
+Reads ``OUT/index.parquet`` after ``mcie ls import`` and writes, for every sample a reviewer
+accepted (decision ``accept`` or ``fixed``; ``--include-unreviewed`` adds the pipeline's
+accepted samples nobody reviewed):
+
+* ``FINAL/shards/mcie-NNNNNN.tar`` — the original image members byte for byte (no JPEG
+  generation loss), each mask from ``OUT/review`` where a reviewer repainted it (else the
+  original PNG), and the JSON with the corrected wording, boxes recomputed from corrected
+  masks, status ``accepted`` and the human verdict in ``verdict``;
+* ``FINAL/index.parquet`` (same schema as a build's index; one row per sample written),
+  ``FINAL/shards.json`` (wids descriptor) and ``FINAL/stats/reviewed.json`` (counts), so
+  ``mcie audit FINAL`` checks it like a build.
+
+Samples are sorted by key and the tars are byte-reproducible, so equal inputs give equal bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Any
+
+from mcie.annotation import review_index as ri
+from mcie.annotation.importer import review_dir
+from mcie.exitcodes import UsageError
+from mcie.images import decode_mask
+from mcie.pipeline.finalize import wids_descriptor
+from mcie.records import mask_box
+from mcie.shards import read_tar, write_tar
+from mcie.tables import INDEX_SCHEMA, write_rows
+
+
+def _chosen(rows: dict[str, dict[str, Any]], include_unreviewed: bool) -> list[str]:
+    keys = []
+    for k, r in rows.items():
+        rv = ri.review_of(r)
+        human_ok = bool(rv) and rv.get("decision") in ("accept", "fixed")
+        unreviewed_ok = include_unreviewed and not rv and r["status"] == "accepted" and bool(r["shard"])
+        if human_ok or unreviewed_ok:
+            keys.append(k)
+    return sorted(keys)
+
+
+def _verdict(review: dict[str, Any]) -> dict[str, Any]:
+    """The human verdict written to the final JSON and index (the review minus its state)."""
+    return {k: v for k, v in review.items() if k != "state"}
+
+
+def _final_members(
+    key: str, members: dict[str, bytes], row: dict[str, Any], out: str
+) -> list[tuple[str, bytes]]:
+    meta = json.loads(members["json"])
+    rv = ri.review_of(row)
+    result: list[tuple[str, bytes]] = []
+    for role in ("src", "tgt"):
+        name = next(n for n in members if n.startswith(f"{role}."))
+        result.append((f"{key}.{name}", members[name]))
+    corrected = set(rv["corrected"]["masks"]) if rv else set()
+    for i, sub in enumerate(meta["sub_edits"]):
+        data = members[f"mask{i}.png"]
+        if i in corrected:
+            with open(os.path.join(review_dir(out), f"{key}.mask{i}.png"), "rb") as fh:
+                data = fh.read()
+            box = mask_box(decode_mask(data))
+            sub["box"] = list(box) if box else None
+        result.append((f"{key}.mask{i}.png", data))
+    if rv:
+        meta["instruction"] = row["instruction"]
+        for sub, text in zip(meta["sub_edits"], row["sub_instructions"], strict=True):
+            sub["instruction"] = text
+        meta["verdict"] = _verdict(rv)
+    meta["status"], meta["reason"] = "accepted", ""
+    result.append((f"{key}.json", json.dumps(meta, sort_keys=True).encode()))
+    return result
+
+
+def write_final(
+    out: str, final: str, shard_size: int = 500, include_unreviewed: bool = False
+) -> dict[str, Any]:
+    """Write final shards of accepted samples from ``out`` into ``final``; returns a summary."""
+    if shard_size < 1:
+        raise UsageError("--shard-size must be >= 1")
+    if os.path.abspath(out) == os.path.abspath(final):
+        raise UsageError("--out must differ from the reviewed build directory")
+    if os.path.isdir(final) and os.listdir(final):
+        raise UsageError(f"{final!r} is not empty")
+    rows = ri.read_index(out)
+    keys = _chosen(rows, include_unreviewed)
+    wanted_by_shard: dict[str, set[str]] = collections.defaultdict(set)
+    for k in keys:
+        wanted_by_shard[rows[k]["shard"]].add(k)
+    samples: dict[str, list[tuple[str, bytes]]] = {}
+    for shard in sorted(wanted_by_shard):
+        for key, members in read_tar(os.path.join(out, shard)):
+            if key in wanted_by_shard[shard]:
+                samples[key] = _final_members(key, members, rows[key], out)
+    missing = sorted(set(keys) - set(samples))
+    if missing:
+        raise UsageError(f"{len(missing)} accepted samples are not in their shards, e.g. {missing[0]}")
+    index, counts = [], {}
+    for n, start in enumerate(range(0, len(keys), shard_size)):
+        chunk = keys[start : start + shard_size]
+        rel = f"shards/mcie-{n:06d}.tar"
+        counts[rel] = write_tar(os.path.join(final, rel), (samples[k] for k in chunk))
+        for k in chunk:
+            row = dict(rows[k])
+            row["shard"], row["status"], row["reason"] = rel, "accepted", ""
+            rv = ri.review_of(rows[k])
+            if rv:  # the same verdict as the sample's JSON (the review state stays in OUT)
+                row["verdict_json"] = json.dumps(_verdict(rv), sort_keys=True)
+            index.append(row)
+    os.makedirs(os.path.join(final, "stats"), exist_ok=True)
+    write_rows(os.path.join(final, "index.parquet"), index, INDEX_SCHEMA)
+    with open(os.path.join(final, "stats", "reviewed.json"), "w") as fh:  # what `mcie audit` adds up
+        stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
+        json.dump(stats, fh, indent=1, sort_keys=True)
+    with open(os.path.join(final, "shards.json"), "w") as fh:
+        json.dump(wids_descriptor(final, "shards", "mcie-reviewed", counts), fh, indent=1, sort_keys=True)
+    decisions = collections.Counter((ri.review_of(rows[k]) or {}).get("decision", "unreviewed") for k in keys)
+    return {"samples": len(keys), "shards": len(counts), "by_decision": dict(sorted(decisions.items()))}

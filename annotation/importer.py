@@ -1,0 +1,135 @@
+"""``mcie ls import``: pull reviewers' annotations back into a build's index.
+
+For every task of the project: each reviewer's latest annotation is read
+(:func:`mcie.annotation.verdicts.parse_annotation`), the reviewers are resolved (majority or
+strict), and the sample's index row is updated — accepted (``accept``/``fixed``) or rejected
+with a reason (the reviewer's, or ``annotator_disagreement``); the instruction and
+sub-instruction columns take the corrected wording; the full human verdict goes to
+``verdict_json`` under ``review``. Corrected masks are written as
+``{out}/review/{key}.mask{k}.png`` (0/255), read by ``mcie ls shard``. Tasks without
+annotations stay ``pending``; so do tasks whose annotations cannot be read (a brush region of
+another image size, say), which the summary lists under ``invalid``.
+
+Everything is recomputed from the server's current state and written atomically, so importing
+twice gives the same index and files.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import time
+from typing import Any
+
+from mcie.annotation import review_index as ri
+from mcie.annotation.client import Connection, require_project
+from mcie.annotation.tasks import original_from_task
+from mcie.annotation.verdicts import Decision, parse_annotation, resolve
+from mcie.images import encode_png
+from mcie.reasons import Status
+
+
+def review_dir(out: str) -> str:
+    return os.path.join(out, "review")
+
+
+def _as_dict(x: Any) -> dict[str, Any]:
+    if isinstance(x, dict):
+        return x
+    return x.model_dump() if hasattr(x, "model_dump") else dict(x)
+
+
+def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: str, task_id: int,
+           resolution: str) -> None:  # fmt: skip
+    rv = ri.review_of(row) or {}
+    prior = (rv.get("prior_status", row["status"]), rv.get("prior_reason", row["reason"]))
+    subs = [s["instruction"] for s in original["sub_edits"]]
+    row["status"] = Status.ACCEPTED.value if d.accepted else Status.REJECTED.value
+    row["reason"] = d.reason
+    row["instruction"] = d.instruction or original["instruction"]
+    row["sub_instructions"] = [d.sub_instructions.get(k, s) for k, s in enumerate(subs)]
+    ri.set_review(
+        row,
+        {
+            "state": "reviewed",
+            "project": project,
+            "task_id": task_id,
+            "prior_status": prior[0],
+            "prior_reason": prior[1],
+            "decision": d.decision,
+            "reason": d.reason,
+            "resolution": resolution,
+            "reviewers": [r.summary() for r in d.reviews],
+            "original_instruction": original["instruction"],
+            "original_sub_instructions": subs,
+            "corrected": {
+                "instruction": d.instruction,
+                "sub_instructions": {str(k): t for k, t in sorted(d.sub_instructions.items())},
+                "masks": sorted(d.masks),
+            },
+        },
+    )
+
+
+def _write_masks(out: str, key: str, d: Decision) -> None:
+    folder = review_dir(out)
+    os.makedirs(folder, exist_ok=True)
+    for stale in glob.glob(os.path.join(folder, f"{key}.mask*.png")):
+        os.remove(stale)
+    for k, mask in d.masks.items():
+        path = os.path.join(folder, f"{key}.mask{k}.png")
+        with open(f"{path}.tmp", "wb") as fh:
+            fh.write(encode_png(mask))
+        os.replace(f"{path}.tmp", path)
+
+
+def import_project(out: str, project: str, conn: Connection, resolution: str = "majority") -> dict[str, Any]:
+    """Import the verdicts of ``project`` into build output ``out``; returns a summary."""
+    rows = ri.read_index(out)
+    t0 = time.monotonic()
+    ls = conn.client()
+    p = require_project(ls, conn, project)
+    counts: collections.Counter[str] = collections.Counter()
+    disagreements: list[str] = []
+    unknown: list[str] = []
+    invalid: list[str] = []
+    with conn.errors("reading the project's tasks and annotations"):
+        tasks = list(ls.tasks.list(project=p.id, fields="all", page_size=500))
+    for t in tasks:
+        data = t.data or {}
+        key = data.get("key")
+        if key not in rows:
+            unknown.append(str(key))
+            continue
+        original = original_from_task(data)
+        preds = [_as_dict(x) for x in (t.predictions or [])]
+        anns = [_as_dict(a) for a in (t.annotations or [])]
+        try:
+            reviews = [parse_annotation(a, preds, original) for a in anns if not a.get("was_cancelled")]
+        except (ValueError, KeyError, TypeError) as exc:  # e.g. a brush region of another size
+            invalid.append(f"{key}: {type(exc).__name__}: {exc}")
+            continue  # left as it was (pending); reported
+        d = resolve(reviews, resolution)
+        if d is None:
+            counts["pending"] += 1
+            continue
+        counts[d.decision] += 1
+        if d.decision == "disagreement":
+            disagreements.append(key)
+        _apply(rows[key], original, d, project, t.id, resolution)
+        _write_masks(out, key, d)
+    ri.write_index(out, rows)
+    elapsed = time.monotonic() - t0
+    reviewed = sum(v for k, v in counts.items() if k != "pending")
+    return {
+        "project": project,
+        "tasks": len(tasks),
+        "by_decision": dict(sorted(counts.items())),
+        "disagreements": sorted(disagreements),
+        "unknown_keys": sorted(unknown),
+        "invalid": sorted(invalid),
+        "resolution": resolution,
+        "elapsed_s": round(elapsed, 3),
+        "tasks_per_s": round(reviewed / elapsed, 1) if elapsed > 0 else None,
+    }

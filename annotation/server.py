@@ -1,0 +1,247 @@
+"""Start and stop a local Label Studio server (``mcie ls serve`` and the test fixture).
+
+The server runs from its own venv (``.venv-ls``, made by ``make install``: label-studio 1.23
+pins other versions of Django, pyarrow and its SDK than mcie does), binds to loopback only and
+keeps everything under one data dir. Credentials come from the environment only —
+``LABEL_STUDIO_USERNAME``, ``LABEL_STUDIO_PASSWORD``, ``LABEL_STUDIO_USER_TOKEN`` — and reach
+the child process through its environment, never its command line (which ``ps`` shows to every
+user). The legacy token is enabled so that the preset token works; Label Studio reads that
+setting when it first creates the user, i.e. at the first start of a data dir.
+
+Label Studio silently moves to the next port when the asked one is busy, so the real port is
+read back from the server's own "Starting development server at ..." line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mcie.exitcodes import ServiceError, UsageError
+
+#: Environment variables holding the preset user (never put on a command line).
+ENV_USERNAME = "LABEL_STUDIO_USERNAME"
+ENV_PASSWORD = "LABEL_STUDIO_PASSWORD"
+ENV_TOKEN = "LABEL_STUDIO_USER_TOKEN"
+#: Where mcie finds the server's venv when ``--venv`` is not given.
+ENV_VENV = "MCIE_LS_VENV"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Shortest preset token we pass on (Label Studio applies tokens longer than 5 characters).
+MIN_TOKEN_LENGTH = 16
+
+_STARTED = re.compile(r"Starting development server at https?://[^:/\s]+:(\d+)/")
+
+
+def default_venv() -> str:
+    """``$MCIE_LS_VENV``, else ``.venv-ls`` at the repository root (mcie installs editable)."""
+    if os.environ.get(ENV_VENV):
+        return os.environ[ENV_VENV]
+    return str(Path(__file__).resolve().parents[1] / ".venv-ls")
+
+
+def credentials_from_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The preset user's environment variables; UsageError naming the missing ones."""
+    env = os.environ if env is None else env
+    names = (ENV_USERNAME, ENV_PASSWORD, ENV_TOKEN)
+    missing = [n for n in names if not env.get(n)]
+    if missing:
+        raise UsageError(
+            "set the Label Studio user in the environment (never on the command line): " + ", ".join(missing)
+        )
+    if len(env[ENV_TOKEN]) < MIN_TOKEN_LENGTH:
+        # Label Studio ignores a shorter token, and prints it to its log while doing so
+        raise UsageError(f"{ENV_TOKEN} is too short: use at least {MIN_TOKEN_LENGTH} characters")
+    return {n: env[n] for n in names}
+
+
+def token_accepted(url: str, token: str) -> bool:
+    """Whether the server takes ``token`` (legacy ``Token`` header) for its API."""
+    req = urllib.request.Request(
+        f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - our own loopback URL
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    """How to run the server. ``port`` is the first port tried (Label Studio moves up when it
+    is busy); ``document_root`` is the local-files root (default ``{data_dir}/files``)."""
+
+    data_dir: str
+    port: int = 8080
+    host: str = "127.0.0.1"
+    venv: str = dataclasses.field(default_factory=default_venv)
+    document_root: str | None = None
+    startup_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.host not in LOOPBACK:
+            raise UsageError(f"host {self.host!r}: the server binds to loopback only ({', '.join(LOOPBACK)})")
+        if not 1 <= self.port <= 65535:
+            raise UsageError(f"port {self.port} is not in 1..65535")
+        self.data_dir = os.path.abspath(self.data_dir)
+        self.document_root = os.path.abspath(self.document_root or os.path.join(self.data_dir, "files"))
+        if not os.path.exists(self.executable):
+            raise UsageError(
+                f"no Label Studio server at {self.executable}; run `make install` (it creates .venv-ls) "
+                f"or set {ENV_VENV} to a venv with label-studio==1.23.2"
+            )
+
+    @property
+    def executable(self) -> str:
+        return os.path.join(self.venv, "bin", "label-studio")
+
+
+class LabelStudioServer:
+    """A running Label Studio process. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, config: ServerConfig, env: dict[str, str] | None = None):
+        self.config = config
+        self._creds = credentials_from_env(env)
+        self._proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.log_path = os.path.join(config.data_dir, "server.log")
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("server not started")
+        return f"http://{self.config.host}:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        c = self.config
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
+        env.update(self._creds)
+        env.update(
+            {
+                "LABEL_STUDIO_BASE_DATA_DIR": c.data_dir,
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": c.document_root,
+                "LATEST_VERSION_CHECK": "false",
+                "COLLECT_ANALYTICS": "false",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def start(self) -> str:
+        """Start the server, wait until it answers /health; returns its URL."""
+        c = self.config
+        os.makedirs(c.data_dir, exist_ok=True)
+        os.makedirs(c.document_root, exist_ok=True)
+        cmd = [c.executable, "start", "--no-browser", "--internal-host", c.host, "--port", str(c.port)]
+        self.port = None
+        offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
+        self._proc = subprocess.Popen(
+            cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        try:
+            self._wait_ready(offset)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _log_port(self, offset: int) -> int | None:
+        with open(self.log_path, "rb") as fh:
+            fh.seek(offset)
+            found = _STARTED.findall(fh.read().decode(errors="replace"))
+        return int(found[-1]) if found else None
+
+    def _wait_ready(self, offset: int) -> None:
+        """Wait for this start's port line (the log is appended across starts) and /health."""
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ServiceError(
+                    f"Label Studio exited with code {self._proc.returncode} while starting; "
+                    f"see {self.log_path}"
+                )
+            if self.port is None:
+                self.port = self._log_port(offset)
+            if self.port is not None and _healthy(f"http://{self.config.host}:{self.port}"):
+                return
+            time.sleep(0.5)
+        raise ServiceError(
+            f"Label Studio did not become healthy in {self.config.startup_timeout_s:.0f} s; "
+            f"see {self.log_path}"
+        )
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the server's process group (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        pgid = os.getpgid(proc.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            proc.wait()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> LabelStudioServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:  # noqa: S310 - our own loopback URL
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def serve_forever(config: ServerConfig) -> int:
+    """``mcie ls serve``: start, print how to reach it, wait for Ctrl-C/SIGTERM, stop cleanly."""
+    server = LabelStudioServer(config)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    print(f"starting Label Studio (data dir {config.data_dir}) ...", file=sys.stderr, flush=True)
+    try:
+        url = server.start()
+        if not token_accepted(url, server._creds[ENV_TOKEN]):
+            print(
+                f"warning: the server refuses {ENV_TOKEN}: its user was created with another token "
+                "(Label Studio sets the token at a data dir's first start only)",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(f"Label Studio is up: {url}", flush=True)
+        print(f"  export LABEL_STUDIO_URL={url}", flush=True)
+        print(f"  export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={config.document_root}", flush=True)
+        print("  (the token is the LABEL_STUDIO_USER_TOKEN you set; Ctrl-C stops the server)", flush=True)
+        while server.running:
+            time.sleep(1)
+        raise ServiceError(f"Label Studio exited unexpectedly; see {server.log_path}")
+    except KeyboardInterrupt:
+        print("stopping Label Studio ...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        server.stop()

@@ -1,0 +1,163 @@
+"""Label Studio pieces that need no server: resolution of several reviewers, brush RLE, the
+labeling config, subset selection and ``mcie ls serve`` (which does start a real server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from mcie.annotation import config as cfg
+from mcie.annotation.export import select_keys
+from mcie.annotation.tasks import mask_to_rle, rle_to_mask
+from mcie.annotation.verdicts import Review, resolve
+from mcie.cli import main
+
+
+def _review(i: int, user: int, verdict: str | None, reason: str | None = None, **kw) -> Review:
+    return Review(
+        i, user, verdict, reason, {}, kw.get("instruction"), kw.get("wording", {}), kw.get("masks", {})
+    )
+
+
+def test_resolution_majority_strict_and_ties():
+    acc, acc2, rej = _review(1, 1, "accept"), _review(2, 2, "accept"), _review(3, 3, "reject", "bad_mask")
+    assert resolve([acc, acc2, rej], "majority").decision == "accept"
+    d = resolve([acc, acc2, rej], "strict")
+    assert (d.decision, d.reason, d.accepted) == ("disagreement", "annotator_disagreement", False)
+    tie = resolve([acc, rej], "majority")
+    assert (tie.decision, tie.reason) == ("disagreement", "annotator_disagreement")
+    d = resolve([rej, _review(4, 4, "reject", "bad_mask"), _review(5, 5, "reject", "wrong_instruction")])
+    assert (d.decision, d.reason) == ("reject", "bad_mask")
+    # reasons tie (or none given) → the generic human_rejected
+    d = resolve([_review(6, 6, "reject", "bad_mask"), _review(7, 7, "reject", "wrong_instruction")])
+    assert d.reason == "human_rejected"
+    # a reviewer's latest annotation counts, once
+    assert resolve([_review(1, 1, "reject"), _review(9, 1, "accept")]).decision == "accept"
+    assert resolve([_review(1, 1, None)]) is None
+    # corrections from reviewers voting for; a later one wins per field
+    m = np.eye(4, dtype=bool)
+    d = resolve(
+        [_review(1, 1, "accept", instruction="a"), _review(2, 2, "fixed", instruction="b", masks={0: m})]
+    )
+    assert (d.decision, d.instruction, list(d.masks)) == ("fixed", "b", [0])
+    with pytest.raises(ValueError, match="resolution"):
+        resolve([acc], "unanimous")
+
+
+def test_credentials_only_from_env_and_short_tokens_refused():
+    from mcie.annotation.server import credentials_from_env
+    from mcie.exitcodes import UsageError
+
+    env = {"LABEL_STUDIO_USERNAME": "a@b.c", "LABEL_STUDIO_PASSWORD": "pw"}
+    with pytest.raises(UsageError, match="LABEL_STUDIO_USER_TOKEN"):
+        credentials_from_env(env)
+    with pytest.raises(UsageError, match="too short") as err:
+        credentials_from_env({**env, "LABEL_STUDIO_USER_TOKEN": "abc123"})
+    assert "abc123" not in str(err.value)
+    assert (
+        credentials_from_env({**env, "LABEL_STUDIO_USER_TOKEN": "x" * 16})["LABEL_STUDIO_USER_TOKEN"]
+        == "x" * 16
+    )
+
+
+def test_brush_rle_round_trip_is_exact():
+    rng = np.random.default_rng(0)
+    for shape in ((64, 64), (37, 53), (256, 256)):
+        mask = rng.random(shape) > 0.7
+        mask[: shape[0] // 2, : shape[1] // 3] = True
+        assert np.array_equal(rle_to_mask(mask_to_rle(mask), *shape), mask)
+    with pytest.raises(ValueError, match="expected"):
+        rle_to_mask(mask_to_rle(np.ones((8, 8), bool)), 8, 9)
+
+
+def test_labeling_config_has_five_slots_and_the_review_reasons():
+    root = ET.fromstring(cfg.labeling_config())
+    names = {e.get("name") for e in root.iter() if e.get("name")}
+    for k in range(cfg.SLOTS):
+        assert {f"sub{k}", f"score{k}", f"mask{k}", f"box{k}", f"verdict{k}", f"wording{k}"} <= names
+    reasons = next(e for e in root.iter("Choices") if e.get("name") == "reason")
+    assert [c.get("value") for c in reasons] == ["human_rejected", "wrong_instruction", "bad_mask"]
+    overall = next(e for e in root.iter("Choices") if e.get("name") == "verdict")
+    assert [c.get("value") for c in overall] == ["accept", "reject", "fixed"] and overall.get(
+        "required"
+    ) == "true"
+    assert cfg.labeling_config() == cfg.labeling_config()
+
+
+def test_select_subsets(built, capsys, monkeypatch, tmp_path):
+    import pyarrow.parquet as pq
+
+    rows = {r["key"]: r for r in pq.read_table(os.path.join(built, "index.parquet")).to_pylist()}
+    everything = select_keys(rows, "all", built)
+    assert everything == sorted(k for k, r in rows.items() if r["shard"])
+    acc = select_keys(rows, "accepted", built)
+    assert acc and all(rows[k]["status"] == "accepted" for k in acc)
+    border = select_keys(rows, "borderline", built)
+    assert set(border) <= set(everything)
+    for k in border:
+        r = rows[k]
+        one_missing = sum(c < 1.0 for c in r["sub_compliance"]) == 1
+        assert one_missing or abs(r["bg_ssim"] - 0.98) <= 0.02
+    r5 = select_keys(rows, "random:5", built, seed=1)
+    assert len(r5) == 5 and r5 == select_keys(rows, "random:5", built, seed=1) and set(r5) <= set(everything)
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", "t" * 20)
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
+    assert main(["ls", "export", built, "--project", "subset", "--select", "some"]) == 1
+    assert "choose all, accepted, rejected, borderline or random:N" in capsys.readouterr().err
+
+
+def test_serve_reads_the_real_port_back_and_stops_cleanly(request, tmp_path):
+    """``mcie ls serve`` on a busy port: it reports the port the server really took, serves,
+    and a SIGTERM stops server and command with exit 0. Credentials only via the environment."""
+    from ls_server import CACHE_NAME, free_port, migrated_data_dir
+
+    data, creds = migrated_data_dir(str(request.config.cache.mkdir(CACHE_NAME)))
+    import shutil
+
+    shutil.copytree(data, tmp_path / "data")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", free_port()))
+    busy.listen()
+    port = busy.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
+    mcie = os.path.join(os.path.dirname(sys.executable), "mcie")
+    cmd = [mcie, "ls", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)]
+    # without the preset user in the environment: a usage error, nothing started
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 1
+    proc = subprocess.Popen(
+        cmd, env={**env, **creds}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 240
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("Label Studio is up: "):
+                url = line.split(": ", 1)[1].strip()
+            elif not line and proc.poll() is not None:
+                break
+        assert url is not None, proc.stderr.read()
+        real_port = int(url.rsplit(":", 1)[1])
+        assert real_port != port
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", real_port)) != 0  # the server is gone too
+        rest = proc.stdout.read() + proc.stderr.read()
+        assert creds["LABEL_STUDIO_USER_TOKEN"] not in rest
+        assert "refuses" not in rest  # the cached data dir's user has this very token
+    finally:
+        busy.close()
+        if proc.poll() is None:
+            proc.kill()
