@@ -95,7 +95,7 @@ def test_byte_limit_refuses(awkward):
 
 def test_sample_photos_are_real_photos():
     paths = sample_photo_paths()
-    assert len(paths) == 4
+    assert len(paths) == 6
     loader = ImageLoader(ImageSourceConfig(short_side=64))
     for p in paths:
         li = loader.load(p)

@@ -45,7 +45,14 @@ LIST_COLUMNS = ("path", "url", "image", "file", "filename")
 
 #: the bundled sample photographs (scikit-image's data folder: public-domain or CC-licensed
 #: photos, see skimage/data/README.txt)
-SAMPLE_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
+SAMPLE_PHOTOS = (
+    "astronaut.png",
+    "camera.png",
+    "chelsea.png",
+    "coffee.png",
+    "motorcycle_left.png",
+    "rocket.jpg",
+)
 
 
 @dataclasses.dataclass(frozen=True)

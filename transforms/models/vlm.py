@@ -1,0 +1,191 @@
+"""Shared VLM plumbing for the planner and the judge: load any transformers
+image-text-to-text model, generate under a grammar constraint, score yes/no answers.
+
+The constraint is a regular expression over the output text (:class:`RegexConstraint`), applied
+per step by a logits processor: a token is allowed when the text so far plus that token is
+still a prefix of some string the expression matches (the ``regex`` module's partial matching);
+end-of-sequence is allowed only once the text matches in full, and then forced. Greedy decoding
+only needs the best allowed token, so each step tests tokens in descending logit order and stops
+at the first ``keep`` allowed ones — a few tests per step for a trained model, whatever the
+vocabulary size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def load_vlm(name: str, device: str = "cpu", dtype: str = "float32"):
+    """``(processor, model)`` from a hub name or local dir, via the Auto classes, in eval mode."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(name)
+    tok = getattr(processor, "tokenizer", processor)
+    tok.padding_side = "left"  # decoder-only generation pads on the left
+    model = AutoModelForImageTextToText.from_pretrained(name, dtype=getattr(torch, dtype))
+    return processor, model.to(device).eval()
+
+
+class RegexConstraint:
+    """A compiled pattern and the decoded text of every token id (computed once)."""
+
+    def __init__(self, pattern: str, tokenizer) -> None:
+        import regex
+
+        self.pattern = regex.compile(pattern, regex.DOTALL)
+        self.eos_id = tokenizer.eos_token_id
+        n = len(tokenizer)
+        special = set(tokenizer.all_special_ids)
+        texts: list[str | None] = []
+        for i in range(n):
+            t = None if i in special else tokenizer.decode([i], skip_special_tokens=False)
+            # byte pieces of a multi-byte character decode to U+FFFD: never allowed
+            texts.append(None if not t or "\ufffd" in t else t)
+        self.token_text = texts
+
+    def allows(self, text: str) -> bool:
+        return self.pattern.fullmatch(text, partial=True) is not None
+
+    def complete(self, text: str) -> bool:
+        m = self.pattern.fullmatch(text)
+        return m is not None and not m.partial
+
+
+class ConstrainedLogits:
+    """A transformers logits processor enforcing a :class:`RegexConstraint` on each row."""
+
+    def __init__(self, constraint: RegexConstraint, prompt_len: int, keep: int = 1) -> None:
+        self.c = constraint
+        self.prompt_len = prompt_len
+        self.keep = keep
+        self._text: dict[int, tuple[int, str]] = {}
+
+    def _row_text(self, row: int, ids) -> str:
+        n, text = self._text.get(row, (0, ""))
+        gen = ids[self.prompt_len :].tolist()
+        for t in gen[n:]:
+            piece = self.c.token_text[t] if t < len(self.c.token_text) else None
+            text += piece or ""
+        self._text[row] = (len(gen), text)
+        return text
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        out = torch.full_like(scores, float("-inf"))
+        for row in range(scores.shape[0]):
+            text = self._row_text(row, input_ids[row])
+            eos = self.c.eos_id
+            if self.c.complete(text) or not self.c.allows(text):
+                out[row, eos] = 0.0  # done (or already off the grammar: stop)
+                continue
+            order = torch.argsort(scores[row], descending=True).tolist()
+            found = 0
+            for t in order:
+                piece = self.c.token_text[t] if t < len(self.c.token_text) else None
+                if piece is not None and self.c.allows(text + piece):
+                    out[row, t] = scores[row, t]
+                    found += 1
+                    if found >= self.keep:
+                        break
+            if not found:
+                out[row, eos] = 0.0
+        return out
+
+
+@dataclasses.dataclass
+class Generation:
+    """One generated answer: the text and whether it ended by the constraint or by the budget."""
+
+    text: str
+    finished: bool
+
+
+def generate(
+    processor,
+    model,
+    images: list[np.ndarray],
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    constraint: RegexConstraint | None = None,
+    sample_seed: int | None = None,
+    temperature: float = 1.0,
+) -> list[Generation]:
+    """Generate one answer per (image, prompt), batched. Greedy unless ``sample_seed`` is set
+    (retries sample among the top allowed tokens so they differ from the first try)."""
+    import torch
+    from PIL import Image
+    from transformers import LogitsProcessorList
+
+    texts = [_chat(processor, p) for p in prompts]
+    pil = [Image.fromarray(im) for im in images]
+    inputs = processor(images=pil, text=texts, return_tensors="pt", padding=True).to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    prompt_len = inputs["input_ids"].shape[1]
+    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample_seed is not None}
+    if sample_seed is not None:
+        torch.manual_seed(sample_seed)
+        kw.update(top_k=0, top_p=1.0, temperature=temperature)
+    if constraint is not None:
+        kw["logits_processor"] = LogitsProcessorList(
+            [ConstrainedLogits(constraint, prompt_len, keep=1 if sample_seed is None else 8)]
+        )
+    tok = getattr(processor, "tokenizer", processor)
+    with torch.inference_mode():
+        out = model.generate(**inputs, pad_token_id=tok.pad_token_id, **kw)
+    gens = []
+    for row in out[:, prompt_len:].tolist():
+        finished = tok.eos_token_id in row
+        if finished:
+            row = row[: row.index(tok.eos_token_id)]
+        gens.append(Generation(tok.decode(row, skip_special_tokens=True), finished))
+    return gens
+
+
+def yes_probability(
+    processor, model, images: list[np.ndarray], prompts: list[str], bias: float = 0.0
+) -> list[float]:
+    """P(yes) / (P(yes) + P(no)) of the first answer token, per (image, prompt), batched — a
+    judge score that needs no parsing (VQAScore-style); ``bias`` is added to the yes-vs-no
+    logit (calibration)."""
+    import torch
+    from PIL import Image
+
+    texts = [_chat(processor, p) for p in prompts]
+    inputs = processor(
+        images=[Image.fromarray(im) for im in images], text=texts, return_tensors="pt", padding=True
+    ).to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    tok = getattr(processor, "tokenizer", processor)
+    yes, no = _answer_ids(tok, "yes"), _answer_ids(tok, "no")
+    with torch.inference_mode():
+        logits = model(**inputs).logits[:, -1, :].float()  # (B, vocab), left padding: last is real
+    lp = torch.log_softmax(logits, dim=-1)
+    p_yes = torch.logsumexp(lp[:, yes], dim=-1)
+    p_no = torch.logsumexp(lp[:, no], dim=-1)
+    return torch.sigmoid(p_yes - p_no + bias).tolist()
+
+
+def _answer_ids(tok, word: str) -> list[int]:
+    """First token ids of the answer word in its usual spellings."""
+    ids = set()
+    for w in (word, word.capitalize(), " " + word, " " + word.capitalize()):
+        enc = tok(w, add_special_tokens=False).input_ids
+        if enc:
+            ids.add(enc[0])
+    return sorted(ids)
+
+
+def _chat(processor, prompt: str) -> str:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
