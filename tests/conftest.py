@@ -34,3 +34,12 @@ def built_two_workers(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("build") / "w2")
     assert build(out, "--workers", "2") == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> str:
+    """Tiny random-weight models written once per session by ``mcie models tiny``; returns
+    the path of their models.yaml."""
+    root = str(tmp_path_factory.mktemp("tiny-models"))
+    assert main(["models", "tiny", root]) == 0
+    return os.path.join(root, "models.yaml")

@@ -7,8 +7,9 @@ in-memory vocabularies: offline, ``from_pretrained("<hub id>")`` of a tokenizer 
 return an empty one, so nothing here names a hub id.
 
 Written folders: ``vlm/`` (LLaVA planner), ``vlm-judge/`` (LLaVA judge, a louder output
-layer), ``owlv2/`` (open-vocabulary detector), ``sam/`` (SamModel), ``inpaint/`` (StableDiffusionInpaintPipeline), ``instruct-pix2pix/``
-(StableDiffusionInstructPix2PixPipeline, for CIE-Bench baselines).
+layer), ``owlv2/`` (open-vocabulary detector), ``sam/`` (SamModel), ``inpaint/``
+(StableDiffusionInpaintPipeline), ``instruct-pix2pix/`` (StableDiffusionInstructPix2PixPipeline,
+for CIE-Bench baselines).
 """
 
 from __future__ import annotations
