@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import apache_beam as beam
 import numpy as np
@@ -69,12 +70,12 @@ def test_models_file(tiny_models, tmp_path, models):
     for text, needle in (
         ("planner: {model: x}\n", "lacks stages"),
         ("planr: {}\n", "unknown sections"),
-        (open(tiny_models).read().replace("dtype: float32", "dtype: float8", 1), "dtype"),
+        (pathlib.Path(tiny_models).read_text().replace("dtype: float32", "dtype: float8", 1), "dtype"),
     ):
         bad.write_text(text)
         with pytest.raises(UsageError, match=needle):
             load_models_config(str(bad))
-    bad.write_text(open(tiny_models).read().replace("steps: 2", "stepz: 2"))
+    bad.write_text(pathlib.Path(tiny_models).read_text().replace("steps: 2", "stepz: 2"))
     with pytest.raises(UsageError, match="unknown options.*allowed"):
         EditorHandler(load_models_config(str(bad)).editor)
 
