@@ -190,13 +190,15 @@ def _tick(timings: dict[str, float] | None, name: str, t0: float) -> None:
 
 
 class RealUnitFn(beam.DoFn):
-    """Builds one unit of input files end to end; yields the unit's stats (small)."""
+    """Builds one unit of input files end to end; yields the unit's stats (small). The parsed
+    models file travels with the DoFn, so workers need the model folders, not the YAML."""
 
-    def __init__(self, opts: RealBuildOptions) -> None:
+    def __init__(self, opts: RealBuildOptions, models: ModelsConfig) -> None:
         self.opts = opts
+        self.models = models
 
     def setup(self) -> None:
-        self.chain = RealChain(self.opts)
+        self.chain = RealChain(self.opts, self.models)
         self.chain.setup()  # heavy: every model, once per worker
         self.sink = ShardSink(self.opts.out, self.opts.lossless, self.opts.run.error_policy)
         self.elapsed = Metrics.distribution("mcie", "unit_ms")
@@ -212,11 +214,11 @@ class RealUnitFn(beam.DoFn):
         yield stats
 
 
-def real_pipeline(p: beam.Pipeline, units: list[Unit], opts: RealBuildOptions, gpu: bool):
+def real_pipeline(p: beam.Pipeline, units: list[Unit], opts: RealBuildOptions, models: ModelsConfig):
     """Attach the real-model build to ``p``."""
     elements = [(u.id, list(opts.inputs[u.start : u.stop])) for u in units]
-    build = beam.ParDo(RealUnitFn(opts))
-    if gpu and opts.run.runner == "DataflowRunner":
+    build = beam.ParDo(RealUnitFn(opts, models))
+    if models.uses_gpu() and opts.run.runner == "DataflowRunner":
         build = build.with_resource_hints(accelerator=opts.accelerator)
     return p | "Units" >> beam.Create(elements) | "SpreadUnits" >> beam.Reshuffle() | "BuildUnits" >> build
 
@@ -236,7 +238,7 @@ def run_real_build(opts: RealBuildOptions) -> dict[str, Any]:
         fingerprint=opts.fingerprint(),
         run=opts.run,
         resume=opts.resume,
-        attach=lambda p, todo: real_pipeline(p, todo, opts, models.uses_gpu()),
+        attach=lambda p, todo: real_pipeline(p, todo, opts, models),
         meta={
             "generator": "real-models",
             "models": {s.stage: {"model": s.model, "sam": s.sam, **s.options} for s in models.stages()},

@@ -270,3 +270,28 @@ def test_tiny_dir_has_every_family(tiny_models):
         "make it blue", image=Image.fromarray(photo(0, 32, 32)), num_inference_steps=2, output_type="np"
     )
     assert out.images.shape == (1, 32, 32, 3)
+
+
+def test_bake_weights_rewrites_hub_names(tmp_path, tiny_models):
+    """The worker-image helper: hub names become folders, local folders stay (no download here:
+    the downloader is injected)."""
+    import importlib.util
+
+    import yaml
+
+    root = os.path.join(os.path.dirname(__file__), "..", "docker", "bake_weights.py")
+    spec = importlib.util.spec_from_file_location("bake_weights", root)
+    bake = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bake)
+    src = tmp_path / "models.yaml"
+    cfg = yaml.safe_load(pathlib.Path(tiny_models).read_text())
+    cfg["planner"]["model"] = cfg["judge"]["model"] = "Qwen/Qwen2.5-VL-7B-Instruct"
+    src.write_text(yaml.safe_dump(cfg))
+    calls = []
+    out = bake.bake(str(src), str(tmp_path / "baked"), download=lambda r, d: calls.append((r, d)))
+    assert calls == [
+        ("Qwen/Qwen2.5-VL-7B-Instruct", str(tmp_path / "baked" / "Qwen--Qwen2.5-VL-7B-Instruct"))
+    ]
+    assert out["planner"]["model"] == out["judge"]["model"] == calls[0][1]
+    assert out["grounder"]["sam"] == cfg["grounder"]["sam"]  # a local folder is kept
+    assert yaml.safe_load((tmp_path / "baked" / "models.yaml").read_text()) == out

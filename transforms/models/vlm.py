@@ -49,6 +49,7 @@ class RegexConstraint:
             # byte pieces of a multi-byte character decode to U+FFFD: never allowed
             texts.append(None if not t or "\ufffd" in t else t)
         self.token_text = texts
+        self.valid_ids = None  # tensor of ids with text, made on the scores' device at first use
 
     def allows(self, text: str) -> bool:
         return self.pattern.fullmatch(text, partial=True) is not None
@@ -79,6 +80,11 @@ class ConstrainedLogits:
     def __call__(self, input_ids, scores):
         import torch
 
+        if self.c.valid_ids is None or self.c.valid_ids.device != scores.device:
+            self.c.valid_ids = torch.tensor(
+                [i for i, t in enumerate(self.c.token_text) if t is not None], device=scores.device
+            )
+        valid = self.c.valid_ids[self.c.valid_ids < scores.shape[1]]
         out = torch.full_like(scores, float("-inf"))
         for row in range(scores.shape[0]):
             text = self._row_text(row, input_ids[row])
@@ -86,11 +92,12 @@ class ConstrainedLogits:
             if self.c.complete(text) or not self.c.allows(text):
                 out[row, eos] = 0.0  # done (or already off the grammar: stop)
                 continue
-            order = torch.argsort(scores[row], descending=True).tolist()
+            # only tokens with text are candidates (a model's vocabulary may be padded past the
+            # tokenizer's); best first, test until `keep` are allowed
+            order = valid[torch.argsort(scores[row, valid], descending=True)].tolist()
             found = 0
             for t in order:
-                piece = self.c.token_text[t] if t < len(self.c.token_text) else None
-                if piece is not None and self.c.allows(text + piece):
+                if self.c.allows(text + self.c.token_text[t]):
                     out[row, t] = scores[row, t]
                     found += 1
                     if found >= self.keep:

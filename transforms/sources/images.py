@@ -180,7 +180,10 @@ def read_bytes(path: str, max_bytes: int) -> bytes:
     if path.startswith(("http://", "https://")):
         with urllib.request.urlopen(path, timeout=60) as resp:  # noqa: S310 - user-given list
             return resp.read(max_bytes + 1)
-    from apache_beam.io.filesystems import FileSystems
+    if not _is_remote(path):
+        with open(path, "rb") as fh:
+            return fh.read(max_bytes + 1)
+    from apache_beam.io.filesystems import FileSystems  # gs://, s3://, ...
 
     with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as fh:
         return fh.read(max_bytes + 1)
