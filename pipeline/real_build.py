@@ -15,6 +15,7 @@ checks the options first, and the build DoFn carries a GPU resource hint when a 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from typing import Any
@@ -23,6 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from mcie.exitcodes import UsageError
+from mcie.reasons import Status
 from mcie.records import EditSample, content_key
 from mcie.transforms.judge import FilterThresholds, JudgeFilter
 from mcie.transforms.models.config import ModelsConfig, load_models_config
@@ -173,15 +175,43 @@ class RealChain:
         t0 = time.perf_counter()
         samples = self.load(paths)
         _tick(timings, "load", t0)
-        for name in STAGE_ORDER:
+        for name in ("planner", "grounder"):
             t0 = time.perf_counter()
-            h = self.handlers[name]
-            h.run_inference(samples, self.loaded[name])
+            self.handlers[name].run_inference(samples, self.loaded[name])
             _tick(timings, name, t0)
+        samples = self.edit_and_judge(samples, timings)
         policy = self.opts.run.error_policy
         from mcie.reasons import Reason
 
         return run_isolated(samples, lambda b: [self.filter.apply(s) for s in b], Reason.SCORE_ERROR, policy)
+
+    def edit_and_judge(self, samples: list[EditSample], timings: dict[str, float] | None) -> list[EditSample]:
+        """Edit then judge; best-of-N (``editor.candidates``) edits each sample N times with
+        other seeds and keeps the candidate with the best (compliance, quality) scores."""
+        editor, judge = self.handlers["editor"], self.handlers["judge"]
+        n = editor.config.candidates
+        best: dict[int, EditSample] = {}
+        for c in range(n):
+            cands = samples if n == 1 else [copy.deepcopy(s) for s in samples]
+            t0 = time.perf_counter()
+            editor.run_inference(cands, self.loaded["editor"], {"candidate": c})
+            _tick(timings, "editor", t0)
+            t0 = time.perf_counter()
+            judge.run_inference(cands, self.loaded["judge"])
+            _tick(timings, "judge", t0)
+            for i, s in enumerate(cands):
+                if i not in best or _rank(s) > _rank(best[i]):
+                    best[i] = s
+        out = [best[i] for i in range(len(samples))]
+        if n > 1:
+            for s in out:
+                s.provenance = {**s.provenance, "candidates": n}
+        return out
+
+
+def _rank(s: EditSample) -> tuple:
+    """Best-of-N order: not failed, then compliance, then quality."""
+    return (s.status != Status.FAILED, s.scores.get("compliance", -1.0), s.scores.get("quality", -1.0))
 
 
 def _tick(timings: dict[str, float] | None, name: str, t0: float) -> None:

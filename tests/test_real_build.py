@@ -101,3 +101,31 @@ def test_usage_errors(tiny_models, tmp_path):
     assert main(["build", "--models", tiny_models, "--images", str(tmp_path / "nothing"), "--out", out]) == 1
     dataflow = ["build", "--models", tiny_models, "--out", out, "--runner", "DataflowRunner", "--no-progress"]
     assert main(dataflow) == 1
+
+
+def test_best_of_n_keeps_the_best_candidate(tiny_models, tmp_path):
+    """editor.candidates = 2: each sample is edited twice (other seeds) and the candidate the
+    judge ranks best is kept, so it never ranks below the single-candidate result."""
+    import dataclasses
+
+    from mcie.pipeline.real_build import RealBuildOptions, RealChain, _rank
+    from mcie.transforms.models.config import load_models_config
+    from mcie.transforms.sources.images import ImageSourceConfig
+
+    models = load_models_config(tiny_models)
+    opts = RealBuildOptions(
+        out=str(tmp_path / "o"), models=tiny_models, inputs=tuple(sample_photo_paths()),
+        source=ImageSourceConfig(short_side=64),
+    )  # fmt: skip
+    one = RealChain(opts, models).make(list(opts.inputs))
+    editor2 = dataclasses.replace(models.editor, options={**models.editor.options, "candidates": 2})
+    two = RealChain(opts, dataclasses.replace(models, editor=editor2)).make(list(opts.inputs))
+    assert [s.key for s in one] == [s.key for s in two]
+    edited = [(a, b) for a, b in zip(one, two, strict=True) if b.tgt is not None]
+    assert edited
+    for a, b in edited:
+        assert b.provenance["candidates"] == 2 and b.provenance["candidate"] in (0, 1)
+        assert _rank(b) >= _rank(a)
+        seeds = [e.params["seed"] for e in b.sub_edits]
+        if b.provenance["candidate"] == 1:
+            assert seeds != [e.params["seed"] for e in a.sub_edits]

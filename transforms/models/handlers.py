@@ -86,10 +86,14 @@ class _StageHandler(ModelHandler[EditSample, EditSample, Any]):
         out: list[EditSample] = []
         for i in range(0, len(samples), self.stage.batch_size):
             chunk = samples[i : i + self.stage.batch_size]
-            out.extend(run_isolated(chunk, lambda b: self._apply(model, b), self.reason, self.policy))
+            out.extend(
+                run_isolated(
+                    chunk, lambda b: self._apply(model, b, **(inference_args or {})), self.reason, self.policy
+                )
+            )
         return out
 
-    def _apply(self, model, batch: list[EditSample]) -> list[EditSample]:  # pragma: no cover
+    def _apply(self, model, batch: list[EditSample], **kwargs) -> list[EditSample]:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -142,8 +146,8 @@ class EditorHandler(_StageHandler):
     def load_model(self) -> InpaintEditor:
         return InpaintEditor(load_inpaint(self.stage.model, self.stage.device, self.stage.dtype), self.config)
 
-    def _apply(self, model: InpaintEditor, batch: list[EditSample]) -> list[EditSample]:
-        return model.edit(batch)
+    def _apply(self, model: InpaintEditor, batch: list[EditSample], candidate: int = 0) -> list[EditSample]:
+        return model.edit(batch, candidate)
 
 
 class JudgeHandler(_StageHandler):

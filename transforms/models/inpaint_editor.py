@@ -36,9 +36,12 @@ class EditorConfig:
     remove_prompt: str = "empty background, nothing there"
     negative_prompt: str = ""
     seed: int = 0
+    #: best-of-N: edit each sample N times (other seeds) and keep the candidate the judge
+    #: scores best (the build does the choosing; see mcie.pipeline.real_build)
+    candidates: int = 1
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.size < 8 or self.size % 8 or self.dilate < 0:
+        if self.steps < 1 or self.size < 8 or self.size % 8 or self.dilate < 0 or self.candidates < 1:
             raise ValueError(f"need steps >= 1, size a positive multiple of 8, dilate >= 0; got {self}")
 
 
@@ -54,9 +57,11 @@ def load_inpaint(name: str, device: str = "cpu", dtype: str = "float32"):
     return pipe.to(device)
 
 
-def edit_seed(base: int, key: str, k: int) -> int:
-    """The seed of sub-edit ``k`` of sample ``key``: stable across runs and workers."""
-    h = hashlib.blake2b(f"{base}:{key}:{k}".encode(), digest_size=4).digest()
+def edit_seed(base: int, key: str, k: int, candidate: int = 0) -> int:
+    """The seed of sub-edit ``k`` of sample ``key`` (best-of-N: of its ``candidate``): stable
+    across runs and workers."""
+    text = f"{base}:{key}:{k}" if candidate == 0 else f"{base}:{key}:{k}:{candidate}"
+    h = hashlib.blake2b(text.encode(), digest_size=4).digest()
     return int.from_bytes(h, "little")
 
 
@@ -103,8 +108,9 @@ class InpaintEditor:
             return e.target_phrase
         return e.instruction
 
-    def edit(self, samples: list[EditSample]) -> list[EditSample]:
-        """Set ``tgt`` on every sample; sub-edit ``k`` of all samples runs as one batch."""
+    def edit(self, samples: list[EditSample], candidate: int = 0) -> list[EditSample]:
+        """Set ``tgt`` on every sample; sub-edit ``k`` of all samples runs as one batch.
+        ``candidate`` picks another set of seeds (best-of-N)."""
         import torch
 
         c = self.config
@@ -120,7 +126,7 @@ class InpaintEditor:
                     for s, r in zip(batch, regions, strict=True)
                     if work_size(*s.src.shape[:2], c.size) == hw
                 ]
-                seeds = [edit_seed(c.seed, s.key, k) for s, _ in group]
+                seeds = [edit_seed(c.seed, s.key, k, candidate) for s, _ in group]
                 images = [
                     Image.fromarray(current[s.key]).resize(hw[::-1], Image.Resampling.BICUBIC)
                     for s, _ in group
@@ -151,5 +157,10 @@ class InpaintEditor:
                     e.params = {**e.params, "seed": sd}
         for s in samples:
             s.tgt = current[s.key]
-            s.provenance = {**s.provenance, "editor": self.name, "editor_steps": c.steps}
+            s.provenance = {
+                **s.provenance,
+                "editor": self.name,
+                "editor_steps": c.steps,
+                "candidate": candidate,
+            }
         return samples
