@@ -2,8 +2,9 @@
 
 Outcome steering, said plainly: a random model cannot be asked for a given outcome, so the
 tiny models.yaml sets knobs that make the sample photos split the way a real run does —
-short grammar strings and ``max_new_tokens`` so that 3-edit plans are cut off (failed, raw
-text kept) while 2-edit plans finish; sampling so each photo gets its own plan; and a judge
+short grammar strings and at most 3 edits so plans finish within ``max_new_tokens``; sampling
+seeded per image so each photo gets its own plan (the strict parse fails some: a box under
+``min_box_area``; failed, raw text kept); and a judge
 ``yes_bias`` centring the random judge's P(yes) near its ``executed_min`` of 0.5 so some
 sub-edits count as executed and some not. Every stage runs for real on every sample.
 """

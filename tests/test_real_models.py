@@ -138,6 +138,17 @@ def test_planner_handler_batches_and_keeps_raw_text(models):
             assert planner.constraint.allows(raw)
 
 
+def test_sampled_plans_do_not_depend_on_the_batch(models):
+    """Per-row seeds: an image's plan is the same alone or batched with others (so the
+    shard size and worker count do not change the data)."""
+    planner = PlannerHandler(models.planner).load_model()
+    imgs = [photo(0), photo(1, 48, 56), photo(2)]
+    together = planner.plan(imgs, [11, 22, 33])
+    alone = [planner.plan([im], [sd])[0] for im, sd in zip(imgs, [11, 22, 33], strict=True)]
+    assert [a.raw for a in together] == [b.raw for b in alone]
+    assert len({a.raw for a in together}) == 3  # and different images/seeds get different plans
+
+
 def test_unconstrained_random_model_fails_with_raw_text(models):
     planner = PlannerHandler(models.planner).load_model()
     planner.config = PlannerConfig(constraint="none", max_new_tokens=40, retries=1)

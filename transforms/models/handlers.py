@@ -109,8 +109,8 @@ class PlannerHandler(_StageHandler):
         return VLMPlanner(processor, model, self.config)
 
     def _apply(self, model: VLMPlanner, batch: list[EditSample]) -> list[EditSample]:
-        seed = int(batch[0].source_hash[:8] or "0", 16) if batch else 0
-        for s, r in zip(batch, model.plan([s.src for s in batch], seed=seed), strict=True):
+        seeds = [int(s.source_hash[:12] or "0", 16) for s in batch]  # per image: batch-independent
+        for s, r in zip(batch, model.plan([s.src for s in batch], seeds), strict=True):
             s.provenance = {**s.provenance, "planner": model.name, "plan_attempts": r.attempts}
             if r.ok:
                 s.instruction, s.sub_edits = r.instruction, r.sub_edits

@@ -62,11 +62,22 @@ class RegexConstraint:
 class ConstrainedLogits:
     """A transformers logits processor enforcing a :class:`RegexConstraint` on each row."""
 
-    def __init__(self, constraint: RegexConstraint, prompt_len: int, keep: int = 1) -> None:
+    def __init__(
+        self,
+        constraint: RegexConstraint,
+        prompt_len: int,
+        keep: int = 1,
+        row_seeds: list[int] | None = None,
+        temperature: float = 1.0,
+    ) -> None:
         self.c = constraint
         self.prompt_len = prompt_len
         self.keep = keep
+        self.temperature = temperature
         self._text: dict[int, tuple[int, str]] = {}
+        # per-row sampling with a generator per row: a row's tokens depend on its own seed, not
+        # on which other rows share its batch (HF sampling draws from one global RNG)
+        self._gens = None if row_seeds is None else [_cpu_generator(sd) for sd in row_seeds]
 
     def _row_text(self, row: int, ids) -> str:
         n, text = self._text.get(row, (0, ""))
@@ -95,16 +106,27 @@ class ConstrainedLogits:
             # only tokens with text are candidates (a model's vocabulary may be padded past the
             # tokenizer's); best first, test until `keep` are allowed
             order = valid[torch.argsort(scores[row, valid], descending=True)].tolist()
-            found = 0
+            allowed = []
             for t in order:
                 if self.c.allows(text + self.c.token_text[t]):
-                    out[row, t] = scores[row, t]
-                    found += 1
-                    if found >= self.keep:
+                    allowed.append(t)
+                    if len(allowed) >= self.keep:
                         break
-            if not found:
+            if not allowed:
                 out[row, eos] = 0.0
+            elif self._gens is None:
+                out[row, allowed] = scores[row, allowed]
+            else:  # sample among the allowed top-`keep`, then hand greedy search that one token
+                probs = torch.softmax(scores[row, allowed].float().cpu() / self.temperature, dim=-1)
+                pick = allowed[int(torch.multinomial(probs, 1, generator=self._gens[row]))]
+                out[row, pick] = 0.0
         return out
+
+
+def _cpu_generator(seed: int):
+    import torch
+
+    return torch.Generator("cpu").manual_seed(int(seed) % (2**63))
 
 
 @dataclasses.dataclass
@@ -123,11 +145,14 @@ def generate(
     *,
     max_new_tokens: int,
     constraint: RegexConstraint | None = None,
-    sample_seed: int | None = None,
+    row_seeds: list[int] | None = None,
     temperature: float = 1.0,
+    keep: int = 8,
 ) -> list[Generation]:
-    """Generate one answer per (image, prompt), batched. Greedy unless ``sample_seed`` is set
-    (retries sample among the top allowed tokens so they differ from the first try)."""
+    """Generate one answer per (image, prompt), batched. Greedy unless ``row_seeds`` is given:
+    then each row samples (at ``temperature``) with its own seed — under a constraint among the
+    ``keep`` best allowed tokens, reproducible whatever the batch; without one, with
+    transformers' sampler seeded from the first row's seed."""
     import torch
     from PIL import Image
     from transformers import LogitsProcessorList
@@ -138,14 +163,18 @@ def generate(
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     prompt_len = inputs["input_ids"].shape[1]
-    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample_seed is not None}
-    if sample_seed is not None:
-        torch.manual_seed(sample_seed)
-        kw.update(top_k=0, top_p=1.0, temperature=temperature)
+    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
     if constraint is not None:
         kw["logits_processor"] = LogitsProcessorList(
-            [ConstrainedLogits(constraint, prompt_len, keep=1 if sample_seed is None else 8)]
+            [
+                ConstrainedLogits(
+                    constraint, prompt_len, 1 if row_seeds is None else keep, row_seeds, temperature
+                )
+            ]
         )
+    elif row_seeds is not None:
+        torch.manual_seed(row_seeds[0])
+        kw.update(do_sample=True, top_k=0, top_p=1.0, temperature=temperature)
     tok = getattr(processor, "tokenizer", processor)
     with torch.inference_mode():
         out = model.generate(**inputs, pad_token_id=tok.pad_token_id, **kw)

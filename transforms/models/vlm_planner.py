@@ -182,9 +182,10 @@ class VLMPlanner:
         tok = getattr(processor, "tokenizer", processor)
         self.constraint = RegexConstraint(plan_pattern(c), tok) if c.constraint == "schema" else None
 
-    def plan(self, images: list[np.ndarray], seed: int = 0) -> list[PlanResult]:
-        """One :class:`PlanResult` per image; never raises for a bad answer. ``seed`` (e.g.
-        from the images' hashes) makes sampled attempts reproducible for the same batch."""
+    def plan(self, images: list[np.ndarray], seeds: list[int] | None = None) -> list[PlanResult]:
+        """One :class:`PlanResult` per image; never raises for a bad answer. ``seeds`` (one per
+        image, e.g. from its hash) make sampled attempts reproducible whatever the batch."""
+        seeds = seeds if seeds is not None else list(range(len(images)))
         c = self.config
         results: list[PlanResult | None] = [None] * len(images)
         todo = list(range(len(images)))
@@ -196,7 +197,9 @@ class VLMPlanner:
                 [self.prompt] * len(todo),
                 max_new_tokens=c.max_new_tokens,
                 constraint=self.constraint,
-                sample_seed=None if attempt == 0 and c.temperature == 0 else (c.seed + seed) * 1000 + attempt,
+                row_seeds=None
+                if attempt == 0 and c.temperature == 0
+                else [(c.seed * 1_000_003 + seeds[i]) * 16 + attempt for i in todo],
                 temperature=c.temperature or 1.0,
             )
             left = []
