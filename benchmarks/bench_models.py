@@ -152,7 +152,12 @@ def real_size_models(device: str, dtype: str):
             layers_per_block=2,
             sample_size=512,
         )
-        te = CLIPTextModel(CLIPTextConfig(vocab_size=49408, max_position_embeddings=77))  # CLIP ViT-L text
+        te = CLIPTextModel(  # CLIP ViT-L/14 text tower (SD 1.5's)
+            CLIPTextConfig(
+                vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                num_attention_heads=12, max_position_embeddings=77, projection_dim=768,
+            )
+        )  # fmt: skip
         pipe = StableDiffusionInpaintPipeline(
             unet=unet, vae=vae, text_encoder=te, tokenizer=clip_tokenizer(77),
             scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
