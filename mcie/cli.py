@@ -258,8 +258,8 @@ def _run(args: argparse.Namespace) -> int:
         return real_cli.run(args)
     opts = _options(args)
     if args.command == "build" and (args.models or args.images):
-        summary = real_cli.run_build(args, opts.run)
-    elif args.command == "build":
+        return real_cli.run_build(args, opts.run)  # prints and checks its own summary
+    if args.command == "build":
         summary = run_build(opts)
     elif args.command == "generate":
         summary = stages.run_generate(opts)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from mcie.exitcodes import ExitCode, UsageError
 
@@ -79,13 +80,26 @@ def real_options(args: argparse.Namespace, run_opts):
         raise UsageError(str(exc)) from exc
 
 
-def run_build(args: argparse.Namespace, run_opts) -> dict:
-    """Run the real-model build; returns its summary."""
+def run_build(args: argparse.Namespace, run_opts) -> int:
+    """Run the real-model build, print its summary and check the failure budget.
+
+    Inputs that could not be used (``source_unreadable``, ``source_refused``) are outcomes of
+    the data, not of the run: each has its index row, the summary counts them, but they do not
+    count against ``--max-failed-fraction`` (a folder with junk in it is not a failed run)."""
+    from mcie.cli import format_summary
     from mcie.pipeline.real_build import run_real_build
+    from mcie.pipeline.runner import check_failures
 
     if args.images and not args.models:
         raise UsageError("--images needs --models (the synthetic generator makes its own images)")
-    return run_real_build(real_options(args, run_opts))
+    summary = run_real_build(real_options(args, run_opts))
+    print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
+    source = sum(v for k, v in summary["by_reason"].items() if k.startswith("failed:source_"))
+    budget = dict(summary)
+    budget["by_status"] = {**summary["by_status"], "failed": summary["by_status"].get("failed", 0) - source}
+    budget["candidates"] = summary["candidates"] - source
+    check_failures(budget, run_opts)
+    return ExitCode.OK
 
 
 __all__ = ["add_build_args", "add_parsers", "run", "run_build"]

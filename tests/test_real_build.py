@@ -130,3 +130,18 @@ def test_best_of_n_keeps_the_best_candidate(tiny_models, tmp_path):
         seeds = [e.params["seed"] for e in b.sub_edits]
         if b.provenance["candidate"] == 1:
             assert seeds != [e.params["seed"] for e in a.sub_edits]
+
+
+def test_broken_inputs_do_not_fail_the_run_but_model_failures_do(tiny_models, tmp_path):
+    """Unusable input files are data outcomes (each in the index with its reason) and leave the
+    exit code 0 under the default --max-failed-fraction; plan failures count against it."""
+    d = tmp_path / "junk"
+    d.mkdir()
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.jpg").write_text("not an image")
+    out = str(tmp_path / "out")
+    base = ["build", "--models", tiny_models, "--image-size", "64", "--no-progress"]
+    assert main([*base, "--images", str(d), "--out", out]) == 0
+    assert sorted(r["reason"] for r in index(out)) == ["source_unreadable", "source_unreadable"]
+    # the sample photos: some plans of the random planner fail → over the default 1% budget
+    assert main([*base, "--out", str(tmp_path / "out2")]) == 2
