@@ -145,3 +145,15 @@ def test_broken_inputs_do_not_fail_the_run_but_model_failures_do(tiny_models, tm
     assert sorted(r["reason"] for r in index(out)) == ["source_unreadable", "source_unreadable"]
     # the sample photos: some plans of the random planner fail → over the default 1% budget
     assert main([*base, "--out", str(tmp_path / "out2")]) == 2
+
+
+def test_same_data_whatever_the_units_and_workers(real_out, tiny_models, tmp_path):
+    """Seeds come from each image (planner) and each key (editor), so another shard size and
+    two worker processes give the same candidates, outcomes and scores."""
+    out = str(tmp_path / "w2")
+    flags = [f if f != "4" else "2" for f in FLAGS]  # --shard-size 2
+    assert main(["build", "--models", tiny_models, "--out", out, "--workers", "2", *flags]) == 0
+    cols = ["key", "status", "reason", "error", "instruction", "sub_compliance", "compliance", "bg_ssim"]
+    a = pq.read_table(os.path.join(real_out, "index.parquet"), columns=cols).to_pylist()
+    b = pq.read_table(os.path.join(out, "index.parquet"), columns=cols).to_pylist()
+    assert a == b
