@@ -244,6 +244,33 @@ class RealUnitFn(beam.DoFn):
         yield stats
 
 
+class ModelStages(beam.PTransform):
+    """Record-level composition of the model stages over a PCollection of loaded samples:
+    ``RunInference`` per stage (Beam batches, loads each model once per worker), then the
+    filter. For stage-at-a-time work over record tables; the build itself fuses a unit in one
+    DoFn so images never cross a shuffle. Handlers fail a sample, never a batch, so nothing is
+    dropped between stages."""
+
+    def __init__(
+        self, models: ModelsConfig, thresholds: FilterThresholds | None = None, policy: str = "continue"
+    ):
+        super().__init__()
+        self.models, self.thresholds, self.policy = models, thresholds or FilterThresholds(), policy
+
+    def expand(self, samples):
+        from apache_beam.ml.inference.base import RunInference
+
+        flt = JudgeFilter(self.thresholds)
+        return (
+            samples
+            | "Plan" >> RunInference(HANDLERS["planner"](self.models.planner, self.policy))
+            | "Ground" >> RunInference(HANDLERS["grounder"](self.models.grounder, self.policy))
+            | "Edit" >> RunInference(HANDLERS["editor"](self.models.editor, self.policy))
+            | "Judge" >> RunInference(HANDLERS["judge"](self.models.judge, self.policy))
+            | "Filter" >> beam.Map(lambda s: s if s.status == Status.FAILED else flt.apply(s))
+        )
+
+
 def real_pipeline(p: beam.Pipeline, units: list[Unit], opts: RealBuildOptions, models: ModelsConfig):
     """Attach the real-model build to ``p``."""
     elements = [(u.id, list(opts.inputs[u.start : u.stop])) for u in units]

@@ -157,3 +157,32 @@ def test_same_data_whatever_the_units_and_workers(real_out, tiny_models, tmp_pat
     a = pq.read_table(os.path.join(real_out, "index.parquet"), columns=cols).to_pylist()
     b = pq.read_table(os.path.join(out, "index.parquet"), columns=cols).to_pylist()
     assert a == b
+
+
+def test_model_stages_ptransform_with_run_inference(tiny_models):
+    """The same stages as a record-level PTransform of RunInference steps on FnApiRunner; the
+    outcomes equal the fused build's for the same photos."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from mcie.pipeline.real_build import ModelStages, RealBuildOptions, RealChain
+    from mcie.transforms.models.config import load_models_config
+    from mcie.transforms.sources.images import ImageSourceConfig
+
+    models = load_models_config(tiny_models)
+    paths = sample_photo_paths()[:3]
+    opts = RealBuildOptions(
+        out="unused", models=tiny_models, inputs=tuple(paths), source=ImageSourceConfig(short_side=64)
+    )
+    chain = RealChain(opts, models)
+    expected = [(s.key, s.status.value, s.reason) for s in chain.make(paths)]
+    loaded = chain.load(paths)
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = (
+            p
+            | beam.Create(loaded)
+            | ModelStages(models)
+            | beam.Map(lambda s: (s.key, s.status.value, s.reason))
+        )
+        assert_that(out, equal_to(expected))
