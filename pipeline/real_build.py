@@ -151,7 +151,7 @@ class RealChain:
                         for o in ("planner",)
                         if name == "judge"
                         and o in self.loaded
-                        and self.models.planner.model == self.models.judge.model
+                        and _same_weights(self.models.planner, self.models.judge)
                     ),
                     None,
                 )
@@ -207,6 +207,11 @@ class RealChain:
             for s in out:
                 s.provenance = {**s.provenance, "candidates": n}
         return out
+
+
+def _same_weights(a, b) -> bool:
+    """Two stages can share one loaded VLM when they name the same model, device and dtype."""
+    return (a.model, a.device, a.dtype) == (b.model, b.device, b.dtype)
 
 
 def _rank(s: EditSample) -> tuple:
