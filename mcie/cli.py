@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthetic_args(b)
     _add_threshold_args(b)
     _add_run_args(b)
+    from mcie.pipeline import real_cli  # real-model backends (issue 4)
+
+    real_cli.add_build_args(b)
 
     g = sub.add_parser("generate", help="stage 1 alone: candidates into a record table")
     g.add_argument("--out", required=True, help="record table directory to write")
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mcie.annotation.cli import add_parsers as add_ls_parsers
 
     add_ls_parsers(sub)
+    real_cli.add_parsers(sub)
     return p
 
 
@@ -301,10 +305,14 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
         return ExitCode.OK if report["ok"] else ExitCode.FAILED
 
-    from mcie.pipeline import runner, stages
+    from mcie.pipeline import real_cli, runner, stages
     from mcie.pipeline.build import run_build
 
+    if args.command == "models":
+        return real_cli.run(args)
     opts = _options(args)
+    if args.command == "build" and (args.models or args.images):
+        return real_cli.run_build(args, opts.run)  # prints and checks its own summary
     if args.command == "build":
         summary = run_build(opts)
     elif args.command == "generate":

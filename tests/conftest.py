@@ -45,3 +45,12 @@ def ls_server(request, tmp_path_factory):
     server, creds = start_copy(cache, str(tmp_path_factory.mktemp("ls") / "data"))
     yield server, creds
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> str:
+    """Tiny random-weight models written once per session by ``mcie models tiny``; returns
+    the path of their models.yaml."""
+    root = str(tmp_path_factory.mktemp("tiny-models"))
+    assert main(["models", "tiny", root]) == 0
+    return os.path.join(root, "models.yaml")

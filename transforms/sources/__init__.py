@@ -1,0 +1,1 @@
+"""Sources of real images for the real-model pipeline."""
