@@ -66,7 +66,7 @@ def real_options(args: argparse.Namespace, run_opts):
             out=args.out,
             models=args.models,
             inputs=resolve_inputs(args.images),
-            shard_size=args.shard_size if args.shard_size is not None else 500,  # files per shard
+            shard_size=args.shard_size if args.shard_size is not None else 64,  # input files per shard
             lossless=args.lossless,
             resume=args.resume,
             source=ImageSourceConfig(short_side=args.image_size, min_side=min(32, args.image_size)),
