@@ -115,10 +115,11 @@ def shard_dataset(
         shardshuffle=len(urls) if shuffle_buffer else False,
         nodesplitter=wds.split_by_node,
         workersplitter=wds.split_by_worker,
-        repeat=repeat,
         seed=seed,
         empty_check=False,
     )
+    if repeat:  # WebDataset(repeat=True) does not loop in webdataset 1.0.x; .repeat() does
+        ds = ds.repeat()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
     return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits))

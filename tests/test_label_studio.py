@@ -18,6 +18,8 @@ from mcie.annotation.tasks import mask_to_rle, rle_to_mask
 from mcie.cli import main
 from mcie.images import decode_mask
 from mcie.shards import read_tar
+from mcie.transforms.annotate import MaskAnnotator
+from mcie.transforms.judge import PixelJudge
 
 PROJECT = "review-round-trip"
 
@@ -96,7 +98,9 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     ]
     assert all(len(t.predictions) == 1 for t in tasks)
     assert (
-        {p["model_version"] for p in preds} == {project.model_version} == {"pixel-judge-v1+mask-annotator-v1"}
+        {p["model_version"] for p in preds}
+        == {project.model_version}
+        == {f"{PixelJudge.name}+{MaskAnnotator.name}"}
     )
     original = _members(out)
     for t, p in zip(tasks, preds, strict=True):

@@ -75,6 +75,10 @@ def test_loader_gives_consistent_tensors(shards):
     m = decode_mask(members["mask0.png"]) > 0
     expected = m.reshape(32, 2, 32, 2).any(axis=(1, 3))
     assert np.array_equal(batch["regions"][0, 0].numpy() > 0, expected)
+    looping = iter(shard_loader(shards, tok, 32, cfg.max_sub_edits, 8, shuffle_buffer=8, repeat=True))
+    seen = [k for _ in range(6) for k in next(looping)["key"]]  # more than one pass over the shards
+    n_accepted = sum(1 for p in glob.glob(shards) for _ in read_tar(p))
+    assert len(seen) > n_accepted and set(seen) <= {k for p in glob.glob(shards) for k, _ in read_tar(p)}
     words = tok.decode(batch["sub_ids"][0, 0], skip_special_tokens=True)
     assert words.replace(" ", "") == meta["sub_edits"][0]["instruction"].replace(" ", "")
 
