@@ -311,3 +311,34 @@ def test_bench_runs_a_tiny_mcie_e1_checkpoint(tmp_path):
         assert (
             0.0 < s["background_psnr"] <= 100.0
         )  # a random model's output is a real image of the right size
+
+
+def test_bench_runs_the_tiny_instruct_pix2pix_of_mcie_models_tiny(tiny_models, tmp_path):
+    pipe_dir = os.path.join(os.path.dirname(tiny_models), "instruct-pix2pix")
+    bench = str(tmp_path / "b64")
+    assert main(["bench", "build", "--out", bench, "--sets", "2", "--image-size", "64"]) == 0
+    out = str(tmp_path / "ip2p")
+    assert (
+        main(
+            [
+                "bench",
+                "run",
+                "--bench",
+                bench,
+                "--editor",
+                f"instruct-pix2pix:{pipe_dir}",
+                "--out",
+                out,
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    with open(os.path.join(out, "summary.json")) as fh:
+        s = json.load(fh)
+    assert s["sets"] == 2 and s["editor"].startswith("instruct-pix2pix:")
+    assert 0.0 < s["background_psnr"] < 100.0  # a random pipeline changes the background
+    cmp_dir = str(tmp_path / "cmp")
+    assert main(["bench", "compare", out, "--out", cmp_dir]) == 0
+    assert os.path.exists(os.path.join(cmp_dir, "comparison.csv"))
