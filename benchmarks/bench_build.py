@@ -37,9 +37,24 @@ def plain_loop(out: str, samples: int, shard_size: int, seed: int) -> float:
 
 def cli_build(out: str, samples: int, shard_size: int, seed: int, workers: int) -> tuple[float, dict]:
     """Wall seconds of the ``mcie build`` command (process start included) and its summary."""
-    cmd = [sys.executable, "-m", "mcie.cli", "build", "--out", out, "--samples", str(samples),
-           "--shard-size", str(shard_size), "--seed", str(seed), "--workers", str(workers),
-           "--no-progress", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mcie.cli",
+        "build",
+        "--out",
+        out,
+        "--samples",
+        str(samples),
+        "--shard-size",
+        str(shard_size),
+        "--seed",
+        str(seed),
+        "--workers",
+        str(workers),
+        "--no-progress",
+        "--json",
+    ]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return time.perf_counter() - t0, json.loads(res.stdout.strip().splitlines()[-1])
@@ -57,12 +72,18 @@ def main() -> None:
     try:
         loop_s = plain_loop(os.path.join(tmp, "loop"), n, args.shard_size, args.seed)
         print(f"plain loop         : {n / loop_s:7.1f} samples/s  ({loop_s:.1f} s)")
-        results = {"samples": n, "shard_size": args.shard_size, "plain_loop_samples_per_s": round(n / loop_s, 1)}
+        results = {
+            "samples": n,
+            "shard_size": args.shard_size,
+            "plain_loop_samples_per_s": round(n / loop_s, 1),
+        }
         for w in args.workers:
             wall, summary = cli_build(os.path.join(tmp, f"w{w}"), n, args.shard_size, args.seed, w)
             pipe_s = summary["elapsed_s"]
-            print(f"mcie build -w {w}    : {n / wall:7.1f} samples/s wall ({wall:.1f} s incl. start-up), "
-                  f"{n / pipe_s:7.1f} samples/s in the pipeline ({pipe_s:.1f} s)")
+            print(
+                f"mcie build -w {w}    : {n / wall:7.1f} samples/s wall ({wall:.1f} s incl. start-up), "
+                f"{n / pipe_s:7.1f} samples/s in the pipeline ({pipe_s:.1f} s)"
+            )
             results[f"build_w{w}_wall_samples_per_s"] = round(n / wall, 1)
             results[f"build_w{w}_pipeline_samples_per_s"] = round(n / pipe_s, 1)
         if 1 in args.workers:
