@@ -49,6 +49,12 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("--device", default="cpu", help="torch device (default cpu)")
     t.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 avoids oversubscribing a busy machine)",
+    )
+    t.add_argument(
         "--mixed-precision", default="no", choices=["no", "bf16"], help="autocast dtype (default no)"
     )
     t.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
@@ -80,6 +86,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
     e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def _check_train(args) -> None:
@@ -100,9 +107,13 @@ def _check_train(args) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``mcie train`` or ``mcie edit``."""
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError as exc:  # the model extra is optional
         raise UsageError("MCIE-E1 needs the model extra: pip install 'mcie[model]'") from exc
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     if args.command == "train":
         from mcie.model.data import expand_shards
         from mcie.model.trainer import train

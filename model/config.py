@@ -46,6 +46,10 @@ class MCIEConfig:
     # positions of pos_dim features so a background query can find "its" source patch
     src_patch: int = 4
     src_pos_dim: int = 16
+    # what the UNet predicts: "epsilon" (SD1.5, InstructPix2Pix) or "v_prediction"; tiny-pixel
+    # uses v: with epsilon, a pixel model trained from scratch learned to read the source far
+    # too slowly (benchmarks/RESULTS.md)
+    prediction_type: str = "epsilon"
     # switches for ablations
     saca: bool = True
     bcca: bool = True
@@ -63,6 +67,10 @@ class MCIEConfig:
             raise ValueError(f"max_sub_edits must be in 1..16, got {self.max_sub_edits}")
         if self.src_pos_dim % 4:
             raise ValueError(f"src_pos_dim must be a multiple of 4, got {self.src_pos_dim}")
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(
+                f"prediction_type must be 'epsilon' or 'v_prediction', got {self.prediction_type!r}"
+            )
         if self.text_hidden_size != self.cross_attention_dim:
             raise ValueError(
                 "text_hidden_size must equal cross_attention_dim (the UNet attends to its output)"
@@ -115,7 +123,7 @@ class MCIEConfig:
             raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
         base: dict[str, Any] = {"preset": name}
         if name == "tiny-pixel":
-            base.update(pixel_space=True)
+            base.update(pixel_space=True, prediction_type="v_prediction")
         elif name == "sd15":
             base.update(
                 resolution=512,

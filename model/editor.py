@@ -144,7 +144,11 @@ class MCIEEditor(nn.Module):
             vae,
         )
         self.scheduler = scheduler or DDPMScheduler(
-            num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
+            num_train_timesteps=1000,
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type=cfg.prediction_type,
         )
         self.processors = install_processors(unet, cfg.src_token_dim, saca=cfg.saca, bcca=cfg.bcca)
 

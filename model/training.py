@@ -55,12 +55,19 @@ def diffusion_loss(
     keep_image: torch.Tensor | None = None,
     encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Mean squared error of the predicted noise for given (noise, timesteps)."""
+    """Mean squared error of the UNet's prediction for given (noise, timesteps); the target is
+    the noise, or the velocity when the scheduler's ``prediction_type`` is ``v_prediction``."""
     x0, src_z = encoded if encoded is not None else encode_batch(model, batch)
     cond = batch_conditioning(model, batch, src_z, keep_text, keep_image)
     noisy = model.scheduler.add_noise(x0, noise, timesteps)
     pred = model.unet_forward(noisy, timesteps, cond)
-    return F.mse_loss(pred.float(), noise.float())
+    if model.scheduler.config.prediction_type == "v_prediction":
+        target = model.scheduler.get_velocity(x0, noise, timesteps)
+    elif model.scheduler.config.prediction_type == "epsilon":
+        target = noise
+    else:
+        raise ValueError(f"unsupported prediction_type {model.scheduler.config.prediction_type!r}")
+    return F.mse_loss(pred.float(), target.float())
 
 
 def training_loss(

@@ -222,3 +222,31 @@ def test_guidance_blocks_line_up_per_sample(model):
     assert torch.allclose(out3[0], single, atol=1e-5)
     assert torch.allclose(out3[2], alone, atol=1e-5)
     assert not torch.allclose(out3[0], out3[2], atol=1e-3)
+
+
+def test_tiny_pixel_trains_on_velocity():
+    m = MCIEEditor.from_config(MCIEConfig.preset_config("tiny-pixel"), seed=0)
+    assert m.scheduler.config.prediction_type == "v_prediction"
+    g = torch.Generator().manual_seed(0)
+    regions = torch.zeros(2, 5, 32, 32)
+    regions[:, 0, 4:12, 4:12] = 1
+    batch = {
+        "src": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        "tgt": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        "regions": regions,
+        "input_ids": m.tokenize(["make the red circle blue"] * 2),
+        "sub_ids": torch.stack([m.tokenize(["make the red circle blue", "", "", "", ""])] * 2),
+    }
+    noise, t = torch.randn(2, 3, 32, 32, generator=g), torch.tensor([100, 900])
+    from mcie.model.training import batch_conditioning, diffusion_loss
+
+    with torch.no_grad():
+        loss = diffusion_loss(m, batch, noise, t)
+        x0 = batch["tgt"]
+        pred = m.unet_forward(
+            m.scheduler.add_noise(x0, noise, t), t, batch_conditioning(m, batch, batch["src"])
+        )
+        expected = torch.nn.functional.mse_loss(pred, m.scheduler.get_velocity(x0, noise, t))
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="prediction_type"):
+        MCIEConfig.preset_config("tiny", prediction_type="sample")
