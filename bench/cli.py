@@ -48,6 +48,12 @@ def add_parsers(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
     r.add_argument("--steps", type=int, default=20, help="denoising steps of diffusion editors (default 20)")
+    r.add_argument(
+        "--judge",
+        default=None,
+        metavar="MODELS_YAML",
+        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic ones)",
+    )
     r.add_argument("--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T")
     r.add_argument("--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity")
     c = bs.add_parser("compare", help="one comparison table over several runs")
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             args.clip,
             args.dino,
             args.steps,
+            args.judge,
         )
         print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
     else:

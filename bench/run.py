@@ -88,6 +88,7 @@ def run_bench(
     clip: str | None = None,
     dino: str | None = None,
     steps: int = 20,
+    judge: str | None = None,
 ) -> dict[str, Any]:
     """Run ``editor_spec`` over the benchmark and write the reports; returns the summary.
     ``clip`` / ``dino``: local model directories for the MagicBrush CLIP-I/CLIP-T and DINO."""
@@ -97,7 +98,14 @@ def run_bench(
     if os.path.exists(os.path.join(out, "summary.json")):
         raise UsageError(f"{out!r} already holds a run; pick a new directory")
     os.makedirs(out, exist_ok=True)
+    if any(r["kind"] == "real" for r in rows_in) and not judge:
+        raise UsageError("real sets have no exact expected outcome: give --judge MODELS_YAML (the VLM judge)")
     editor = make_editor(editor_spec, seed=seed, device=device, steps=steps)
+    checker = None
+    if judge:
+        from .vlm_checker import VLMChecker
+
+        checker = VLMChecker(judge)
     scorers = []
     if clip:
         from .embed import ClipScorer
@@ -125,6 +133,14 @@ def run_bench(
                 **info,
                 **{k: v for f in scorers for k, v in f(item, output).items()},
             }
+            if checker is not None:
+                vlm = checker.check(item, output)
+                res["vlm_executed"] = vlm
+                if item.kind == "real":  # the VLM judge is the checker where no exact target exists
+                    res.update(
+                        executed=vlm, compliance=float(np.mean(vlm)) if vlm else 1.0, all_executed=all(vlm)
+                    )
+            res["checker"] = "exact" if item.kind == "synthetic" else "vlm"
             fh.write(json.dumps(res, sort_keys=True) + "\n")
             results.append(res)
             if len(sheet) < 8:

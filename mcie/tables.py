@@ -151,3 +151,18 @@ def merge_parts(pattern: str, out_path: str, schema: pa.Schema, sort_key: str = 
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, out_path)
     return table.num_rows
+
+
+def concat_parts(pattern: str, out_path: str, schema: pa.Schema) -> int:
+    """Append the Parquet parts matching ``pattern`` to ``out_path`` in part-name order, one part
+    in memory at a time (for tables too large to sort whole, like the truth with its masks; each
+    part is already sorted by key, so the order is deterministic). Returns the row count."""
+    n = 0
+    tmp = f"{out_path}.tmp"
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for part in sorted(glob.glob(pattern)):
+            table = pq.read_table(part, schema=schema)
+            writer.write_table(table)
+            n += table.num_rows
+    os.replace(tmp, out_path)
+    return n

@@ -1,23 +1,24 @@
 """The one final step after all units: merge the per-unit parts, sorted, and describe the set.
 
-Writes ``index.parquet`` and ``truth.parquet`` (sorted by key), the wids descriptors
+Writes ``index.parquet`` (sorted by key) and ``truth.parquet`` (unit by unit), the wids descriptors
 ``shards.json`` (accepted) and ``rejected.json``, and the dataset card ``README.md``. None of
 these depends on which worker ran what, so equal options give equal bytes.
 """
 
 from __future__ import annotations
 
-import collections
 import glob
 import json
 import os
 import re
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mcie.card import write_card
-from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, merge_parts
+from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts
 
 
 def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
@@ -36,17 +37,31 @@ def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int])
     }
 
 
-def language_stats(instructions: list[str]) -> dict[str, Any]:
-    """Type/token ratio and sizes of the instructions (lower-cased word tokens)."""
-    tokens = [t for text in instructions for t in re.findall(r"[a-z]+", text.lower())]
+def language_stats(instructions) -> dict[str, Any]:
+    """Type/token ratio and sizes of the instructions (lower-cased word tokens), in one pass
+    that keeps only the word types, never the tokens."""
+    n = tokens = 0
+    types: set[str] = set()
+    distinct: set[str] = set()
+    for text in instructions:
+        words = re.findall(r"[a-z]+", text.lower())
+        n += 1
+        tokens += len(words)
+        types.update(words)
+        distinct.add(text)
     return {
-        "instructions": len(instructions),
-        "distinct_instructions": len(set(instructions)),
-        "tokens": len(tokens),
-        "types": len(set(tokens)),
-        "type_token_ratio": round(len(set(tokens)) / len(tokens), 4) if tokens else None,
-        "mean_words": round(len(tokens) / len(instructions), 1) if instructions else None,
+        "instructions": n,
+        "distinct_instructions": len(distinct),
+        "tokens": tokens,
+        "types": len(types),
+        "type_token_ratio": round(len(types) / tokens, 4) if tokens else None,
+        "mean_words": round(tokens / n, 1) if n else None,
     }
+
+
+def _counts(column: pa.ChunkedArray) -> dict[str, int]:
+    """Value counts of a string column (nulls left out), without a Python row per value."""
+    return {v["values"]: v["counts"] for v in pc.value_counts(column).to_pylist() if v["values"] is not None}
 
 
 def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -57,30 +72,27 @@ def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
         INDEX_SCHEMA,
     )
     if glob.glob(os.path.join(out, "parts", "truth-*.parquet")):
-        merge_parts(
-            os.path.join(out, "parts", "truth-*.parquet"),
-            os.path.join(out, "truth.parquet"),
-            TRUTH_SCHEMA,
+        # the truth holds every mask: appended part by part (each sorted by key), never whole
+        concat_parts(
+            os.path.join(out, "parts", "truth-*.parquet"), os.path.join(out, "truth.parquet"), TRUTH_SCHEMA
         )
-    index = pq.read_table(
-        os.path.join(out, "index.parquet"), columns=["shard", "status", "reason"]
-    ).to_pylist()
-    per_shard = collections.Counter(r["shard"] for r in index if r["shard"])
+    table = pq.read_table(
+        os.path.join(out, "index.parquet"), columns=["shard", "status", "reason", "instruction"]
+    )
+    per_shard = _counts(table.column("shard"))
     for name, d in (("shards.json", "shards"), ("rejected.json", "rejected")):
         desc = wids_descriptor(out, d, f"mcie-{d}", per_shard)
         with open(os.path.join(out, name), "w") as fh:
             json.dump(desc, fh, indent=1, sort_keys=True)
-    by_status = collections.Counter(r["status"] for r in index)
-    instructions = pq.read_table(
-        os.path.join(out, "index.parquet"), columns=["instruction", "status"]
-    ).to_pylist()
-    by_reason = collections.Counter(f"{r['status']}:{r['reason']}" for r in index if r["reason"])
+    reasons = pc.binary_join_element_wise(table.column("status"), table.column("reason"), ":")
+    with_reason = pc.not_equal(table.column("reason"), "")
+    accepted = table.filter(pc.equal(table.column("status"), "accepted")).column("instruction")
     summary = {
         "candidates": n,
-        "by_status": dict(sorted(by_status.items())),
-        "by_reason": dict(sorted(by_reason.items())),
+        "by_status": dict(sorted(_counts(table.column("status")).items())),
+        "by_reason": dict(sorted(_counts(pc.filter(reasons, with_reason)).items())),
         "shards": sum(1 for k in per_shard if k.startswith("shards/")),
-        "language": language_stats([r["instruction"] for r in instructions if r["status"] == "accepted"]),
+        "language": language_stats(s for chunk in accepted.chunks for s in chunk.to_pylist()),
     }
     write_card(out, summary, meta)
     return summary

@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from mcie.exitcodes import UsageError
 from mcie.records import EditSample
-from mcie.tables import TRUTH_SCHEMA, merge_parts, read_records, write_records, write_rows
+from mcie.tables import TRUTH_SCHEMA, concat_parts, read_records, write_records, write_rows
 
 from .build import SampleChain, build_meta
 from .options import BuildOptions, RunOptions
@@ -154,7 +154,7 @@ def run_generate(opts: BuildOptions) -> dict[str, Any]:
     units = plan_units(opts.samples, opts.shard_size)
 
     def finish(out: str, meta: dict[str, Any]) -> dict[str, Any]:
-        merge_parts(
+        concat_parts(  # as the build writes it: part by part, never the whole truth in memory
             os.path.join(out, "parts", "truth-*.parquet"),
             os.path.join(out, "truth.parquet"),
             TRUTH_SCHEMA,

@@ -342,3 +342,25 @@ def test_bench_runs_the_tiny_instruct_pix2pix_of_mcie_models_tiny(tiny_models, t
     cmp_dir = str(tmp_path / "cmp")
     assert main(["bench", "compare", out, "--out", cmp_dir]) == 0
     assert os.path.exists(os.path.join(cmp_dir, "comparison.csv"))
+
+
+def test_real_sets_need_and_use_the_vlm_judge(built, tiny_models, tmp_path):
+    bench = str(tmp_path / "real")
+    assert main(["bench", "build", "--out", bench, "--from", built, "--holdout", "0.3"]) == 0
+    n = len(load_bench(bench))
+    assert n > 0
+    # no exact target exists for real sets: compliance needs the VLM judge
+    assert (
+        main(["bench", "run", "--bench", bench, "--editor", "identity", "--out", str(tmp_path / "r0")]) == 1
+    )
+    out = str(tmp_path / "r1")
+    assert (
+        main(["bench", "run", "--bench", bench, "--editor", "identity", "--out", out, "--judge", tiny_models])
+        == 0
+    )
+    with open(os.path.join(out, "samples.jsonl")) as fh:
+        rows = [json.loads(line) for line in fh]
+    assert len(rows) == n and {r["checker"] for r in rows} == {"vlm"}
+    for r in rows:
+        assert r["executed"] == r["vlm_executed"] and len(r["executed"]) == r["num_sub_edits"]
+        assert r["compliance"] == pytest.approx(np.mean(r["executed"]))
