@@ -296,12 +296,12 @@ def test_bake_weights_rewrites_hub_names(tmp_path, tiny_models):
     spec.loader.exec_module(bake)
     src = tmp_path / "models.yaml"
     cfg = yaml.safe_load(pathlib.Path(tiny_models).read_text())
-    cfg["planner"]["model"] = cfg["judge"]["model"] = "Qwen/Qwen2.5-VL-7B-Instruct"
+    cfg["planner"]["model"] = cfg["judge"]["model"] = "example-org/vlm-7b-instruct"
     src.write_text(yaml.safe_dump(cfg))
     calls = []
     out = bake.bake(str(src), str(tmp_path / "baked"), download=lambda r, d: calls.append((r, d)))
     assert calls == [
-        ("Qwen/Qwen2.5-VL-7B-Instruct", str(tmp_path / "baked" / "Qwen--Qwen2.5-VL-7B-Instruct"))
+        ("example-org/vlm-7b-instruct", str(tmp_path / "baked" / "example-org--vlm-7b-instruct"))
     ]
     assert out["planner"]["model"] == out["judge"]["model"] == calls[0][1]
     assert out["grounder"]["sam"] == cfg["grounder"]["sam"]  # a local folder is kept
