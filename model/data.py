@@ -66,13 +66,9 @@ class SampleDecoder:
         self.tokenizer, self.resolution, self.k = tokenizer, resolution, max_sub_edits
 
     def _ids(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        from mcie.model.tokenizer import token_ids
+
+        return token_ids(self.tokenizer, texts)
 
     def __call__(self, sample: dict) -> dict:
         key = sample["__key__"]

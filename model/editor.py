@@ -264,13 +264,9 @@ class MCIEEditor(nn.Module):
     # -- encoders ------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """(N,) strings → (N, L) ids, padded/truncated to the tokenizer's max length."""
-        return self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        from mcie.model.tokenizer import token_ids
+
+        return token_ids(self.tokenizer, texts)
 
     def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., L) ids → (..., L, D) text-encoder states; each row encoded on its own."""

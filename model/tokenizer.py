@@ -73,3 +73,15 @@ def build_tokenizer(max_length: int, words: list[str] | None = None) -> CLIPToke
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab.setdefault(special, len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+
+
+def token_ids(tokenizer, texts: list[str]):
+    """(N,) strings → (N, L) ids, padded/truncated to the tokenizer's max length (the one
+    tokenisation used by training data and the model alike)."""
+    return tokenizer(
+        texts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids

@@ -220,57 +220,19 @@ def _tiny_embedders(root):
 
 def test_clip_and_dino_metrics_from_local_models(bench, tmp_path):
     clip, dino = _tiny_embedders(str(tmp_path))
-    out = str(tmp_path / "oracle-clip")
-    assert (
-        main(
-            [
-                "bench",
-                "run",
-                "--bench",
-                bench,
-                "--editor",
-                "oracle",
-                "--out",
-                out,
-                "--limit",
-                "4",
-                "--clip",
-                clip,
-                "--dino",
-                dino,
-            ]
-        )
-        == 0
-    )
-    with open(os.path.join(out, "summary.json")) as fh:
-        s = json.load(fh)
+
+    def summary(editor):
+        out = str(tmp_path / f"{editor}-clip")
+        argv = ["bench", "run", "--bench", bench, "--editor", editor, "--out", out, "--limit", "4"]
+        assert main([*argv, "--clip", clip, "--dino", dino]) == 0
+        with open(os.path.join(out, "summary.json")) as fh:
+            return json.load(fh)
+
+    s = summary("oracle")
     # the oracle's output is the reference: image-image similarities are exactly 1
     assert s["clip_i"] == pytest.approx(1.0, abs=1e-4) and s["dino"] == pytest.approx(1.0, abs=1e-4)
     assert -1.0 <= s["clip_t"] <= 1.0
-    out2 = str(tmp_path / "identity-clip")
-    assert (
-        main(
-            [
-                "bench",
-                "run",
-                "--bench",
-                bench,
-                "--editor",
-                "identity",
-                "--out",
-                out2,
-                "--limit",
-                "4",
-                "--clip",
-                clip,
-                "--dino",
-                dino,
-            ]
-        )
-        == 0
-    )
-    with open(os.path.join(out2, "summary.json")) as fh:
-        s2 = json.load(fh)
+    s2 = summary("identity")
     assert s2["clip_i"] < 1.0 - 1e-6 and s2["dino"] < 1.0 - 1e-6  # the source is not the target
 
 
