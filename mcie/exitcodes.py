@@ -11,7 +11,9 @@ class ExitCode(enum.IntEnum):
     OK = 0
     #: bad arguments, a missing or non-empty output directory, an invalid config
     USAGE = 1
-    #: the run failed: an exception, or more failed samples than ``--max-failed-fraction``
+    #: the run failed: an exception, or more failed samples than ``--max-failed-fraction``, or
+    #: ``mcie edit --decomposer mllm``'s VLM gave no valid decomposition in all its attempts
+    #: (without ``--fallback grammar``)
     FAILED = 2
     #: an external service (Label Studio) is unreachable or refuses us
     SERVICE = 3

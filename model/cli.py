@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from mcie.exitcodes import ExitCode, UsageError
 
@@ -71,9 +72,30 @@ def add_parsers(sub) -> None:
     e.add_argument("--decomposition", default=None, help="JSON file of sub-instructions with boxes/masks")
     e.add_argument(
         "--decomposer",
-        default="grammar",
-        choices=["grammar", "none"],
-        help="without --decomposition: parse the synthetic grammar, or use none (default grammar)",
+        default=None,
+        choices=["grammar", "mllm", "none"],
+        help="without --decomposition: parse the synthetic grammar (default), ask the VLM of --vlm "
+        "(mllm), or use none",
+    )
+    e.add_argument(
+        "--vlm",
+        default=None,
+        metavar="DIR_OR_MODELS_YAML",
+        help="--decomposer mllm: a local VLM folder, or a models file whose 'decomposer' "
+        "(else 'planner') section names one",
+    )
+    e.add_argument(
+        "--vlm-retries",
+        type=int,
+        default=None,
+        help="--decomposer mllm: sampled attempts after the greedy one (default: the models file's, else 2)",
+    )
+    e.add_argument(
+        "--fallback",
+        default="none",
+        choices=["none", "grammar"],
+        help="--decomposer mllm: when no attempt gives a valid decomposition, fail with exit 2 "
+        "(none, default) or use the grammar decomposer",
     )
     e.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     e.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance (default 7.5)")
@@ -135,24 +157,27 @@ def _edit(args) -> int:
     from PIL import Image
 
     from mcie.images import encode_png
-    from mcie.model.decompose import GrammarDecomposer, load_decomposition
     from mcie.model.editor import MCIEEditor
     from mcie.model.infer import edit_image
     from mcie.model.trainer import resolve_checkpoint
 
     if args.steps < 1:
         raise UsageError("--steps must be >= 1")
+    if args.decomposition and args.decomposer:
+        raise UsageError("give --decomposition FILE or --decomposer, not both")
+    if (args.decomposer == "mllm") != (args.vlm is not None):
+        raise UsageError(
+            "--decomposer mllm needs --vlm DIR_OR_MODELS_YAML, and --vlm needs --decomposer mllm"
+        )
+    if args.decomposer != "mllm" and (args.vlm_retries is not None or args.fallback != "none"):
+        raise UsageError("--vlm-retries and --fallback apply to --decomposer mllm only")
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
         image = Image.open(args.image)
         image.load()
-        decomposition = None
-        if args.decomposition:
-            decomposition = load_decomposition(args.decomposition)
-        elif args.decomposer == "grammar":
-            decomposition = GrammarDecomposer().decompose(args.instruction, *image.size)
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+    decomposition = _decompose(args, image)
     model = MCIEEditor.load(ckpt, saca=False if args.no_saca else None, bcca=False if args.no_bcca else None)
     model.to(torch.device(args.device))
     out, regions = edit_image(
@@ -175,3 +200,42 @@ def _edit(args) -> int:
                 fh.write(encode_png((np.asarray(r) > 0).astype(np.uint8) * 255))
     print(f"wrote {args.out} ({out.size[0]}x{out.size[1]}; {len(regions)} regions used)")
     return ExitCode.OK
+
+
+def _decompose(args, image):
+    """The decomposition ``mcie edit`` uses: a JSON file, the grammar parser, the MLLM (with its
+    retries, then exit 2 or ``--fallback grammar``), or none."""
+    import numpy as np
+
+    from mcie.exitcodes import RunFailed
+    from mcie.model.decompose import DecompositionError, GrammarDecomposer, load_decomposition
+
+    def grammar():
+        try:
+            return GrammarDecomposer().decompose(args.instruction, *image.size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+
+    if args.decomposition:
+        try:
+            return load_decomposition(args.decomposition)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from exc
+    if args.decomposer == "none":
+        return None
+    if args.decomposer != "mllm":
+        return grammar()
+    from mcie.model.decompose_vlm import load_mllm_decomposer
+
+    decomposer = load_mllm_decomposer(args.vlm, args.device, args.vlm_retries)
+    try:
+        d = decomposer.decompose(args.instruction, np.asarray(image.convert("RGB")))
+    except DecompositionError as exc:
+        if args.fallback != "grammar":
+            raise RunFailed(f"--decomposer mllm: {exc}") from exc
+        print(f"mcie: warning: --decomposer mllm: {exc}; using the grammar decomposer", file=sys.stderr)
+        return grammar()
+    located = sum(s.has_region for s in d.subs)
+    print(f"decomposed by the VLM in {decomposer.attempts} attempt(s): {len(d.subs)} sub-instructions, "
+          f"{located} with a box")  # fmt: skip
+    return d

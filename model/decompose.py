@@ -9,8 +9,9 @@ Three sources, one result type (:class:`Decomposition`):
   Other sub-instructions (``make the red circle blue``) get no region; finding the object needs
   eyes, which is the MLLM decomposer's job.
 - :func:`load_decomposition`: a user-given JSON file (schema in its docstring).
-- :class:`MLLMDecomposer`: asks a VLM (any callable ``(image, prompt) -> reply text``, e.g.
-  the real-model issue's VLM handler) for the same JSON and parses it.
+- :class:`MLLMDecomposer`: asks a VLM (any callable ``(image, prompt, attempt) -> reply
+  text``; :mod:`mcie.model.decompose_vlm` wraps a real one with constrained decoding) for the
+  sub-instructions with boxes, and retries on a bad reply.
 
 How the editor uses regions: SACA ties each sub-instruction that has a region to it; a
 sub-instruction without one is left out of the regional branch. BCCA needs the whole
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Callable
@@ -187,31 +189,111 @@ def load_decomposition(path: str) -> Decomposition:
     return parse_decomposition(data, os.path.dirname(os.path.abspath(path)))
 
 
+class DecompositionError(ValueError):
+    """A VLM's reply is not a valid decomposition (after all its attempts, for
+    :meth:`MLLMDecomposer.decompose`)."""
+
+
+#: the reply's boxes are in 0-1000 coordinates of the image (Qwen2-VL style, as the VLM planner's):
+#: the grammar then does not depend on the image size, and a box inside the range is inside the image
 MLLM_PROMPT = (
-    "Split this image-editing instruction into its sub-instructions. For each, give the box "
-    "(x0, y0, x1, y1 in pixels of this {width}x{height} image) of the region it changes. Answer "
-    'with JSON only: {{"sub_instructions": [{{"instruction": "...", "box": [x0, y0, x1, y1]}}]}}.\n'
+    "Split this image-editing instruction into its sub-instructions (at most {max_subs}), in order. "
+    "For each, give the box of the region it changes as [x0, y0, x1, y1] in 0-1000 coordinates of "
+    "the image (0,0 is the top-left corner, 1000,1000 the bottom-right one). Answer with JSON only: "
+    '{{"sub_instructions":[{{"instruction":"...","box":[x0,y0,x1,y1]}}]}}\n'
     "Instruction: {instruction}"
 )
 
 
-class MLLMDecomposer:
-    """Decomposition by a VLM: ``vlm(image, prompt) -> reply`` is any callable (load the model
-    once and pass its bound method, e.g. the real-model issue's VLM handler). The reply must hold
-    the JSON of :func:`parse_decomposition` (boxes only); text around the JSON is ignored."""
+def relative_box_to_pixels(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """[x0, y0, x1, y1] in 0-1000 coordinates → pixels (exclusive end), clipped to the image.
+    Corners are sorted first (a VLM may swap them); raises :class:`DecompositionError` for a box
+    that is not 4 numbers or covers no pixel of the image."""
+    if not (
+        isinstance(box, list)
+        and len(box) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+    ):
+        raise DecompositionError(f"box must be [x0, y0, x1, y1] numbers, got {box!r}")
+    x0, x1 = sorted(min(max(float(v), 0.0), 1000.0) for v in (box[0], box[2]))
+    y0, y1 = sorted(min(max(float(v), 0.0), 1000.0) for v in (box[1], box[3]))
+    if x1 <= x0 or y1 <= y0:
+        raise DecompositionError(f"box {box} covers no pixel of the {width}x{height} image")
+    # floor / ceil: a box with an area keeps at least one pixel
+    return (
+        math.floor(x0 * width / 1000),
+        math.floor(y0 * height / 1000),
+        math.ceil(x1 * width / 1000),
+        math.ceil(y1 * height / 1000),
+    )
 
-    def __init__(self, vlm: Callable[[np.ndarray, str], str], prompt: str = MLLM_PROMPT) -> None:
-        self.vlm, self.prompt = vlm, prompt
+
+def parse_mllm_reply(reply: str, width: int, height: int) -> Decomposition:
+    """The :class:`Decomposition` in a VLM's reply (text around the JSON object is ignored): a
+    non-empty ``sub_instructions`` list, each with an ``instruction`` that has a letter in it and
+    an optional ``box`` in 0-1000 coordinates (see :func:`relative_box_to_pixels`); a ``mask``
+    key is ignored (a reply never names files on this machine). ``instruction`` is left empty for
+    the caller. Raises :class:`DecompositionError` saying what is wrong."""
+    start, end = reply.find("{"), reply.rfind("}")
+    if start < 0 or end < start:
+        raise DecompositionError("the reply holds no JSON object")
+    try:
+        data = json.loads(reply[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise DecompositionError(f"not valid JSON: {exc}") from None
+    items = data.get("sub_instructions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise DecompositionError("want a non-empty 'sub_instructions' list")
+    subs = []
+    for i, item in enumerate(items):
+        text = item.get("instruction") if isinstance(item, dict) else None
+        if not isinstance(text, str) or not re.search(r"[A-Za-z]", text):
+            raise DecompositionError(f"sub_instructions[{i}] needs an 'instruction' with words in it")
+        box = item.get("box")
+        try:
+            px = None if box is None else relative_box_to_pixels(box, width, height)
+        except DecompositionError as exc:
+            raise DecompositionError(f"sub_instructions[{i}]: {exc}") from None
+        subs.append(SubInstruction(text.strip(), px))
+    return Decomposition("", subs)
+
+
+class MLLMDecomposer:
+    """Decomposition by a VLM, retried on a bad reply.
+
+    ``vlm(image, prompt, attempt) -> reply`` is any callable: load the model once and pass a
+    bound method or object, e.g. :class:`mcie.model.decompose_vlm.DecompositionVLM` (greedy on
+    attempt 0, seeded sampling after). The reply is parsed by :func:`parse_mllm_reply`; a bad one
+    is asked again, ``retries`` times, then :class:`DecompositionError` names the last problem
+    and quotes the reply.
+    """
+
+    def __init__(
+        self,
+        vlm: Callable[[np.ndarray, str, int], str],
+        prompt: str = MLLM_PROMPT,
+        retries: int = 2,
+        max_subs: int = 5,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.vlm, self.prompt, self.retries, self.max_subs = vlm, prompt, retries, max_subs
+        self.attempts = 0  # attempts the last decompose() took
 
     def decompose(self, instruction: str, image: np.ndarray) -> Decomposition:
+        """Sub-instructions of ``instruction`` with boxes in pixels of ``image`` (H, W, 3)."""
         h, w = image.shape[:2]
-        reply = self.vlm(image, self.prompt.format(width=w, height=h, instruction=instruction))
-        start, end = reply.find("{"), reply.rfind("}")
-        if start < 0 or end < start:
-            raise ValueError(f"VLM reply holds no JSON object: {reply[:200]!r}")
-        data = json.loads(reply[start : end + 1])
-        for item in data.get("sub_instructions", []):
-            item.pop("mask", None)  # a VLM reply never names files on this machine
-        d = parse_decomposition(data)
-        d.instruction = instruction
-        return d
+        prompt = self.prompt.format(instruction=instruction, max_subs=self.max_subs)
+        for attempt in range(self.retries + 1):
+            self.attempts = attempt + 1
+            reply = self.vlm(image, prompt, attempt)
+            try:
+                d = parse_mllm_reply(reply, w, h)
+            except DecompositionError as exc:
+                error = exc
+                continue
+            d.instruction = instruction
+            return d
+        raise DecompositionError(
+            f"no valid decomposition in {self.attempts} VLM attempt(s); last: {error}; reply {reply[:200]!r}"
+        )

@@ -32,6 +32,8 @@ from mcie.model.source import source_tokens
 from mcie.model.tokenizer import build_tokenizer
 
 ATTN_FILE = "attn_processors.safetensors"
+#: the parts a pretrained SD / InstructPix2Pix folder must have (diffusers' layout)
+SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 
 
 @dataclasses.dataclass
@@ -68,6 +70,16 @@ def expand_conv_in(unet: UNet2DConditionModel, extra: int) -> UNet2DConditionMod
     unet.conv_in = new
     unet.register_to_config(in_channels=old.in_channels + extra)
     return unet
+
+
+def _load_part(path: str, part: str, cls):
+    """``cls.from_pretrained(path, subfolder=part)``, safetensors only (never unpickles), with an
+    error that names the part."""
+    kw = {} if cls is CLIPTokenizer else {"use_safetensors": True}
+    try:
+        return cls.from_pretrained(path, subfolder=part, **kw)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot load {part}/ of {path!r} (safetensors weights only): {exc}") from exc
 
 
 def unet_from_config(cfg: MCIEConfig) -> UNet2DConditionModel:
@@ -162,19 +174,75 @@ class MCIEEditor(nn.Module):
 
     @classmethod
     def from_pretrained_sd(cls, path: str, cfg: MCIEConfig) -> MCIEEditor:
-        """Start from a local SD1.5 or InstructPix2Pix directory (unet/, vae/, text_encoder/,
-        tokenizer/); a 4-channel SD UNet is widened with zero-initialised source channels."""
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet")
-        if unet.config.in_channels == cfg.image_channels:
-            unet = expand_conv_in(unet, cfg.image_channels)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
-        te = CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
-        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
-        cfg = cfg.replace(
-            max_length=tok.model_max_length, cross_attention_dim=unet.config.cross_attention_dim
+        """Start from a local SD1.5 or InstructPix2Pix folder in diffusers' layout (``unet/``,
+        ``vae/``, ``text_encoder/``, ``tokenizer/``, optionally ``scheduler/``; safetensors
+        weights only). A UNet with the VAE's latent channels as input (SD) is widened with
+        zero-initialised source channels; one with twice as many (InstructPix2Pix) is used as is.
+
+        The folder decides the architecture: every size in the returned config comes from its
+        parts, and the prediction type and noise schedule from its ``scheduler/`` when present.
+        ``cfg`` gives only what the folder cannot: the training resolution (checked against the
+        pretrained parts' size multiple), the SACA/BCCA knobs and the switches.
+        """
+        if cfg.pixel_space:
+            raise ValueError(
+                f"{cfg.preset!r} is a pixel-space preset; a pretrained SD folder needs a latent one"
+            )
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"pretrained folder {path!r} does not exist")
+        missing = [part + "/" for part in SD_PARTS if not os.path.isdir(os.path.join(path, part))]
+        if missing:
+            raise FileNotFoundError(
+                f"{path!r} is not a Stable Diffusion / InstructPix2Pix folder: it lacks "
+                f"{', '.join(missing)} (diffusers' layout: {', '.join(p + '/' for p in SD_PARTS)})"
+            )
+        unet = _load_part(path, "unet", UNet2DConditionModel)
+        vae = _load_part(path, "vae", AutoencoderKL)
+        te = _load_part(path, "text_encoder", CLIPTextModel)
+        tok = _load_part(path, "tokenizer", CLIPTokenizer)
+        latent = vae.config.latent_channels
+        if unet.config.out_channels != latent:
+            raise ValueError(
+                f"{path!r}: the UNet predicts {unet.config.out_channels} channels, the VAE has {latent}"
+            )
+        if unet.config.in_channels == latent:
+            unet = expand_conv_in(unet, latent)
+        elif unet.config.in_channels != 2 * latent:
+            raise ValueError(
+                f"{path!r}: the UNet takes {unet.config.in_channels} input channels; expected {latent}"
+                f" (Stable Diffusion) or {2 * latent} (InstructPix2Pix), e.g. not an inpainting UNet"
+            )
+        # a tokenizer saved without model_max_length reports a huge one: the encoder's positions bound it
+        tok.model_max_length = min(tok.model_max_length, te.config.max_position_embeddings)
+        sizes = dict(
+            block_out_channels=tuple(unet.config.block_out_channels),
+            norm_num_groups=unet.config.norm_num_groups,
+            cross_attention_dim=unet.config.cross_attention_dim,
+            vae_block_out_channels=tuple(vae.config.block_out_channels),
+            latent_channels=latent,
+            text_hidden_size=te.config.hidden_size,
+            text_layers=te.config.num_hidden_layers,
+            text_heads=te.config.num_attention_heads,
+            text_intermediate_size=te.config.intermediate_size,
+            max_length=tok.model_max_length,
         )
-        cfg = cfg.replace(text_hidden_size=te.config.hidden_size)
-        return cls(cfg, unet, te, tok, vae)
+        # per-block lists (SD2's attention heads) do not fit MCIEConfig's ints; those fields are
+        # only read when building a UNet from the config, never after loading
+        for name in ("layers_per_block", "attention_head_dim"):
+            if isinstance(unet.config[name], int):
+                sizes[name] = unet.config[name]
+        scheduler = None
+        if os.path.isfile(os.path.join(path, "scheduler", "scheduler_config.json")):
+            # SD ships a PNDM or DDIM config; its betas and prediction type define the training
+            # noise, whichever sampler it was saved for
+            base = DDPMScheduler.load_config(path, subfolder="scheduler")
+            scheduler = DDPMScheduler.from_config(base)
+            sizes["prediction_type"] = scheduler.config.prediction_type
+        try:
+            cfg = cfg.replace(pixel_space=False, **sizes)
+        except ValueError as exc:
+            raise ValueError(f"{path!r}: {exc} (pass a resolution that fits the pretrained model)") from exc
+        return cls(cfg, unet, te, tok, vae, scheduler)
 
     def mcie_state_dict(self) -> dict[str, torch.Tensor]:
         """SACA/BCCA weights only, keyed ``<layer name>.<parameter>``."""

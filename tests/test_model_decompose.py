@@ -1,4 +1,6 @@
-"""Decomposers: the synthetic-grammar parser (round-tripped through the planner), JSON files."""
+"""Decomposers: the synthetic-grammar parser (round-tripped through the planner), JSON files, the
+MLLM reply parser and its retries (a function stands in for the VLM; the real tiny VLM is in
+test_model_decompose_vlm.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import pytest
 
 from mcie.images import encode_png
 from mcie.model.decompose import (
+    DecompositionError,
     GrammarDecomposer,
     MLLMDecomposer,
     load_decomposition,
     match_template,
+    parse_mllm_reply,
     split_complex_instruction,
 )
 from mcie.transforms.synthetic.planner import PlanConfig, ScenePlanner, compose_instruction
@@ -98,10 +102,55 @@ def test_json_decomposition(tmp_path):
 
 def test_mllm_decomposer_parses_the_reply_json():
     # The VLM is any callable; here a function stands in for it, so only the parsing is tested.
-    def vlm(image, prompt):
-        assert "32x16" in prompt and "recolour all" in prompt
-        item = '{"instruction": "make it red", "box": [0, 0, 8, 8], "mask": "/etc/x"}'
-        return 'Sure: {"sub_instructions": [' + item + "]}"
+    def vlm(image, prompt, attempt):
+        assert "recolour all" in prompt and "at most 5" in prompt and attempt == 0
+        items = [
+            '{"instruction": "make it red", "box": [0, 0, 500, 500], "mask": "/etc/x"}',
+            '{"instruction": "swap corners", "box": [1000, 1000, 250, 500.5]}',
+            '{"instruction": "clip me", "box": [-50, 900, 1200, 2000]}',
+            '{"instruction": " add a cat "}',
+        ]
+        return 'Sure: {"sub_instructions": [' + ", ".join(items) + "]} Hope that helps {:"
 
     d = MLLMDecomposer(vlm).decompose("recolour all", np.zeros((16, 32, 3), np.uint8))
-    assert d.instruction == "recolour all" and d.subs[0].box == (0, 0, 8, 8) and d.subs[0].mask is None
+    assert d.instruction == "recolour all"
+    assert [s.text for s in d.subs] == ["make it red", "swap corners", "clip me", "add a cat"]
+    # 0-1000 coordinates → pixels of the 32x16 image (floor / ceil), clipped, corners sorted
+    assert [s.box for s in d.subs] == [(0, 0, 16, 8), (8, 8, 32, 16), (0, 14, 32, 16), None]
+    assert d.subs[0].mask is None and not d.all_located
+
+
+@pytest.mark.parametrize(
+    ("reply", "needle"),
+    [
+        ("I cannot help with that.", "no JSON object"),
+        ("{sub_instructions: 1}", "not valid JSON"),
+        ('{"sub_instructions": []}', "non-empty"),
+        ('{"sub_instructions": [{"instruction": "1 2 3"}]}', "words"),
+        ('{"sub_instructions": [{"instruction": "a", "box": [1, 2, 3]}]}', "numbers"),
+        ('{"sub_instructions": [{"instruction": "a", "box": [10, 0, 10, 900]}]}', "covers no pixel"),
+    ],
+)
+def test_mllm_reply_errors_say_what_is_wrong(reply, needle):
+    with pytest.raises(DecompositionError, match=needle):
+        parse_mllm_reply(reply, 64, 48)
+
+
+def test_mllm_decomposer_retries_then_fails_on_garbage():
+    calls = []
+
+    def garbage(image, prompt, attempt):
+        calls.append(attempt)
+        return "As an AI model I would rather paint it myself."
+
+    with pytest.raises(DecompositionError, match=r"3 VLM attempt.*no JSON object.*As an AI model"):
+        MLLMDecomposer(garbage, retries=2).decompose("make it red", np.zeros((8, 8, 3), np.uint8))
+    assert calls == [0, 1, 2]
+
+    replies = ["not json", '{"sub_instructions":[{"instruction":"a","box":[0,0,0,0]}]}',
+               '{"sub_instructions":[{"instruction":"make it red","box":[0,0,1000,1000]}]}']  # fmt: skip
+    dec = MLLMDecomposer(lambda image, prompt, attempt: replies[attempt], retries=2)
+    d = dec.decompose("make it red", np.zeros((8, 8, 3), np.uint8))
+    assert dec.attempts == 3 and d.subs[0].box == (0, 0, 8, 8)
+    with pytest.raises(ValueError, match="retries"):
+        MLLMDecomposer(garbage, retries=-1)

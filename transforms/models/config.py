@@ -8,6 +8,10 @@ Example (``mcie models tiny DIR`` writes one for the tiny models)::
                dtype: float16}
     judge:    {model: Qwen/Qwen2.5-VL-7B-Instruct, device: cuda, dtype: bfloat16}
 
+Optional sections name models used by other tools: ``instruct_pix2pix`` (CIE-Bench baseline) and
+``decomposer`` (the VLM of ``mcie edit --decomposer mllm``, options of
+:class:`mcie.model.decompose_vlm.VLMDecomposerConfig`); they land in ``ModelsConfig.extras``.
+
 Keys other than the common ones (``model``, ``device``, ``dtype``, ``batch_size``) are the
 stage's options, checked by that stage's config dataclass, so a typo is an error that lists
 the allowed keys.
@@ -24,7 +28,7 @@ from mcie.exitcodes import UsageError
 STAGES = ("planner", "grounder", "editor", "judge")
 DTYPES = ("float32", "float16", "bfloat16")
 #: stages the models file may name besides the pipeline's (used by other tools)
-EXTRA_SECTIONS = ("instruct_pix2pix",)
+EXTRA_SECTIONS = ("instruct_pix2pix", "decomposer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +45,9 @@ class StageModel:
     sam: str = ""
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise UsageError(f"models file: unknown stage {self.stage!r}; allowed: {', '.join(STAGES)}")
+        if self.stage not in STAGES + EXTRA_SECTIONS:
+            allowed = ", ".join(STAGES + EXTRA_SECTIONS)
+            raise UsageError(f"models file: unknown stage {self.stage!r}; allowed: {allowed}")
         if not self.model:
             raise UsageError(f"models file: stage {self.stage!r} names no model")
         if self.dtype not in DTYPES:
@@ -66,13 +71,15 @@ class StageModel:
 
 @dataclasses.dataclass(frozen=True)
 class ModelsConfig:
-    """The parsed models file: one :class:`StageModel` per stage."""
+    """The parsed models file: one :class:`StageModel` per stage, and the optional sections
+    present (``extras``, by section name)."""
 
     planner: StageModel
     grounder: StageModel
     editor: StageModel
     judge: StageModel
     path: str = ""
+    extras: dict[str, StageModel] = dataclasses.field(default_factory=dict)
 
     def stages(self) -> list[StageModel]:
         return [self.planner, self.grounder, self.editor, self.judge]
@@ -106,22 +113,22 @@ def load_models_config(path: str) -> ModelsConfig:
         cand = os.path.join(base, name)
         return cand if not os.path.isabs(name) and os.path.isdir(cand) else name
 
-    stages = {}
-    for stage in STAGES:
+    stages, extras = {}, {}
+    for stage in STAGES + tuple(s for s in EXTRA_SECTIONS if s in data):
         sec = dict(data[stage] or {})
         model = sec.pop("detector" if stage == "grounder" else "model", "")
         sam = sec.pop("sam", "") if stage == "grounder" else ""
         if stage == "grounder" and not sam:
             raise UsageError("models file: grounder needs `detector` and `sam`")
         common = {k: sec.pop(k) for k in ("device", "dtype", "batch_size") if k in sec}
-        stages[stage] = StageModel(
+        (stages if stage in STAGES else extras)[stage] = StageModel(
             stage=stage,
             model=resolve(str(model)),
             sam=resolve(str(sam)) if sam else "",
             options=sec,
             **common,
         )
-    return ModelsConfig(**stages, path=os.path.abspath(path))
+    return ModelsConfig(**stages, path=os.path.abspath(path), extras=extras)
 
 
 def options_for(cls, stage: StageModel):

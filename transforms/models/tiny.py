@@ -335,6 +335,16 @@ def tiny_models_yaml(root: str) -> dict:
             **common,
         },
         "instruct_pix2pix": {"model": os.path.join(root, "instruct-pix2pix")},
+        # `mcie edit --decomposer mllm --vlm models.yaml`: short strings keep a random model's
+        # replies small; its greedy reply may hold an empty box, which the retries then replace
+        "decomposer": {
+            "model": os.path.join(root, "vlm"),
+            "max_subs": 3,
+            "max_text": 24,
+            "max_new_tokens": 300,
+            "retries": 3,
+            **common,
+        },
     }
 
 
