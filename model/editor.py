@@ -173,7 +173,7 @@ class MCIEEditor(nn.Module):
         return cls(cfg, unet_from_config(cfg), text_encoder_from_config(cfg, tok), tok, vae_from_config(cfg))
 
     @classmethod
-    def from_pretrained_sd(cls, path: str, cfg: MCIEConfig) -> MCIEEditor:
+    def from_pretrained_sd(cls, path: str, cfg: MCIEConfig, seed: int = 0) -> MCIEEditor:
         """Start from a local SD1.5 or InstructPix2Pix folder in diffusers' layout (``unet/``,
         ``vae/``, ``text_encoder/``, ``tokenizer/``, optionally ``scheduler/``; safetensors
         weights only). A UNet with the VAE's latent channels as input (SD) is widened with
@@ -182,7 +182,8 @@ class MCIEEditor(nn.Module):
         The folder decides the architecture: every size in the returned config comes from its
         parts, and the prediction type and noise schedule from its ``scheduler/`` when present.
         ``cfg`` gives only what the folder cannot: the training resolution (checked against the
-        pretrained parts' size multiple), the SACA/BCCA knobs and the switches.
+        pretrained parts' size multiple), the SACA/BCCA knobs and the switches. ``seed`` seeds
+        the new BCCA projections (randomly initialised, as in :meth:`from_config`).
         """
         if cfg.pixel_space:
             raise ValueError(
@@ -242,6 +243,7 @@ class MCIEEditor(nn.Module):
             cfg = cfg.replace(pixel_space=False, **sizes)
         except ValueError as exc:
             raise ValueError(f"{path!r}: {exc} (pass a resolution that fits the pretrained model)") from exc
+        torch.manual_seed(seed)
         return cls(cfg, unet, te, tok, vae, scheduler)
 
     def mcie_state_dict(self) -> dict[str, torch.Tensor]:

@@ -167,6 +167,9 @@ def test_sd_folder_is_widened_with_zero_source_channels(sd_dir):
     assert cfg.prediction_type == "v_prediction" and model.scheduler.config.beta_end == 0.014
     assert type(model.scheduler).__name__ == "DDPMScheduler"
     assert model.tokenizer.model_max_length == 20
+    again = MCIEEditor.from_pretrained_sd(sd_dir, MCIEConfig.preset_config("tiny"))
+    state = again.mcie_state_dict()  # the new BCCA projections are seeded
+    assert all(torch.equal(v, state[k]) for k, v in model.mcie_state_dict().items())
 
     # gates at 0: the MCIE-E1 UNet computes what the pretrained one does, whatever the source
     # latent, the regions and the sub-instructions
