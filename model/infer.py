@@ -15,6 +15,7 @@ import inspect
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
@@ -53,7 +54,9 @@ def edit_image(
     dev, cfg = model.device, model.cfg
     sched = SCHEDULERS[scheduler].from_config(model.scheduler.config)
     processor = VaeImageProcessor(vae_scale_factor=cfg.vae_factor)
-    image = fit_size(image.convert("RGB"), cfg.size_multiple)
+    image = image.convert("RGB")
+    orig_w, orig_h = image.size  # decomposition boxes and masks are in the caller's pixels
+    image = fit_size(image, cfg.size_multiple)
     width, height = image.size
 
     # text: complex instruction + empty prompt (the pipeline's negative prompt)
@@ -68,7 +71,10 @@ def edit_image(
     regions_px = np.zeros((0, height, width), np.float32)
     subs = [s for s in (decomposition.subs if decomposition else []) if s.has_region][: cfg.max_sub_edits]
     if subs:
-        regions_px = np.stack([s.region(height, width) for s in subs])  # (K, H, W)
+        regions_px = np.stack([s.region(orig_h, orig_w) for s in subs])  # (K, H0, W0)
+        if (orig_h, orig_w) != (height, width):  # follow fit_size's resize (any covered pixel counts)
+            r = torch.from_numpy(regions_px)[None]
+            regions_px = (F.interpolate(r, size=(height, width), mode="area") > 0)[0].float().numpy()
         regions = model.latent_regions(torch.from_numpy(regions_px)[None].to(dev), (h, w))  # (1, K, h, w)
         sub_text = model.encode_ids(model.tokenize([s.text for s in subs]))[None]  # (1, K, L, D)
         empty_sub = empty[:, None].expand_as(sub_text)
