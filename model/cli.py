@@ -56,9 +56,41 @@ def add_parsers(sub) -> None:
         help="torch CPU threads (1 avoids oversubscribing a busy machine)",
     )
     t.add_argument(
-        "--mixed-precision", default="no", choices=["no", "bf16"], help="autocast dtype (default no)"
+        "--mixed-precision",
+        default="no",
+        choices=["no", "bf16"],
+        help="accelerate mixed precision: bf16 autocast, fp32 weights (default no)",
+    )
+    t.add_argument(
+        "--ema", action="store_true", help="keep an EMA of the trained weights; checkpoints hold it"
+    )
+    t.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.9999,
+        help="EMA decay, warmed up as min(decay, (1+step)/(10+step)) (default 0.9999)",
+    )
+    t.add_argument(
+        "--validate-every",
+        type=int,
+        default=0,
+        help="steps between validation images and scores in OUT/validation, 0 = off (default 0)",
+    )
+    t.add_argument(
+        "--validation-shards", default=None, help="shard glob of validation samples (default: --shards)"
+    )
+    t.add_argument(
+        "--validation-samples", type=int, default=4, help="samples edited at each validation (default 4)"
+    )
+    t.add_argument(
+        "--validation-steps", type=int, default=10, help="DDIM steps per validation edit (default 10)"
     )
     t.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
+    t.add_argument(
+        "--log-keys",
+        action="store_true",
+        help="append each step's sample keys to OUT/keys-rank<r>.jsonl (audits the data split)",
+    )
     t.add_argument("--no-progress", dest="progress", action="store_false", help="do not print log lines")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -124,6 +156,13 @@ def _check_train(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.conditioning_dropout < 1 / 3:
         raise UsageError("--conditioning-dropout must be in [0, 1/3)")
+    if not 0 <= args.ema_decay < 1:
+        raise UsageError("--ema-decay must be in [0, 1)")
+    if args.validate_every < 0:
+        raise UsageError("--validate-every must be >= 0 (0 = off)")
+    for name in ("validation_samples", "validation_steps"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,15 +177,18 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.command == "train":
         from mcie.model.data import expand_shards
-        from mcie.model.trainer import train
+        from mcie.model.trainer import format_summary, train
 
         _check_train(args)
         try:
             expand_shards(args.shards)
+            if args.validate_every and args.validation_shards:
+                expand_shards(args.validation_shards)
             summary = train(args)
         except (FileNotFoundError, FileExistsError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
-        print(json.dumps(summary, sort_keys=True) if args.json else f"trained: {summary}")
+        if summary["process_index"] == 0:  # under `accelerate launch`, one summary for the run
+            print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
         return ExitCode.OK
     return _edit(args)
 

@@ -1,12 +1,29 @@
-"""``mcie train``: a plain training loop for MCIE-E1 over MCIE shards.
+"""``mcie train``: the MCIE-E1 training loop over MCIE shards, on ``accelerate``.
 
-Our choices where the issue leaves room: a plain PyTorch loop rather than accelerate (one
-process, one device; ``--mixed-precision bf16`` uses ``torch.autocast``; ``--grad-accum``
-accumulates); EMA and validation images are not implemented yet. A run folder holds
-``checkpoint-<step>/`` folders (model checkpoint + ``trainer_state.json`` +
-``optimizer.safetensors``), at most ``--keep-checkpoints`` of them, and ``log.jsonl`` with
-one line per logged step. ``--resume`` continues from the newest checkpoint; the data stream is
-reseeded with (seed, step), so a resumed run sees a different, not the same, sample order.
+One loop for one CPU process, one GPU or several: an ``Accelerator`` built from explicit
+arguments (no ``accelerate config`` needed; ``--device cpu`` → ``cpu=True``) wraps the loss
+(DDP across processes: gradients averaged; autocast for ``--mixed-precision bf16``) and the
+optimizer (``--grad-accum`` through ``accelerator.accumulate``). Under
+``accelerate launch --multi_gpu --num_processes N -m mcie.cli train ...`` every process reads
+its own shards (webdataset's ``split_by_node``, from the ``RANK`` / ``WORLD_SIZE`` the launcher
+sets), with the same data seed and its own noise seed; only the main process writes
+checkpoints, ``log.jsonl``, validation images and progress lines (the logged loss is the mean
+over processes).
+
+A run folder holds ``checkpoint-<step>/`` folders, at most ``--keep-checkpoints`` of them, each
+the model checkpoint (``MCIEEditor.save``) + ``trainer_state.json`` + ``optimizer.safetensors``
+/ ``.json``: safetensors and JSON only, never pickle (so not ``accelerator.save_state``).
+With ``--ema`` (:mod:`mcie.model.ema`) the model folders hold the averaged weights, which
+``mcie edit`` and ``MCIEEditor.load`` use, and ``raw_weights.safetensors`` beside them the
+trained ones; ``--resume`` puts the raw weights back in the model and the folders' weights in
+the EMA. ``--resume`` continues from the newest checkpoint; the data stream is reseeded with
+(seed, step), so a resumed run sees a different, not the same, sample order (the optimizer's
+state, learning rate included, comes from the checkpoint).
+
+``--validate-every N`` edits ``--validation-samples`` fixed samples with the current weights
+(the EMA when kept; :mod:`mcie.model.validation`), writes ``validation/step-<N>.png`` and logs
+``val_region_l1`` / ``val_background_l1``. ``log.jsonl`` has one line per logged step and one
+per validation.
 """
 
 from __future__ import annotations
@@ -21,14 +38,18 @@ from contextlib import nullcontext
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from mcie.model.config import MCIEConfig
-from mcie.model.data import shard_loader
+from mcie.model.data import expand_shards, shard_loader
 from mcie.model.editor import MCIEEditor
+from mcie.model.ema import EMAWeights
 from mcie.model.training import training_loss
+from mcie.model.validation import ValidationSet
 
 log = logging.getLogger(__name__)
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+RAW_FILE = "raw_weights.safetensors"  # trained (not averaged) weights, beside EMA model folders
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -86,15 +107,41 @@ def load_optimizer(opt: torch.optim.Optimizer, path: str) -> None:
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_checkpoint(model: MCIEEditor, opt, step: int, run_dir: str, keep: int, extra: dict) -> str:
-    """Write checkpoint-<step> atomically (temp folder, then rename); drop the oldest beyond ``keep``."""
+def save_raw_weights(model: MCIEEditor, path: str) -> None:
+    """The UNet's trainable weights (SACA/BCCA included) by parameter name, as safetensors."""
+    save_file({n: p.detach().contiguous() for n, p in model.unet.named_parameters()}, path)
+
+
+def load_raw_weights(model: MCIEEditor, path: str) -> None:
+    state, params = load_file(path), dict(model.unet.named_parameters())
+    if set(state) != set(params):
+        missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+        raise ValueError(f"{path}: weights do not match the model: missing {missing[:3]}, extra {extra[:3]}")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state[n])
+
+
+def save_checkpoint(
+    model: MCIEEditor, opt, step: int, run_dir: str, keep: int, extra: dict, ema: EMAWeights | None = None
+) -> str:
+    """Write checkpoint-<step> atomically (temp folder, then rename); drop the oldest beyond ``keep``.
+
+    With ``ema`` the model folders hold the averaged weights (what ``mcie edit`` loads) and
+    ``raw_weights.safetensors`` beside them the trained ones (what ``--resume`` continues)."""
     final = os.path.join(run_dir, f"checkpoint-{step}")
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
+    with ema.applied() if ema is not None else nullcontext():
+        model.save(tmp)
+    if ema is not None:
+        save_raw_weights(model, os.path.join(tmp, RAW_FILE))
     save_optimizer(opt, os.path.join(tmp, "optimizer"))
+    state = {"step": step, "weights": "ema" if ema is not None else "raw", **extra}
+    if ema is not None:
+        state["ema_decay"] = ema.decay
     with open(os.path.join(tmp, "trainer_state.json"), "w") as fh:
-        json.dump({"step": step, **extra}, fh, indent=2, sort_keys=True)
+        json.dump(state, fh, indent=2, sort_keys=True)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for _, old in list_checkpoints(run_dir)[:-keep]:
@@ -103,6 +150,18 @@ def save_checkpoint(model: MCIEEditor, opt, step: int, run_dir: str, keep: int, 
 
 
 # -- the loop ------------------------------------------------------------------------------------
+
+
+class TrainingObjective(nn.Module):
+    """The editor with :func:`training_loss` as its ``forward``, so that accelerate can wrap it
+    (DDP across processes, autocast for mixed precision) while the editor stays as it is."""
+
+    def __init__(self, model: MCIEEditor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, generator: torch.Generator, dropout: float) -> torch.Tensor:
+        return training_loss(self.model, batch, generator, dropout=dropout)
 
 
 def _forever(loader):
@@ -126,30 +185,152 @@ def build_model(args) -> MCIEEditor:
     return MCIEEditor.from_config(cfg, seed=args.seed)
 
 
-def train(args) -> dict:
-    """Run the training loop described by parsed ``mcie train`` arguments; returns a summary."""
-    os.makedirs(args.out, exist_ok=True)
-    device = torch.device(args.device)
-    step = 0
+def make_accelerator(args):
+    """An ``Accelerator`` from explicit arguments (no ``accelerate config`` needed): CPU for
+    ``--device cpu``, else the GPU accelerate assigns to this process."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    # accelerate keeps its state in process-wide singletons that refuse a second, different
+    # mixed_precision; train() may run several times in one process (tests, notebooks). A
+    # launched run keeps its process group (PartialState).
+    launched = torch.distributed.is_available() and torch.distributed.is_initialized()
+    AcceleratorState._reset_state(reset_partial_state=not launched)
+    GradientState._reset_state()
+    acc = Accelerator(
+        cpu=args.device == "cpu",
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.grad_accum,
+    )
+    if acc.device.type != torch.device(args.device).type:
+        raise ValueError(f"--device {args.device}: accelerate found none and would use {acc.device}")
+    return acc
+
+
+def _duration(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f}s"
+    m, s = divmod(int(s), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def progress_line(step: int, max_steps: int, loss: float, steps_done: int, elapsed: float) -> str:
+    """``step 20/200 | loss 0.1234 | 3.10 step/s | 6.4s elapsed | ETA 58.0s``."""
+    rate = steps_done / elapsed if elapsed > 0 else float("nan")
+    eta = (max_steps - step) / rate if rate > 0 else float("nan")
+    return (
+        f"step {step}/{max_steps} | loss {loss:.4f} | {rate:.2f} step/s | {_duration(elapsed)} elapsed"
+        f" | ETA {_duration(eta) if eta == eta else '?'}"
+    )
+
+
+def format_summary(summary: dict) -> str:
+    """The end-of-run summary in one human-readable line."""
+    loss = summary["final_loss"]
+    text = (
+        f"trained {summary['steps_run']} steps (now at step {summary['step']}) in "
+        f"{_duration(summary['elapsed_s'])}, {summary['steps_per_s']} step/s on "
+        f"{summary['processes']} process(es); final loss {'-' if loss is None else f'{loss:.4f}'}; "
+        f"checkpoint {summary['checkpoint']}"
+    )
+    if summary.get("validation"):
+        v = summary["validation"]
+        text += f"; validation region L1 {v['val_region_l1']}, background L1 {v['val_background_l1']}"
+    return text
+
+
+class _RunLog:
+    """log.jsonl, validation images and progress lines: written by the main process only."""
+
+    def __init__(self, args, enabled: bool) -> None:
+        self.out, self.enabled, self.progress = args.out, enabled, args.progress and enabled
+        self.keys_path = os.path.join(args.out, "keys-rank{}.jsonl") if args.log_keys else None
+
+    def record(self, rec: dict) -> None:
+        if self.enabled:
+            with open(os.path.join(self.out, "log.jsonl"), "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(text, flush=True)
+
+    def keys(self, rank: int, step: int, keys: list[str]) -> None:
+        if self.keys_path:  # every process writes its own file: which samples each rank saw
+            with open(self.keys_path.format(rank), "a") as fh:
+                fh.write(json.dumps({"step": step, "keys": keys}) + "\n")
+
+
+def _setup_model(args, accelerator) -> tuple[MCIEEditor, int, EMAWeights | None, str | None]:
+    """The model at the start step (fresh, or the newest checkpoint's raw weights), its EMA
+    (main process only) and the checkpoint resumed from."""
     ckpts = list_checkpoints(args.out)
     if ckpts and not args.resume:
         raise FileExistsError(f"{args.out!r} already holds checkpoints; pass --resume or use another --out")
-    if args.resume and ckpts:
-        path = ckpts[-1][1]
-        model = MCIEEditor.load(path)
+    path = ckpts[-1][1] if args.resume and ckpts else None
+    step = 0
+    if path:
+        model = MCIEEditor.load(path)  # the averaged weights when that run kept an EMA
         with open(os.path.join(path, "trainer_state.json")) as fh:
             step = json.load(fh)["step"]
     else:
         model = build_model(args)
-    model.to(device)
+    model.to(accelerator.device)
     if model.vae is not None:
         model.vae.requires_grad_(False)
     model.text_encoder.requires_grad_(False)
+    model.eval()
     model.unet.train()
-    opt = torch.optim.AdamW(model.trainable_parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    if args.resume and ckpts:
-        load_optimizer(opt, os.path.join(ckpts[-1][1], "optimizer"))
+    ema = None
+    if args.ema and accelerator.is_main_process:  # ranks hold equal weights: one average suffices
+        trainable = ((n, p) for n, p in model.unet.named_parameters() if p.requires_grad)
+        ema = EMAWeights(trainable, args.ema_decay)
+    if path and os.path.isfile(os.path.join(path, RAW_FILE)):
+        load_raw_weights(model, os.path.join(path, RAW_FILE))
+    return model, step, ema, path
+
+
+def _validate(model, ema, validation, step: int, run_log: _RunLog) -> dict:
+    t0 = time.time()
+    with ema.applied() if ema is not None else nullcontext():
+        grid, metrics = validation.run(model)
+    model.unet.train()  # edit_image switched the model to eval mode
+    os.makedirs(os.path.join(run_log.out, "validation"), exist_ok=True)
+    grid.save(os.path.join(run_log.out, "validation", f"step-{step}.png"))
+    run_log.record({"step": step, **metrics, "val_s": round(time.time() - t0, 2)})
+    run_log.say(
+        f"validation step {step}: region L1 {metrics['val_region_l1']}, "
+        f"background L1 {metrics['val_background_l1']} ({time.time() - t0:.1f}s)"
+    )
+    return metrics
+
+
+def train(args) -> dict:
+    """Run the training loop described by parsed ``mcie train`` arguments; returns a summary."""
+    accelerator = make_accelerator(args)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    n_shards = len(expand_shards(args.shards))
+    if n_shards < world * max(1, args.workers):  # split_by_node / split_by_worker split whole shards
+        raise ValueError(
+            f"{n_shards} shard(s) cannot feed {world} process(es) x {max(1, args.workers)} loader worker(s):"
+            " every one needs a shard of its own"
+        )
+    if main:
+        os.makedirs(args.out, exist_ok=True)
+    accelerator.wait_for_everyone()
+    model, step, ema, resumed = _setup_model(args, accelerator)
+    params = model.trainable_parameters()
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    if resumed:
+        load_optimizer(opt, os.path.join(resumed, "optimizer"))
+    objective, opt = accelerator.prepare(TrainingObjective(model), opt)
     cfg = model.cfg
+    validation = None
+    if args.validate_every and main:
+        pattern = args.validation_shards or args.shards
+        validation = ValidationSet.from_shards(
+            pattern, cfg.resolution, args.validation_samples, args.validation_steps
+        )
     loader = shard_loader(
         args.shards,
         model.tokenizer,
@@ -158,48 +339,56 @@ def train(args) -> dict:
         args.batch_size,
         workers=args.workers,
         shuffle_buffer=args.shuffle_buffer,
-        seed=args.seed * 1_000_003 + step,
+        seed=args.seed * 1_000_003 + step,  # equal on every rank; split_by_node gives each its shards
         repeat=False,
     )
-    gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if args.mixed_precision == "bf16" else nullcontext()
-    )
-    log_path = os.path.join(args.out, "log.jsonl")
-    t0, losses, last_ckpt = time.time(), [], None
+    gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step + rank * 1_000_000_007)  # noise per rank
+    run_log = _RunLog(args, main)
+    t0, losses, last_ckpt, last_val = time.time(), [], None, None
     batches = _forever(loader)
     start = step
     while step < args.max_steps:
-        opt.zero_grad(set_to_none=True)
-        total = 0.0
+        total, keys = 0.0, []
         for _ in range(args.grad_accum):
             batch = next(batches)
-            with autocast:
-                loss = training_loss(model, batch, gen, dropout=args.conditioning_dropout) / args.grad_accum
-            loss.backward()
-            total += float(loss.detach())
-        if args.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), args.max_grad_norm)
-        opt.step()
+            keys += list(batch["key"])
+            with accelerator.accumulate(objective):
+                loss = objective(batch, gen, args.conditioning_dropout)
+                accelerator.backward(loss)  # divides by grad_accum; DDP averages over processes
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                opt.step()  # a no-op until the last accumulated batch
+                opt.zero_grad(set_to_none=True)
+            total += float(loss.detach()) / args.grad_accum
         step += 1
         losses.append(total)
+        if ema is not None:
+            ema.update(step)
+        run_log.keys(rank, step, keys)
         if step % args.log_every == 0 or step == args.max_steps:
-            rec = {"step": step, "loss": sum(losses[-args.log_every :]) / len(losses[-args.log_every :])}
-            rec["elapsed_s"] = round(time.time() - t0, 2)
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            if args.progress:
-                print(
-                    f"step {step}/{args.max_steps} loss {rec['loss']:.4f} ({rec['elapsed_s']} s)", flush=True
-                )
+            window = losses[-args.log_every :]
+            local = torch.tensor(sum(window) / len(window), device=accelerator.device)
+            mean = accelerator.reduce(local, "mean")  # over processes
+            rec = {"step": step, "loss": float(mean), "elapsed_s": round(time.time() - t0, 2)}
+            run_log.record(rec)
+            run_log.say(progress_line(step, args.max_steps, rec["loss"], step - start, time.time() - t0))
+        if validation is not None and (step % args.validate_every == 0 or step == args.max_steps):
+            last_val = _validate(model, ema, validation, step, run_log)
         if step % args.checkpoint_every == 0 or step == args.max_steps:
-            last_ckpt = save_checkpoint(
-                model, opt, step, args.out, args.keep_checkpoints, {"preset": cfg.preset, "loss": total}
-            )
+            if main:
+                extra = {"preset": cfg.preset, "loss": total, "processes": world}
+                last_ckpt = save_checkpoint(model, opt, step, args.out, args.keep_checkpoints, extra, ema)
+            accelerator.wait_for_everyone()
+    elapsed = time.time() - t0
+    accelerator.end_training()
     return {
         "steps_run": step - start,
         "step": step,
         "final_loss": losses[-1] if losses else None,
         "checkpoint": last_ckpt,
-        "elapsed_s": round(time.time() - t0, 2),
+        "validation": last_val,
+        "elapsed_s": round(elapsed, 2),
+        "steps_per_s": round((step - start) / elapsed, 3) if elapsed > 0 else None,
+        "processes": world,
+        "process_index": rank,
     }
