@@ -102,6 +102,13 @@ def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--min-edits", type=int, default=2, help="fewest sub-edits per instruction (default 2)")
     g.add_argument("--max-edits", type=int, default=5, help="most sub-edits per instruction (default 5)")
+    g.add_argument(
+        "--edit-types",
+        default=None,
+        metavar="TYPE[,TYPE...]",
+        help="only these edit types, e.g. 'recolour' or 'recolour,remove' (default: all seven, "
+        "weighted as the full set)",
+    )
 
 
 def _add_threshold_args(p: argparse.ArgumentParser) -> None:
@@ -207,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _edit_weights(spec: str | None) -> tuple[tuple[str, float], ...]:
+    """``--edit-types`` → the planner's (type, weight) pairs: the default weights, restricted."""
+    from mcie.transforms.synthetic.planner import DEFAULT_EDIT_WEIGHTS, EDIT_TYPES
+
+    if spec is None:
+        return tuple(DEFAULT_EDIT_WEIGHTS.items())
+    types = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = sorted(set(types) - set(EDIT_TYPES))
+    if not types or unknown:
+        allowed = ", ".join(EDIT_TYPES)
+        raise ValueError(f"--edit-types: unknown or no edit types {unknown}; allowed: {allowed}")
+    return tuple((t, DEFAULT_EDIT_WEIGHTS[t]) for t in EDIT_TYPES if t in types)
+
+
 def _options(args: argparse.Namespace):
     """BuildOptions from parsed arguments (validation errors become UsageError)."""
     from mcie.pipeline.options import BuildOptions, RunOptions
@@ -234,7 +255,11 @@ def _options(args: argparse.Namespace):
                 seed=args.seed,
                 synthetic=SyntheticConfig(
                     image_size=args.image_size,
-                    plan=PlanConfig(min_edits=args.min_edits, max_edits=args.max_edits),
+                    plan=PlanConfig(
+                        min_edits=args.min_edits,
+                        max_edits=args.max_edits,
+                        edit_weights=_edit_weights(args.edit_types),
+                    ),
                     failures=FailureConfig(rate=args.failure_rate),
                 ),
             )

@@ -43,6 +43,12 @@ def add_parsers(sub) -> None:
     t.add_argument(
         "--no-bcca", action="store_true", help="ablation: no Background-Consistent Cross-Attention"
     )
+    t.add_argument(
+        "--train-text-encoder",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train the text encoder too (default: the preset's choice; on for tiny-pixel only)",
+    )
     t.add_argument("--init-from", default=None, help="local SD1.5 / InstructPix2Pix folder to start from")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     t.add_argument(

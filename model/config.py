@@ -50,6 +50,10 @@ class MCIEConfig:
     # uses v: with epsilon, a pixel model trained from scratch learned to read the source far
     # too slowly (benchmarks/RESULTS.md)
     prediction_type: str = "epsilon"
+    # train the text encoder with the UNet. Off for SD1.5 / InstructPix2Pix, whose CLIP is
+    # pretrained; on for tiny-pixel, whose text encoder is random: frozen random features tell
+    # colour words apart too weakly for a model trained from scratch (benchmarks/RESULTS.md)
+    train_text_encoder: bool = False
     # switches for ablations
     saca: bool = True
     bcca: bool = True
@@ -123,7 +127,11 @@ class MCIEConfig:
             raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
         base: dict[str, Any] = {"preset": name}
         if name == "tiny-pixel":
-            base.update(pixel_space=True, prediction_type="v_prediction")
+            # 8 groups of 4 channels: GroupNorm with 32 groups of 1 channel is an instance norm,
+            # which erases each channel's absolute level (in pixel space: the colour)
+            base.update(
+                pixel_space=True, prediction_type="v_prediction", train_text_encoder=True, norm_num_groups=8
+            )
         elif name == "sd15":
             base.update(
                 resolution=512,

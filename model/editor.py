@@ -326,10 +326,18 @@ class MCIEEditor(nn.Module):
                     out[f"{name}.{g}"] = float(getattr(p, g).detach())
         return out
 
+    def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``("unet.<name>", p)`` for the UNet and its SACA/BCCA weights, plus
+        ``("text_encoder.<name>", p)`` when ``cfg.train_text_encoder`` (the VAE always stays
+        frozen; the text encoder too by default, as in InstructPix2Pix training)."""
+        out = [(f"unet.{n}", p) for n, p in self.unet.named_parameters()]
+        if self.cfg.train_text_encoder:
+            out += [(f"text_encoder.{n}", p) for n, p in self.text_encoder.named_parameters()]
+        return out
+
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The UNet and its SACA/BCCA weights (VAE and text encoder stay frozen, as in
-        InstructPix2Pix training)."""
-        return [p for p in self.unet.parameters() if p.requires_grad]
+        """The parameters of :meth:`named_trainable_parameters` that require gradients."""
+        return [p for _, p in self.named_trainable_parameters() if p.requires_grad]
 
     # -- encoders ------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> torch.Tensor:

@@ -108,12 +108,12 @@ def load_optimizer(opt: torch.optim.Optimizer, path: str) -> None:
 
 
 def save_raw_weights(model: MCIEEditor, path: str) -> None:
-    """The UNet's trainable weights (SACA/BCCA included) by parameter name, as safetensors."""
-    save_file({n: p.detach().contiguous() for n, p in model.unet.named_parameters()}, path)
+    """The trained weights (UNet with SACA/BCCA; the text encoder when trained) by name."""
+    save_file({n: p.detach().contiguous() for n, p in model.named_trainable_parameters()}, path)
 
 
 def load_raw_weights(model: MCIEEditor, path: str) -> None:
-    state, params = load_file(path), dict(model.unet.named_parameters())
+    state, params = load_file(path), dict(model.named_trainable_parameters())
     if set(state) != set(params):
         missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
         raise ValueError(f"{path}: weights do not match the model: missing {missing[:3]}, extra {extra[:3]}")
@@ -179,9 +179,11 @@ def build_model(args) -> MCIEEditor:
     overrides = {"saca": not args.no_saca, "bcca": not args.no_bcca}
     if args.resolution:
         overrides["resolution"] = args.resolution
+    if getattr(args, "train_text_encoder", None) is not None:  # else the preset decides
+        overrides["train_text_encoder"] = args.train_text_encoder
     cfg = MCIEConfig.preset_config(args.preset, **overrides)
     if args.init_from:
-        return MCIEEditor.from_pretrained_sd(args.init_from, cfg)
+        return MCIEEditor.from_pretrained_sd(args.init_from, cfg, seed=args.seed)
     return MCIEEditor.from_config(cfg, seed=args.seed)
 
 
@@ -278,12 +280,12 @@ def _setup_model(args, accelerator) -> tuple[MCIEEditor, int, EMAWeights | None,
     model.to(accelerator.device)
     if model.vae is not None:
         model.vae.requires_grad_(False)
-    model.text_encoder.requires_grad_(False)
+    model.text_encoder.requires_grad_(model.cfg.train_text_encoder)
     model.eval()
     model.unet.train()
     ema = None
     if args.ema and accelerator.is_main_process:  # ranks hold equal weights: one average suffices
-        trainable = ((n, p) for n, p in model.unet.named_parameters() if p.requires_grad)
+        trainable = ((n, p) for n, p in model.named_trainable_parameters() if p.requires_grad)
         ema = EMAWeights(trainable, args.ema_decay)
     if path and os.path.isfile(os.path.join(path, RAW_FILE)):
         load_raw_weights(model, os.path.join(path, RAW_FILE))

@@ -29,7 +29,8 @@ def batch_conditioning(
     empty = model.tokenize([""])[0].to(dev)  # (L,)
     ids = torch.where(keep_text[:, None], batch["input_ids"].to(dev), empty)  # (B, L)
     sub_ids = torch.where(keep_text[:, None, None], batch["sub_ids"].to(dev), empty)  # (B, K, L)
-    with torch.no_grad():  # the text encoder is frozen
+    # gradients reach the text encoder only when it is trained (cfg.train_text_encoder)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and model.cfg.train_text_encoder):
         text, sub = model.encode_ids(ids), model.encode_ids(sub_ids)  # (B, L, D), (B, K, L, D)
     regions = model.latent_regions(batch["regions"].to(dev), tuple(src_z.shape[-2:]))  # (B, K, h, w)
     img = keep_image.to(src_z.dtype)[:, None, None, None]

@@ -139,6 +139,7 @@ def build_meta(opts: BuildOptions) -> dict[str, Any]:
         "seed": opts.seed,
         "lossless": opts.lossless,
         "thresholds": dataclasses.asdict(opts.thresholds),
+        "edit_types": [t for t, _ in opts.synthetic.plan.edit_weights],
         "templates": template_count(),
         "connectives": len(CONNECTIVE_STYLES),
     }

@@ -226,3 +226,16 @@ def test_presets_and_explicit_flags():
     assert (opts("--preset", "demo").samples, opts("--preset", "demo").shard_size) == (1200, 200)
     assert opts("--preset", "mcie", "--samples", "10").samples == 10  # a flag wins over the preset
     assert (opts().samples, opts().shard_size) == (1000, 500)
+
+
+def test_edit_types_restrict_the_plan(tmp_path, capsys):
+    out = str(tmp_path / "recolour")
+    argv = ["build", "--out", out, "--samples", "24", "--image-size", "64", "--no-progress"]
+    assert main([*argv, "--edit-types", "recolour,remove"]) == 0
+    types = {t for row in pq.read_table(os.path.join(out, "index.parquet")).column("edit_types").to_pylist()
+             for t in row}  # fmt: skip
+    assert types == {"recolour", "remove"}
+    with open(os.path.join(out, "run.json")) as fh:
+        assert json.load(fh)["meta"]["edit_types"] == ["recolour", "remove"]
+    assert main(["build", "--out", str(tmp_path / "bad"), "--samples", "2", "--edit-types", "recolor"]) == 1
+    assert "unknown or no edit types ['recolor']" in capsys.readouterr().err

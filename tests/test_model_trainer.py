@@ -20,13 +20,14 @@ from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from mcie.cli import build_parser, main  # noqa: E402
+from mcie.model.config import MCIEConfig  # noqa: E402
 from mcie.model.editor import MCIEEditor  # noqa: E402
 from mcie.model.ema import EMAWeights  # noqa: E402
 from mcie.model.trainer import RAW_FILE, _setup_model, make_accelerator  # noqa: E402
 from mcie.model.validation import ValidationSet  # noqa: E402
 from mcie.shards import read_tar  # noqa: E402
 
-GATE = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.bcca_gate"
+GATE = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.bcca_gate"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,11 +54,11 @@ def _train_argv(shards: str, run: str, *extra: str) -> list[str]:
 
 
 def _weights(ckpt: str) -> tuple[dict, dict]:
-    """(model-folder weights = what ``mcie edit`` loads, raw weights) of a checkpoint, by UNet
-    parameter name (SACA/BCCA included)."""
+    """(model-folder weights = what ``mcie edit`` loads, raw weights) of a checkpoint, by trained-
+    parameter name ("unet.<name>", SACA/BCCA included)."""
     model = load_file(os.path.join(ckpt, "unet", "diffusion_pytorch_model.safetensors"))
     model.update(load_file(os.path.join(ckpt, "mcie", "attn_processors.safetensors")))
-    return model, load_file(os.path.join(ckpt, RAW_FILE))
+    return {f"unet.{n}": v for n, v in model.items()}, load_file(os.path.join(ckpt, RAW_FILE))
 
 
 def test_ema_update_follows_the_warmed_up_formula():
@@ -84,26 +85,26 @@ def test_ema_checkpoints_hold_the_average_and_resume_restores_it(shards, tmp_pat
     ema3, raw3 = _weights(os.path.join(run, "checkpoint-3"))
     assert set(ema3) == set(raw3)
     # d_s = min(0.1, (1 + s) / (10 + s)) = 0.1 from s = 1 on
-    for name in ("conv_in.weight", GATE):
+    for name in ("unet.conv_in.weight", GATE):
         assert not torch.equal(ema3[name], raw3[name])
         assert torch.allclose(ema3[name], 0.1 * ema2[name] + 0.9 * raw3[name], atol=1e-7)
     with open(os.path.join(run, "checkpoint-3", "trainer_state.json")) as fh:
         state = json.load(fh)
     assert state["weights"] == "ema" and state["ema_decay"] == 0.1 and state["step"] == 3
     loaded = MCIEEditor.load(os.path.join(run, "checkpoint-3"))  # what `mcie edit` uses: the EMA
-    assert torch.equal(loaded.unet.conv_in.weight.detach(), ema3["conv_in.weight"])
+    assert torch.equal(loaded.unet.conv_in.weight.detach(), ema3["unet.conv_in.weight"])
 
     # resuming puts the raw weights in the model and the checkpoint's average in the EMA
     args = build_parser().parse_args([*argv, "--max-steps", "4", "--resume"])
     model, step, ema, path = _setup_model(args, make_accelerator(args))
     assert step == 3 and path.endswith("checkpoint-3")
-    params = dict(model.unet.named_parameters())
+    params = dict(model.named_trainable_parameters())
     assert all(torch.equal(params[n].detach(), raw3[n]) for n in raw3)
     assert all(torch.equal(ema.shadow[n], ema3[n]) for n in ema3)
 
     assert main([*argv, "--max-steps", "4", "--resume"]) == 0
     ema4, raw4 = _weights(os.path.join(run, "checkpoint-4"))
-    for name in ("conv_in.weight", GATE):
+    for name in ("unet.conv_in.weight", GATE):
         assert torch.allclose(ema4[name], 0.1 * ema3[name] + 0.9 * raw4[name], atol=1e-7)
 
 
@@ -179,3 +180,30 @@ def test_two_process_accelerate_launch(shards, tmp_path):
     with open(os.path.join(run, "checkpoint-3", "trainer_state.json")) as fh:
         assert json.load(fh)["processes"] == 2
     assert all(v != 0 for v in MCIEEditor.load(os.path.join(run, "checkpoint-3")).gates().values())
+
+
+@pytest.mark.parametrize("flag", ["--train-text-encoder", "--no-train-text-encoder"])
+def test_text_encoder_is_trained_only_when_asked(shards, tmp_path, flag):
+    run = str(tmp_path / "te")
+    assert main(_train_argv(shards, run, "--max-steps", "2", flag)) == 0
+    start = MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0).text_encoder.state_dict()
+    ckpt = os.path.join(run, "checkpoint-2")
+    saved = load_file(os.path.join(ckpt, "text_encoder", "model.safetensors"))
+    emb = "embeddings.token_embedding.weight"
+    loaded = MCIEEditor.load(ckpt)
+    assert torch.equal(loaded.text_encoder.state_dict()[emb], saved[emb])
+    if flag == "--train-text-encoder":
+        assert not torch.equal(saved[emb], start[emb])
+        assert loaded.cfg.train_text_encoder is True
+    else:
+        assert all(torch.equal(saved[k], start[k]) for k in saved)
+        assert loaded.cfg.train_text_encoder is False
+
+
+def test_tiny_pixel_trains_its_text_encoder_by_default():
+    cfg = MCIEConfig.preset_config("tiny-pixel")
+    assert cfg.train_text_encoder and cfg.norm_num_groups == 8
+    model = MCIEEditor.from_config(cfg)
+    names = [n for n, _ in model.named_trainable_parameters()]
+    assert any(n.startswith("text_encoder.") for n in names)
+    assert not MCIEConfig.preset_config("sd15").train_text_encoder
