@@ -122,7 +122,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     kw = {"resolution": args.resolution} if args.resolution else {}
-    cfg = MCIEConfig.preset_config(args.preset, **kw)
+    # the UNet's cost is compared: both variants keep the text encoder frozen (tiny-pixel trains it)
+    cfg = MCIEConfig.preset_config(args.preset, train_text_encoder=False, **kw)
     mcie = MCIEEditor.from_config(cfg, seed=0)
     plain = copy.deepcopy(mcie)
     plain.unet.set_attn_processor(AttnProcessor2_0())  # same weights, diffusers' default processors

@@ -1,10 +1,11 @@
 """Does MCIE-E1 learn, and do SACA/BCCA help? ``tiny-pixel`` with and without them.
 
-Builds a training set and a held-out set (different seeds) with ``mcie build`` at 64 px, trains
-``tiny-pixel`` at 32 px twice with the same steps, seed and data order (once as MCIE-E1, once
-with ``--no-saca --no-bcca``), then edits every held-out sample with each checkpoint, given its
-true decomposition (sub-instructions + masks, as a user-given JSON decomposition would be), and
-reports, 0..255 scale:
+Builds the demo set (``mcie build --preset demo``: 1,200 candidates at 256 px, seed 0) and a
+held-out set (seed 12345), trains ``tiny-pixel`` on it at 32 px twice with the same steps, seed
+and data order (once as MCIE-E1, once with ``--no-saca --no-bcca``; by default both at once, one
+torch thread each, so the two share the machine alike), then edits every held-out sample with
+each checkpoint, given its true decomposition (sub-instructions + masks, as a user-given JSON
+decomposition would be), and reports, 0..255 scale:
 
 - ``region_l1_to_target``: mean |edited - target| inside the union of the sub-edit masks;
 - ``region_compliance``: share of sub-edits whose mask region ends closer to the target than
@@ -12,7 +13,8 @@ reports, 0..255 scale:
 - ``background_l1_to_source``: mean |edited - source| outside the union (how much it moved);
 - the same for the identity "editor" (output = source) as a floor.
 
-    python benchmarks/learn_mcie_e1.py --steps 400 --out /tmp/learn
+    python benchmarks/learn_mcie_e1.py --steps 2000 --out /tmp/learn
+    python benchmarks/learn_mcie_e1.py --steps 2000 --out /tmp/learn-recolour --edit-types recolour
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import argparse
 import glob
 import json
 import os
-import time
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -38,9 +41,11 @@ from mcie.shards import read_tar
 
 def build(out: str, samples: int, seed: int, args) -> str:
     if not os.path.isdir(out):
-        argv = ["build", "--out", out, "--samples", str(samples), "--seed", str(seed), "--image-size", "64",
-                "--shard-size", "200", "--min-edits", str(args.min_edits), "--max-edits", str(args.max_edits),
-                "--no-progress", "--workers", "1"]  # fmt: skip
+        argv = ["build", "--preset", "demo", "--out", out, "--samples", str(samples), "--seed", str(seed),
+                "--min-edits", str(args.min_edits), "--max-edits", str(args.max_edits), "--no-progress",
+                "--workers", "2"]  # fmt: skip
+        if args.edit_types:
+            argv += ["--edit-types", args.edit_types]
         assert mcie_main(argv) == 0
     return os.path.join(out, "shards", "*.tar")
 
@@ -83,7 +88,7 @@ def score(edited: np.ndarray, item: dict) -> dict:
     }
 
 
-def evaluate(ckpt: str | None, items: list[dict], args) -> dict:
+def evaluate(ckpt: str | None, items: list[dict], args, guidance: float) -> dict:
     model = MCIEEditor.load(ckpt) if ckpt else None
     rows = []
     for item in items:
@@ -100,51 +105,85 @@ def evaluate(ckpt: str | None, items: list[dict], args) -> dict:
                 steps=args.sample_steps,
                 seed=0,
                 scheduler="ddim",
-                guidance_scale=args.guidance,
-                image_guidance_scale=1.5,
+                guidance_scale=guidance,
+                image_guidance_scale=args.image_guidance,
             )
             edited = np.asarray(img)
         rows.append(score(edited, item))
     return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
 
 
+def train_argv(train: str, run: str, args, extra: list[str]) -> list[str]:
+    argv = ["train", "--shards", train, "--out", run, "--preset", "tiny-pixel",
+            "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+            "--seed", "0", "--resolution", str(args.resolution), "--checkpoint-every", str(args.steps),
+            "--log-every", "100", "--threads", str(args.threads), *extra]  # fmt: skip
+    return argv + (["--resume"] if os.path.isdir(run) else [])
+
+
+def train_seconds(run: str) -> float | None:
+    """Training wall time of a run: the last ``elapsed_s`` of its ``log.jsonl``."""
+    elapsed = None
+    with open(os.path.join(run, "log.jsonl")) as fh:
+        for line in fh:
+            elapsed = json.loads(line).get("elapsed_s", elapsed)
+    return elapsed
+
+
+VARIANTS = (("mcie-e1", []), ("no-saca-no-bcca", ["--no-saca", "--no-bcca"]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="work folder (data, runs, results.json)")
-    p.add_argument("--steps", type=int, default=400, help="training steps per variant")
+    p.add_argument("--steps", type=int, default=2000, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8, help="batch size")
     p.add_argument("--resolution", type=int, default=32, help="training and editing image side (default 32)")
-    p.add_argument("--lr", type=float, default=5e-4, help="learning rate")
-    p.add_argument("--train-samples", type=int, default=1000, help="candidates built for training")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    p.add_argument(
+        "--train-samples", type=int, default=1200, help="candidates built for training (demo: 1200)"
+    )
     p.add_argument("--eval-samples", type=int, default=32, help="held-out samples scored")
     p.add_argument("--min-edits", type=int, default=2, help="fewest sub-edits per sample")
-    p.add_argument("--max-edits", type=int, default=3, help="most sub-edits per sample")
+    p.add_argument("--max-edits", type=int, default=5, help="most sub-edits per sample")
+    p.add_argument("--edit-types", default=None, help="restrict the data to these edit types (mcie build)")
     p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps when editing")
-    p.add_argument("--guidance", type=float, default=3.0, help="text guidance scale when editing")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--guidance", default="3.0,1.0", help="text guidance scales to edit with (comma list)")
+    p.add_argument("--image-guidance", type=float, default=1.5, help="image guidance scale when editing")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training run")
+    p.add_argument("--sequential", action="store_true", help="train the variants one after the other")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     train = build(os.path.join(args.out, "train"), args.train_samples, 0, args)
-    evalset = build(os.path.join(args.out, "heldout"), args.eval_samples * 3, 12345, args)
+    evalset = build(os.path.join(args.out, "heldout"), args.eval_samples * 4, 12345, args)
     items = held_out(evalset, args.resolution, args.eval_samples)
-    results = {"setup": {**vars(args), "eval_items": len(items)}, "identity": evaluate(None, items, args)}
-    for name, extra in (("mcie-e1", []), ("no-saca-no-bcca", ["--no-saca", "--no-bcca"])):
-        run = os.path.join(args.out, name)
-        t0 = time.time()
-        if not os.path.isdir(os.path.join(run, f"checkpoint-{args.steps}")):
-            argv = ["train", "--shards", train, "--out", run, "--preset", "tiny-pixel",
-                    "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-                    "--lr", str(args.lr), "--seed", "0", "--resolution", str(args.resolution),
-                    "--checkpoint-every", str(args.steps), "--log-every", "50", *extra]  # fmt: skip
-            if os.path.isdir(run):
-                argv.append("--resume")
-            assert mcie_main(argv) == 0
-        train_s = round(time.time() - t0, 1)
-        results[name] = {
-            **evaluate(os.path.join(run, f"checkpoint-{args.steps}"), items, args),
-            "train_s": train_s,
-        }
+    guidances = [float(g) for g in args.guidance.split(",")]
+    results: dict = {"setup": {**vars(args), "eval_items": len(items)}}
+    results["identity"] = evaluate(None, items, args, guidances[0])
+    todo = [
+        (n, x)
+        for n, x in VARIANTS
+        if not os.path.isdir(os.path.join(args.out, n, f"checkpoint-{args.steps}"))
+    ]
+    if args.sequential:
+        for name, extra in todo:
+            assert mcie_main(train_argv(train, os.path.join(args.out, name), args, extra)) == 0
+    else:  # both at once: the same machine load falls on both
+        procs = []
+        for name, extra in todo:
+            log_path = os.path.join(args.out, f"{name}.log")
+            argv = train_argv(train, os.path.join(args.out, name), args, extra)
+            cmd = [sys.executable, "-m", "mcie.cli", *argv]
+            with open(log_path, "a") as log:  # the child keeps its own copy of the descriptor
+                procs.append((name, log_path, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        for name, log_path, proc in procs:
+            if proc.wait() != 0:
+                raise SystemExit(f"training {name} failed: see {log_path}")
+    for name, _ in VARIANTS:
+        ckpt = os.path.join(args.out, name, f"checkpoint-{args.steps}")
+        results[name] = {f"guidance {g}": evaluate(ckpt, items, args, g) for g in guidances}
+        results[name]["train_s"] = train_seconds(os.path.join(args.out, name))
         print(name, results[name], flush=True)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)

@@ -30,6 +30,10 @@ class MCIEConfig:
     layers_per_block: int = 1
     attention_head_dim: int = 8
     norm_num_groups: int = 32
+    # UNet levels (0 = full resolution) with cross-attention blocks; None: every level but the
+    # lowest, as SD1.5. The middle block always attends. tiny-pixel skips level 0: at 32 px its
+    # self-attention over 1,024 pixels cost most of a CPU training step
+    attention_levels: tuple[int, ...] | None = None
     cross_attention_dim: int = 32
     # VAE (latent presets only)
     vae_block_out_channels: tuple[int, ...] = (32, 64)
@@ -69,6 +73,12 @@ class MCIEConfig:
             )
         if not 1 <= self.max_sub_edits <= 16:
             raise ValueError(f"max_sub_edits must be in 1..16, got {self.max_sub_edits}")
+        if self.attention_levels is not None and not set(self.attention_levels) <= set(
+            range(len(self.block_out_channels))
+        ):
+            raise ValueError(
+                f"attention_levels {self.attention_levels} must be levels of {self.block_out_channels}"
+            )
         if self.src_pos_dim % 4:
             raise ValueError(f"src_pos_dim must be a multiple of 4, got {self.src_pos_dim}")
         if self.prediction_type not in ("epsilon", "v_prediction"):
@@ -115,8 +125,8 @@ class MCIEConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown MCIE config keys {sorted(unknown)}")
-        for k in ("block_out_channels", "vae_block_out_channels"):
-            if k in d:
+        for k in ("block_out_channels", "vae_block_out_channels", "attention_levels"):
+            if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
 
@@ -130,7 +140,11 @@ class MCIEConfig:
             # 8 groups of 4 channels: GroupNorm with 32 groups of 1 channel is an instance norm,
             # which erases each channel's absolute level (in pixel space: the colour)
             base.update(
-                pixel_space=True, prediction_type="v_prediction", train_text_encoder=True, norm_num_groups=8
+                pixel_space=True,
+                prediction_type="v_prediction",
+                train_text_encoder=True,
+                norm_num_groups=8,
+                attention_levels=(1,),
             )
         elif name == "sd15":
             base.update(

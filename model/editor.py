@@ -85,14 +85,17 @@ def _load_part(path: str, part: str, cls):
 def unet_from_config(cfg: MCIEConfig) -> UNet2DConditionModel:
     """A randomly initialised UNet of the config's size, source channels zero-initialised."""
     n = len(cfg.block_out_channels)
+    levels = cfg.attention_levels if cfg.attention_levels is not None else tuple(range(n - 1))
+    down = tuple("CrossAttnDownBlock2D" if i in levels else "DownBlock2D" for i in range(n))
+    up = tuple("CrossAttnUpBlock2D" if i in levels else "UpBlock2D" for i in reversed(range(n)))
     unet = UNet2DConditionModel(
         sample_size=cfg.resolution // cfg.vae_factor,
         in_channels=cfg.image_channels,
         out_channels=cfg.image_channels,
         block_out_channels=cfg.block_out_channels,
         layers_per_block=cfg.layers_per_block,
-        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        down_block_types=down,
+        up_block_types=up,
         cross_attention_dim=cfg.cross_attention_dim,
         attention_head_dim=cfg.attention_head_dim,
         norm_num_groups=cfg.norm_num_groups,

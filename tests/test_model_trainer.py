@@ -207,3 +207,16 @@ def test_tiny_pixel_trains_its_text_encoder_by_default():
     names = [n for n, _ in model.named_trainable_parameters()]
     assert any(n.startswith("text_encoder.") for n in names)
     assert not MCIEConfig.preset_config("sd15").train_text_encoder
+
+
+def test_attention_levels_pick_the_cross_attention_blocks():
+    pixel = MCIEEditor.from_config(MCIEConfig.preset_config("tiny-pixel")).unet.config
+    assert list(pixel.down_block_types) == ["DownBlock2D", "CrossAttnDownBlock2D"]  # level 0 plain
+    assert list(pixel.up_block_types) == ["CrossAttnUpBlock2D", "UpBlock2D"]
+    tiny = MCIEEditor.from_config(MCIEConfig.preset_config("tiny")).unet.config  # SD1.5's layout
+    assert list(tiny.down_block_types) == ["CrossAttnDownBlock2D", "DownBlock2D"]
+    assert list(tiny.up_block_types) == ["UpBlock2D", "CrossAttnUpBlock2D"]
+    cfg = MCIEConfig.preset_config("tiny-pixel")
+    assert MCIEConfig.from_json(cfg.to_json()) == cfg  # the tuple survives the JSON round trip
+    with pytest.raises(ValueError, match="attention_levels"):
+        MCIEConfig.preset_config("tiny", attention_levels=(2,))
