@@ -15,6 +15,19 @@ from mcie.cli import main  # noqa: E402
 SMALL = ["--samples", "60", "--seed", "5", "--shard-size", "20", "--no-progress"]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module (``pytestmark = usefixtures(...)``): on a busy
+    2-core machine two threads per op oversubscribe the cores and make the model tests several
+    times slower (measured: 0.35 s against 4.4 s per train step)."""
+    import torch  # only the model tests need it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def build(out: str, *extra: str) -> int:
     """Run ``mcie build`` in-process; returns its exit code."""
     return main(["build", "--out", out, *SMALL, *extra])

@@ -25,14 +25,7 @@ from mcie.model.training import training_loss  # noqa: E402
 H, W = 16, 24  # non-square latent on purpose
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads per op oversubscribe the cores
-    and make these tests several times slower (measured: 0.35 s against 4.4 s per train step)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

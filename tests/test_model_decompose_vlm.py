@@ -32,12 +32,7 @@ INSTRUCTION = "Make the red circle blue and add a small green star in the top-le
 W, H = 64, 48  # non-square, so a box checked against the wrong side shows up
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """MCIE-E1 inference on images whose sides are not multiples of the model's size step."""
 
 import numpy as np
-import torch
+import pytest
 from PIL import Image
 
 from mcie.model.config import MCIEConfig
@@ -9,9 +9,10 @@ from mcie.model.decompose import Decomposition, SubInstruction
 from mcie.model.editor import MCIEEditor
 from mcie.model.infer import edit_image
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
 
 def test_regions_follow_the_resize_to_the_size_multiple():
-    torch.set_num_threads(1)
     model = MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0)
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (28, 36, 3), dtype=np.uint8))  # W 36, H 28: not x8

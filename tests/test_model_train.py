@@ -32,14 +32,7 @@ from mcie.shards import read_tar  # noqa: E402
 INSTRUCTION = "Make the red circle blue and add a small green star in the top-left corner."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads per op oversubscribe the cores
-    and make these tests several times slower (measured: 0.35 s against 4.4 s per train step)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

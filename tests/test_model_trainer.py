@@ -30,13 +30,7 @@ from mcie.shards import read_tar  # noqa: E402
 GATE = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.bcca_gate"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: two oversubscribe a busy 2-core machine (see test_model_train.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
