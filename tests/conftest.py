@@ -28,6 +28,19 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> str:
+    """Glob of a 40-candidate build at 64 px in two shards (two, so a 2-process training run
+    gets one each), shared by the model tests, which only read it."""
+    import glob
+
+    out = str(tmp_path_factory.mktemp("model") / "demo")
+    assert main(["build", "--out", out, "--samples", "40", "--image-size", "64", "--shard-size", "20",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert len(glob.glob(os.path.join(out, "shards", "*.tar"))) == 2
+    return os.path.join(out, "shards", "*.tar")
+
+
 def build(out: str, *extra: str) -> int:
     """Run ``mcie build`` in-process; returns its exit code."""
     return main(["build", "--out", out, *SMALL, *extra])

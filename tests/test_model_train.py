@@ -36,14 +36,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("model") / "demo")
-    assert main(["build", "--out", out, "--samples", "40", "--image-size", "64", "--shard-size", "20",
-                 "--no-progress"]) == 0  # fmt: skip
-    return os.path.join(out, "shards", "*.tar")
-
-
-@pytest.fixture(scope="module")
 def source_image(shards, tmp_path_factory) -> str:
     key, members = next(read_tar(sorted(glob.glob(shards))[0]))
     path = str(tmp_path_factory.mktemp("img") / "src.png")

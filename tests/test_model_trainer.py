@@ -33,15 +33,6 @@ GATE = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.bcc
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("trainer") / "demo")
-    assert main(["build", "--out", out, "--samples", "40", "--image-size", "64", "--shard-size", "20",
-                 "--no-progress"]) == 0  # fmt: skip
-    assert len(glob.glob(os.path.join(out, "shards", "*.tar"))) == 2  # one per rank below
-    return os.path.join(out, "shards", "*.tar")
-
-
 def _train_argv(shards: str, run: str, *extra: str) -> list[str]:
     return ["train", "--shards", shards, "--out", run, "--preset", "tiny", "--batch-size", "2",
             "--lr", "1e-3", "--no-progress", *extra]  # fmt: skip
