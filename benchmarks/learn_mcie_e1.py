@@ -122,12 +122,18 @@ def train_argv(train: str, run: str, args, extra: list[str]) -> list[str]:
 
 
 def train_seconds(run: str) -> float | None:
-    """Training wall time of a run: the last ``elapsed_s`` of its ``log.jsonl``."""
-    elapsed = None
+    """Training wall time of a run from its ``log.jsonl``: a resumed run restarts ``elapsed_s``,
+    so the last value of each segment is summed."""
+    total, last = 0.0, None
     with open(os.path.join(run, "log.jsonl")) as fh:
         for line in fh:
-            elapsed = json.loads(line).get("elapsed_s", elapsed)
-    return elapsed
+            elapsed = json.loads(line).get("elapsed_s")
+            if elapsed is None:
+                continue
+            if last is not None and elapsed < last:  # a new segment (--resume) began
+                total += last
+            last = elapsed
+    return None if last is None else round(total + last, 2)
 
 
 VARIANTS = (("mcie-e1", []), ("no-saca-no-bcca", ["--no-saca", "--no-bcca"]))
