@@ -20,7 +20,7 @@ from mcie.cli import main as mcie_main
 from mcie.model.config import MCIEConfig
 from mcie.model.data import shard_loader
 from mcie.model.editor import MCIEEditor
-from mcie.model.training import diffusion_loss, encode_batch, training_loss
+from mcie.model.training import fixed_triple_loss, training_loss
 
 
 def main() -> None:
@@ -38,13 +38,7 @@ def main() -> None:
         shards = os.path.join(out, "shards", "*.tar")
         batch = next(iter(shard_loader(shards, model.tokenizer, 32, 5, 8, shuffle_buffer=0, repeat=False)))
     g = torch.Generator().manual_seed(1)
-    encoded = encode_batch(model, batch, g)
-    noise = torch.randn(encoded[0].shape, generator=g)
-    t = torch.randint(0, 1000, (8,), generator=g)
-
-    def fixed_loss() -> float:
-        with torch.no_grad():
-            return float(diffusion_loss(model, batch, noise, t, encoded=encoded))
+    fixed_loss = fixed_triple_loss(model, batch, g)  # the triples come first; training then goes on with g
 
     before = fixed_loss()
     print(f"step 0: fixed-triple loss {before:.4f}")

@@ -8,6 +8,8 @@ source tokens together), with p both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +71,21 @@ def diffusion_loss(
     else:
         raise ValueError(f"unsupported prediction_type {model.scheduler.config.prediction_type!r}")
     return F.mse_loss(pred.float(), target.float())
+
+
+def fixed_triple_loss(model: MCIEEditor, batch: dict, generator: torch.Generator) -> Callable[[], float]:
+    """Draw fixed (sample, timestep, noise) triples for ``batch`` from ``generator`` and return a
+    function giving the model's current loss on them, without gradients (the overfit checks)."""
+    encoded = encode_batch(model, batch, generator)
+    noise = torch.randn(encoded[0].shape, generator=generator)
+    steps, b = model.scheduler.config.num_train_timesteps, encoded[0].shape[0]
+    t = torch.randint(0, steps, (b,), generator=generator)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(diffusion_loss(model, batch, noise, t, encoded=encoded))
+
+    return loss
 
 
 def training_loss(
