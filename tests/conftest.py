@@ -80,3 +80,23 @@ def tiny_models(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("tiny-models"))
     assert main(["models", "tiny", root]) == 0
     return os.path.join(root, "models.yaml")
+
+
+@pytest.fixture(scope="session")
+def object_stores(tmp_path_factory):
+    """Real object-storage servers on 127.0.0.1, started once per session: a GCS emulator and
+    moto's S3 server, each with a bucket ``mcie-test``. Returns ``{"gs": "gs://mcie-test",
+    "s3": "s3://mcie-test"}``; the client environment (emulator host, endpoint, dummy
+    credentials) is set for the session, so Beam's worker processes inherit it."""
+    from storage_servers import start_gcs, start_s3
+
+    work = str(tmp_path_factory.mktemp("object-stores"))
+    servers = [start_gcs(work, ["mcie-test"]), start_s3(work, ["mcie-test"])]
+    mp = pytest.MonkeyPatch()
+    for server in servers:
+        for k, v in server.env.items():
+            mp.setenv(k, v)
+    yield {"gs": "gs://mcie-test", "s3": "s3://mcie-test"}
+    mp.undo()
+    for server in servers:
+        server.stop()
