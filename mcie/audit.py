@@ -17,17 +17,16 @@ Against ``truth.parquet`` (definitions from the foundation issue):
 from __future__ import annotations
 
 import collections
-import glob
 import json
-import os
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from mcie import storage
 from mcie.images import decode_image, decode_mask
 from mcie.metrics import iou
 from mcie.shards import read_tar
+from mcie.tables import read_table
 
 SHARD_DIRS = ("shards", "rejected", "pending")
 
@@ -39,10 +38,10 @@ def _ratio(a: int, b: int) -> float | None:
 def audit(out: str) -> dict[str, Any]:
     """Audit ``out``; returns a report with ``ok``, ``problems`` and the figures."""
     problems: list[str] = []
-    index_path = os.path.join(out, "index.parquet")
-    if not os.path.exists(index_path):
+    index_path = storage.join(out, "index.parquet")
+    if not storage.exists(index_path):
         return {"ok": False, "problems": [f"{index_path} is missing"]}
-    index = pq.read_table(index_path).to_pylist()
+    index = read_table(index_path).to_pylist()
     keys = [r["key"] for r in index]
     if keys != sorted(keys):
         problems.append("index.parquet is not sorted by key")
@@ -52,8 +51,8 @@ def audit(out: str) -> dict[str, Any]:
     masks_of: dict[str, list[np.ndarray]] = {}
     in_shards = 0
     for d in SHARD_DIRS:
-        for path in sorted(glob.glob(os.path.join(out, d, "*.tar"))):
-            rel = os.path.relpath(path, out)
+        for path in storage.glob(storage.join(storage.escape(out), d, "*.tar")):
+            rel = storage.relpath(path, out)
             try:
                 samples = list(read_tar(path))
             except Exception as exc:
@@ -70,9 +69,8 @@ def audit(out: str) -> dict[str, Any]:
         problems.append(f"index names {expected} samples in shards, the shards hold {in_shards}")
     by_status = collections.Counter(r["status"] for r in index)
     stats_total = 0
-    for path in glob.glob(os.path.join(out, "stats", "*.json")):
-        with open(path) as fh:
-            stats_total += json.load(fh)["candidates"]
+    for path in storage.list_folder(storage.join(out, "stats"), "*.json"):
+        stats_total += storage.read_json(path)["candidates"]
     if stats_total != len(index):
         problems.append(f"per-unit stats count {stats_total} candidates, the index {len(index)}")
     report: dict[str, Any] = {
@@ -83,9 +81,9 @@ def audit(out: str) -> dict[str, Any]:
         "by_status": dict(sorted(by_status.items())),
         "samples_in_shards": in_shards,
     }
-    truth_path = os.path.join(out, "truth.parquet")
-    if os.path.exists(truth_path):
-        report.update(_against_truth(pq.read_table(truth_path).to_pylist(), by_key, masks_of))
+    truth_path = storage.join(out, "truth.parquet")
+    if storage.exists(truth_path):
+        report.update(_against_truth(read_table(truth_path).to_pylist(), by_key, masks_of))
     return report
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
+from mcie import storage
 from mcie.reasons import DESCRIPTIONS, Reason
 from mcie.records import SCHEMA_VERSION
 
@@ -132,5 +132,4 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
         schema_version=SCHEMA_VERSION,
         thresholds=json.dumps(meta.get("thresholds", {}), sort_keys=True),
     )
-    with open(os.path.join(out, "README.md"), "w") as fh:
-        fh.write(text)
+    storage.atomic_write(storage.join(out, "README.md"), text)

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from mcie import storage
 from mcie.exitcodes import ExitCode, RunFailed, ServiceError, UsageError
 
 #: named build sizes; explicit --samples / --shard-size win over them
@@ -309,8 +310,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "preview":
         from mcie.preview import write_preview
 
-        if not os.path.isdir(args.out):
-            raise UsageError(f"{args.out!r} is not a directory")
+        storage.require_folder(args.out)
         try:
             path = write_preview(args.out, args.png, args.n, "rejected" if args.rejected else "shards")
         except ValueError as exc:
@@ -324,8 +324,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "audit":
         from mcie.audit import audit, format_report
 
-        if not os.path.isdir(args.out):
-            raise UsageError(f"{args.out!r} is not a directory")
+        storage.require_folder(args.out)
         report = audit(args.out)
         print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
         return ExitCode.OK if report["ok"] else ExitCode.FAILED

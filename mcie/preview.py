@@ -3,14 +3,14 @@ its own colour on the target, and the instruction underneath — to look at what
 
 from __future__ import annotations
 
-import glob
+import io
 import json
-import os
 import textwrap
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mcie import storage
 from mcie.images import decode_image, decode_mask
 from mcie.metrics import erode
 from mcie.shards import read_tar
@@ -33,7 +33,7 @@ def contact_sheet(
 ) -> Image.Image:
     """The first ``n`` samples (by shard, then key) of ``out/shard_dir`` as one image."""
     samples = []
-    for path in sorted(glob.glob(os.path.join(out, shard_dir, "*.tar"))):
+    for path in storage.glob(storage.join(storage.escape(out), shard_dir, "*.tar")):
         for _, members in read_tar(path):
             samples.append(members)
             if len(samples) == n:
@@ -41,7 +41,7 @@ def contact_sheet(
         if len(samples) == n:
             break
     if not samples:
-        raise ValueError(f"no samples in {os.path.join(out, shard_dir)}")
+        raise ValueError(f"no samples in {storage.join(out, shard_dir)}")
     font = ImageFont.load_default(size=13)
     text_h = 104  # five sub-instructions and the status line
     cell_w, cell_h = 2 * tile + 12, tile + text_h
@@ -72,7 +72,10 @@ def contact_sheet(
 
 
 def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = "shards") -> str:
-    """Write the contact sheet of ``out`` to ``path`` (default ``out/preview.png``)."""
-    path = path or os.path.join(out, "preview.png" if shard_dir == "shards" else f"preview-{shard_dir}.png")
-    contact_sheet(out, n=n, shard_dir=shard_dir).save(path, optimize=True)
+    """Write the contact sheet of ``out`` to ``path`` (default ``out/preview.png``); either may
+    be local or a storage URL."""
+    path = path or storage.join(out, "preview.png" if shard_dir == "shards" else f"preview-{shard_dir}.png")
+    buf = io.BytesIO()
+    contact_sheet(out, n=n, shard_dir=shard_dir).save(buf, format="PNG", optimize=True)
+    storage.atomic_write(path, buf.getvalue())
     return path

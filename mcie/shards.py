@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterable, Iterator
+from typing import IO
 
+from mcie import storage
 from mcie.images import PNG_LEVEL_FAST, encode_jpeg, encode_png
 from mcie.records import EditSample
 
@@ -37,15 +38,17 @@ def sample_members(sample: EditSample, lossless: bool = False) -> list[tuple[str
 
 
 def write_tar(path: str, samples: Iterable[list[tuple[str, bytes]]]) -> int:
-    """Write member lists (one per sample, already sorted by key) to ``path`` atomically.
-    Returns the number of samples written."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
+    """Write member lists (one per sample, already sorted by key) to ``path`` (local or a
+    storage URL) atomically. Returns the number of samples written."""
+    with storage.atomic_open(path) as fh:
+        return tar_into(fh, samples)
+
+
+def tar_into(fh: IO[bytes], samples: Iterable[list[tuple[str, bytes]]]) -> int:
+    """Stream member lists as a reproducible tar into the writable ``fh``; returns the number
+    of samples."""
     n = 0
-    with (
-        open(tmp, "wb") as fh,
-        tarfile.open(fileobj=fh, mode="w", format=tarfile.GNU_FORMAT) as tar,
-    ):
+    with tarfile.open(fileobj=fh, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for members in samples:
             n += 1
             for name, data in members:
@@ -54,7 +57,6 @@ def write_tar(path: str, samples: Iterable[list[tuple[str, bytes]]]) -> int:
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, path)
     return n
 
 
@@ -63,7 +65,7 @@ def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     everything before the first dot of a member name, as in WebDataset."""
     current: str | None = None
     members: dict[str, bytes] = {}
-    with tarfile.open(path, mode="r:") as tar:
+    with storage.open_read(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
         for info in tar:
             if not info.isfile():
                 continue

@@ -235,6 +235,14 @@ def is_empty_folder(folder: str) -> bool:
     return not glob_sizes(prefix)
 
 
+def require_folder(path: str) -> None:
+    """A usage error unless ``path`` is a local folder, or a URL with files under it."""
+    if is_remote(path) and is_empty_folder(path):
+        raise UsageError(f"{path!r} holds no files")
+    if not is_remote(path) and not os.path.isdir(_local(path)):
+        raise UsageError(f"{path!r} is not a directory")
+
+
 def check_folder(path: str) -> None:
     """A usage error when a local ``path`` exists and is a file (object stores have no such
     conflict: a prefix and an object may share a name)."""

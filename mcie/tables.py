@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
-import glob
+import io
 import json
-import os
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mcie import storage
 from mcie.records import EditSample
 
 RECORD_SCHEMA = pa.schema(
@@ -119,14 +119,29 @@ def index_row(sample: EditSample, shard: str | None, unit: int) -> dict[str, Any
 
 def write_rows(
     path: str, rows: list[dict[str, Any]], schema: pa.Schema, sort_key: str | None = "key"
-) -> None:
-    """Write ``rows`` (sorted by ``sort_key``) to a Parquet file atomically."""
+) -> storage.FileDigest:
+    """Write ``rows`` (sorted by ``sort_key``) to a Parquet file atomically; returns its digest."""
     if sort_key:
         rows = sorted(rows, key=lambda r: r[sort_key])
     table = pa.Table.from_pylist(rows, schema=schema)
-    tmp = f"{path}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    return write_table(path, table)
+
+
+def write_table(path: str, table: pa.Table) -> storage.FileDigest:
+    """Write ``table`` as zstd Parquet to ``path`` (local or a storage URL) atomically; returns
+    the file's digest. Built in memory first: these tables hold no pixels, or one unit's."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return storage.atomic_write(path, buf.getvalue())
+
+
+def read_table(path: str, **kwargs) -> pa.Table:
+    """Read a Parquet file from ``path`` (local or a storage URL); ``kwargs`` go to
+    :func:`pyarrow.parquet.read_table` (``columns``, ``schema``)."""
+    if not storage.is_remote(path):
+        return pq.read_table(path, **kwargs)
+    with storage.open_read(path) as fh:
+        return pq.read_table(fh, **kwargs)
 
 
 def write_records(path: str, samples: list[EditSample]) -> None:
@@ -136,20 +151,18 @@ def write_records(path: str, samples: list[EditSample]) -> None:
 
 def read_records(path: str) -> list[EditSample]:
     """Read one part of a record table back into records."""
-    return [EditSample.from_row(r) for r in pq.read_table(path, schema=RECORD_SCHEMA).to_pylist()]
+    return [EditSample.from_row(r) for r in read_table(path, schema=RECORD_SCHEMA).to_pylist()]
 
 
 def merge_parts(pattern: str, out_path: str, schema: pa.Schema, sort_key: str = "key") -> int:
     """Concatenate the Parquet parts matching ``pattern`` into ``out_path`` sorted by
     ``sort_key``; returns the row count. Parts are read one at a time (they are small:
     no pixels), and the result is written once."""
-    parts = sorted(glob.glob(pattern))
-    tables = [pq.read_table(p, schema=schema) for p in parts]
+    parts = storage.glob(pattern)
+    tables = [read_table(p, schema=schema) for p in parts]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     table = table.sort_by(sort_key)
-    tmp = f"{out_path}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, out_path)
+    write_table(out_path, table)
     return table.num_rows
 
 
@@ -158,11 +171,9 @@ def concat_parts(pattern: str, out_path: str, schema: pa.Schema) -> int:
     in memory at a time (for tables too large to sort whole, like the truth with its masks; each
     part is already sorted by key, so the order is deterministic). Returns the row count."""
     n = 0
-    tmp = f"{out_path}.tmp"
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for part in sorted(glob.glob(pattern)):
-            table = pq.read_table(part, schema=schema)
+    with storage.atomic_open(out_path) as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+        for part in storage.glob(pattern):
+            table = read_table(part, schema=schema)
             writer.write_table(table)
             n += table.num_rows
-    os.replace(tmp, out_path)
     return n

@@ -13,7 +13,6 @@ so a region never vanishes at low resolution.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -22,19 +21,36 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 from PIL import Image
+from webdataset.gopen import gopen_schemes  # the module: wds.gopen is its function
 
+from mcie import storage
 from mcie.images import decode_image, decode_mask
 
 
 def expand_shards(pattern: str) -> list[str]:
-    """Shard paths from a glob (or a comma-separated list of globs), sorted; error if none."""
+    """Shard paths from a glob (or a comma-separated list of globs), sorted; error if none.
+    A glob may be local or a storage URL (``gs://bucket/run/shards/*.tar``)."""
     paths: list[str] = []
     for part in pattern.split(","):
-        paths += glob.glob(os.path.expanduser(part.strip()))
+        part = part.strip()
+        paths += storage.glob(part if storage.is_remote(part) else os.path.expanduser(part))
     paths = sorted(set(p for p in paths if p.endswith(".tar")))
     if not paths:
         raise FileNotFoundError(f"no .tar shards match {pattern!r}")
     return paths
+
+
+def _gopen_storage(url: str, mode: str = "rb", bufsize: int = 8192, **kw):
+    """webdataset's opener for ``gs://`` and ``s3://`` shards: read through :mod:`mcie.storage`
+    (Beam's filesystems) instead of webdataset's default ``gsutil`` / ``aws`` pipes."""
+    if mode != "rb":
+        raise ValueError(f"shards are read only, not opened with mode {mode!r}: {url}")
+    return storage.open_read(url)
+
+
+# webdataset's documented extension point: one opener per URL scheme
+for _scheme in ("gs", "s3"):
+    gopen_schemes[_scheme] = _gopen_storage
 
 
 def _crop_box(w: int, h: int) -> tuple[int, int, int, int]:

@@ -7,28 +7,25 @@ these depends on which worker ran what, so equal options give equal bytes.
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 import re
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from mcie import storage
 from mcie.card import write_card
-from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts
+from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts, read_table
 
 
 def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
     """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder."""
     shardlist = []
-    for path in sorted(glob.glob(os.path.join(out, shard_dir, "*.tar"))):
-        rel = os.path.relpath(path, out)
+    for path, size in storage.glob_sizes(storage.join(storage.escape(out), shard_dir, "*.tar")):
+        rel = storage.relpath(path, out)
         n = counts.get(rel, 0)
         if n:  # wids cannot index an empty shard
-            shardlist.append({"url": rel, "nsamples": n, "filesize": os.path.getsize(path)})
+            shardlist.append({"url": rel, "nsamples": n, "filesize": size})
     return {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
@@ -66,24 +63,16 @@ def _counts(column: pa.ChunkedArray) -> dict[str, int]:
 
 def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Merge and describe ``out``; returns the summary (counts by status and reason)."""
-    n = merge_parts(
-        os.path.join(out, "parts", "index-*.parquet"),
-        os.path.join(out, "index.parquet"),
-        INDEX_SCHEMA,
-    )
-    if glob.glob(os.path.join(out, "parts", "truth-*.parquet")):
+    parts = storage.join(storage.escape(out), "parts")
+    n = merge_parts(storage.join(parts, "index-*.parquet"), storage.join(out, "index.parquet"), INDEX_SCHEMA)
+    if storage.glob(storage.join(parts, "truth-*.parquet")):
         # the truth holds every mask: appended part by part (each sorted by key), never whole
-        concat_parts(
-            os.path.join(out, "parts", "truth-*.parquet"), os.path.join(out, "truth.parquet"), TRUTH_SCHEMA
-        )
-    table = pq.read_table(
-        os.path.join(out, "index.parquet"), columns=["shard", "status", "reason", "instruction"]
-    )
+        concat_parts(storage.join(parts, "truth-*.parquet"), storage.join(out, "truth.parquet"), TRUTH_SCHEMA)
+    columns = ["shard", "status", "reason", "instruction"]
+    table = read_table(storage.join(out, "index.parquet"), columns=columns)
     per_shard = _counts(table.column("shard"))
     for name, d in (("shards.json", "shards"), ("rejected.json", "rejected")):
-        desc = wids_descriptor(out, d, f"mcie-{d}", per_shard)
-        with open(os.path.join(out, name), "w") as fh:
-            json.dump(desc, fh, indent=1, sort_keys=True)
+        storage.write_json(storage.join(out, name), wids_descriptor(out, d, f"mcie-{d}", per_shard))
     reasons = pc.binary_join_element_wise(table.column("status"), table.column("reason"), ":")
     with_reason = pc.not_equal(table.column("reason"), "")
     accepted = table.filter(pc.equal(table.column("status"), "accepted")).column("instruction")

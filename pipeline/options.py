@@ -7,8 +7,8 @@ DirectRunner first tries Prism, which downloads a binary), multi-process when ``
 from __future__ import annotations
 
 import dataclasses
-import os
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.transforms.annotate import AnnotateConfig
 from mcie.transforms.judge import FilterThresholds, PixelJudgeConfig
@@ -86,10 +86,10 @@ class BuildOptions:
 
 
 def check_output_dir(path: str, resume: bool) -> None:
-    """Refuse a non-empty output directory unless resuming (no silent overwrite or mix)."""
-    if os.path.isdir(path) and os.listdir(path) and not resume:
+    """Refuse a non-empty output directory (or bucket prefix) unless resuming (no silent
+    overwrite or mix)."""
+    storage.check_folder(path)
+    if not resume and not storage.is_empty_folder(path):
         raise UsageError(
             f"output directory {path!r} is not empty; pass --resume to continue a run or pick a new one"
         )
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError(f"output path {path!r} exists and is not a directory")

@@ -6,11 +6,11 @@ disk, not from shared memory: each finished unit's stats file adds its candidate
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import threading
 import time
+
+from mcie import storage
 
 
 class ProgressReporter:
@@ -31,6 +31,7 @@ class ProgressReporter:
         self.label = label
         self.interval = interval
         self.already = already or set()
+        self._seen: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.start_time = time.monotonic()
@@ -46,17 +47,21 @@ class ProgressReporter:
     def done(self) -> tuple[int, int]:
         """(units finished in this run, their candidates)."""
         units = samples = 0
-        if not os.path.isdir(self.stats_dir):
+        try:
+            paths = storage.list_folder(self.stats_dir, "mcie-*.json")
+        except Exception:  # a listing that fails now is retried at the next tick
             return 0, 0
-        for name in os.listdir(self.stats_dir):
-            if not name.endswith(".json") or int(name[5:11]) in self.already:
+        for path in paths:
+            name = storage.basename(path)
+            if int(name[5:11]) in self.already:
                 continue
-            try:
-                with open(os.path.join(self.stats_dir, name)) as fh:
-                    samples += json.load(fh)["candidates"]
-                units += 1
-            except (OSError, ValueError, KeyError):
-                continue  # being written
+            if name not in self._seen:  # a marker never changes once written: read it once
+                try:
+                    self._seen[name] = storage.read_json(path)["candidates"]
+                except (OSError, ValueError, KeyError):
+                    continue
+            samples += self._seen[name]
+            units += 1
         return units, samples
 
     def line(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,13 +14,15 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import mcie
+from mcie import storage
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
 
 from .finalize import finalize
+from .markers import finished_units
 from .options import RunOptions, check_output_dir
 from .progress import ProgressReporter
-from .units import Unit, check_resume, finished_units, write_run_manifest
+from .units import Unit, check_resume, write_run_manifest
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ def run_pipeline(
     """Run the units not yet finished in ``out``, then ``finish(out, meta)`` (by default the
     shard-set :func:`finalize`); returns its summary plus ``elapsed_s``, ``samples_per_s`` and
     the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card."""
+    storage.configure(run.beam_flags())  # e.g. --s3_endpoint_url, for the driver's own reads
     check_output_dir(out, resume)
     meta = _jsonable(meta)
     manifest = {"command": command, "options": _jsonable(fingerprint), "units": len(units)}
-    if resume and os.path.isdir(out) and os.listdir(out):
+    if resume and not storage.is_empty_folder(out):
         check_resume(out, manifest)
     else:
         write_run_manifest(out, {**manifest, "meta": meta, "mcie_version": mcie.__version__})
@@ -69,8 +71,8 @@ def run_pipeline(
     if todo:
         if done:
             log.info("resuming: %d of %d units already done", len(done), len(units))
-        stats_dir = os.path.join(out, "stats")
-        label = f"{command} {os.path.basename(os.path.normpath(out))}"
+        stats_dir = storage.join(out, "stats")
+        label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
         with reporter if run.progress else _null():
             p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))

@@ -3,19 +3,21 @@
 Accepted samples go to ``shards/``, rejected ones to ``rejected/`` (same layout: nothing is
 dropped), failed ones to the index only. Samples are encoded as they arrive and their pixels
 dropped, so a unit holds only compressed bytes (~50 KB a sample at 256 px), never decoded
-images. The stats file is written last and doubles as the unit's done-marker.
+images. The stats file is written last and doubles as the unit's done-marker: it lists the
+unit's files with their sizes and SHA-256 (``files``), so ``--resume`` can check them
+(:mod:`mcie.pipeline.markers`). Every file is written atomically through :mod:`mcie.storage`,
+so ``out`` may be a local folder or a ``gs://`` / ``s3://`` URL.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import os
 from typing import Any
 
+from mcie import storage
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample
-from mcie.shards import sample_members, write_tar
+from mcie.shards import sample_members, tar_into
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, index_row, write_rows
 
 from .units import unit_stats_path
@@ -53,21 +55,25 @@ class UnitWriter:
             self.truth.append(truth_row)
 
     def close(self) -> dict[str, Any]:
-        """Write the unit's tars, index part, truth part and (last) its stats; return the stats."""
-        out = self.sink.out
+        """Write the unit's tars, index part, truth part and (last) its stats, which list the
+        files written with their sizes and checksums; return the stats."""
+        out, uid = self.sink.out, self.unit_id
+        files: dict[str, storage.FileDigest] = {}
         for status, d in SHARD_DIRS.items():
             items = sorted(self.members[status], key=lambda kv: kv[0])
             if items or status != Status.PENDING:
-                write_tar(os.path.join(out, d, f"{self.stem}.tar"), (m for _, m in items))
-        write_rows(os.path.join(out, "parts", f"index-{self.unit_id:06d}.parquet"), self.rows, INDEX_SCHEMA)
+                rel = f"{d}/{self.stem}.tar"
+                with storage.atomic_open(storage.join(out, rel)) as fh:
+                    tar_into(fh, (m for _, m in items))
+                files[rel] = fh.digest()
+        rel = f"parts/index-{uid:06d}.parquet"
+        files[rel] = write_rows(storage.join(out, rel), self.rows, INDEX_SCHEMA)
         if self.truth:
-            path = os.path.join(out, "parts", f"truth-{self.unit_id:06d}.parquet")
-            write_rows(path, self.truth, TRUTH_SCHEMA)
-        stats = unit_stats(self.unit_id, self.rows)
-        tmp = unit_stats_path(out, self.unit_id) + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(stats, fh, sort_keys=True, indent=1)
-        os.replace(tmp, unit_stats_path(out, self.unit_id))
+            rel = f"parts/truth-{uid:06d}.parquet"
+            files[rel] = write_rows(storage.join(out, rel), self.truth, TRUTH_SCHEMA)
+        stats = unit_stats(uid, self.rows)
+        stats["files"] = {k: v.to_json() for k, v in sorted(files.items())}
+        storage.write_json(unit_stats_path(out, uid), stats)
         return stats
 
 
@@ -79,7 +85,7 @@ class ShardSink:
         self.lossless = lossless
         self.policy = policy
         for d in ("parts", "stats", "shards", "rejected"):
-            os.makedirs(os.path.join(out, d), exist_ok=True)
+            storage.makedirs(storage.join(out, d))
 
     def open_unit(self, unit_id: int) -> UnitWriter:
         """A writer for one unit; add samples to it, then close it."""

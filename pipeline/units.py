@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.reasons import STAGE_ERROR, Status
 from mcie.records import EditSample
@@ -37,31 +37,18 @@ def plan_units(samples: int, shard_size: int) -> list[Unit]:
 
 def unit_stats_path(out: str, unit_id: int) -> str:
     """Where a unit's stats file (its done-marker) lives."""
-    return os.path.join(out, "stats", f"mcie-{unit_id:06d}.json")
-
-
-def finished_units(out: str) -> set[int]:
-    """Units whose done-marker exists (written last, atomically, by the sink)."""
-    d = os.path.join(out, "stats")
-    if not os.path.isdir(d):
-        return set()
-    return {int(n[5:11]) for n in os.listdir(d) if n.startswith("mcie-") and n.endswith(".json")}
+    return storage.join(out, "stats", f"mcie-{unit_id:06d}.json")
 
 
 def load_run_manifest(out: str) -> dict | None:
-    path = os.path.join(out, "run.json")
-    if not os.path.exists(path):
+    path = storage.join(out, "run.json")
+    if not storage.exists(path):
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    return storage.read_json(path)
 
 
 def write_run_manifest(out: str, manifest: dict) -> None:
-    os.makedirs(out, exist_ok=True)
-    tmp = os.path.join(out, "run.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(out, "run.json"))
+    storage.atomic_write(storage.join(out, "run.json"), json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def check_resume(out: str, manifest: dict) -> None:

@@ -1,0 +1,90 @@
+"""Done-markers and ``--resume``: which units of an output are finished, checked, not trusted.
+
+A unit's stats file (``stats/mcie-NNNNNN.json``, written last by the sink) lists the unit's
+files with their sizes and SHA-256. A resumed run keeps a unit only when every listed file is
+there with that size and those bytes; a unit with a missing, truncated or altered file loses
+its marker and is built again (same options, same bytes). Markers without a file list (record
+tables of the stage-at-a-time commands) are trusted as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mcie import storage
+
+from .units import unit_stats_path
+
+log = logging.getLogger(__name__)
+
+_MARKER = re.compile(r"mcie-(\d{6})\.json")
+#: files checked at once: object stores answer slowly but in parallel; locally it is disk-bound
+_THREADS = 8
+
+
+def unit_problems(out: str, stats: dict[str, Any], sizes: dict[str, int]) -> list[str]:
+    """What is wrong with the files a done-marker lists (empty: the unit is whole).
+    ``sizes`` maps stored paths to sizes (from listings), so a missing or truncated file is
+    found without reading it; the rest are read and hashed."""
+    problems = []
+    for rel, want in sorted(stats.get("files", {}).items()):
+        path = storage.join(out, rel)
+        if path not in sizes:
+            problems.append(f"{rel} is missing")
+        elif sizes[path] != want["size"]:
+            problems.append(f"{rel} has {sizes[path]} bytes, its marker says {want['size']}")
+        elif storage.digest(path).sha256 != want["sha256"]:
+            problems.append(f"{rel} does not match its checksum")
+    return problems
+
+
+def _sizes(out: str, markers: list[dict[str, Any]]) -> dict[str, int]:
+    """Sizes of the files under every folder the markers name: one listing per folder."""
+    folders = sorted({rel.rsplit("/", 1)[0] for m in markers for rel in m.get("files", {})})
+    sizes: dict[str, int] = {}
+    for folder in folders:
+        sizes.update(storage.glob_sizes(storage.join(storage.escape(out), folder, "*")))
+    return sizes
+
+
+#: the folders a unit writes into (the sink's layout)
+UNIT_FOLDERS = ("stats", "shards", "rejected", "pending", "parts")
+
+
+def remove_leftovers(out: str) -> int:
+    """Delete the temporary files (``*.tmp-*``) a killed worker may leave between writing a
+    file and renaming it; returns how many. Nothing lists them, so this only saves space."""
+    leftovers = [p for d in UNIT_FOLDERS for p in storage.list_folder(storage.join(out, d), "*.tmp-*")]
+    storage.delete(leftovers)
+    return len(leftovers)
+
+
+def finished_units(out: str, verify: bool = True) -> set[int]:
+    """Units of ``out`` whose done-marker exists and (``verify``) whose files check out.
+    A damaged unit's marker is deleted, with a warning naming the problem, so it is redone;
+    temporary files a killed run left are deleted too."""
+    if n := remove_leftovers(out):
+        log.info("resume: deleted %d temporary file(s) of the interrupted run", n)
+    markers: dict[int, dict[str, Any]] = {}
+    for path in storage.list_folder(storage.join(out, "stats"), "mcie-*.json"):
+        m = _MARKER.fullmatch(storage.basename(path))
+        if m is None:
+            continue
+        try:
+            markers[int(m.group(1))] = storage.read_json(path)
+        except ValueError:  # unreadable marker: the unit is redone
+            log.warning("resume: unit %s: unreadable done-marker, building it again", m.group(1))
+    if not verify or not markers:
+        return set(markers)
+    sizes = _sizes(out, list(markers.values()))
+    with ThreadPoolExecutor(_THREADS) as pool:
+        checked = pool.map(lambda s: unit_problems(out, s, sizes), markers.values())
+        found = dict(zip(markers, checked, strict=True))
+    damaged = sorted(uid for uid, problems in found.items() if problems)
+    for uid in damaged:
+        log.warning("resume: unit %06d is damaged (%s); building it again", uid, "; ".join(found[uid]))
+    storage.delete(unit_stats_path(out, uid) for uid in damaged)
+    return set(markers) - set(damaged)
