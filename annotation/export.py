@@ -90,7 +90,7 @@ def select_keys(rows: dict[str, dict[str, Any]], select: str, out: str, seed: in
     raise UsageError(f"--select {select!r}: choose all, accepted, rejected, borderline or random:N")
 
 
-def _ensure_project(ls, conn: Connection, name: str):
+def _ensure_project(ls, conn: Connection, name: str, log=sys.stderr):
     p = find_project(ls, conn, name)
     if p is not None:
         needed = ('name="verdict"', 'name="slots"', 'name="mask0"', 'name="instruction_fix"')
@@ -99,6 +99,9 @@ def _ensure_project(ls, conn: Connection, name: str):
                 f"project {name!r} exists with a labeling config that is not mcie's; "
                 "choose another --project name"
             )
+        if p.label_config != cfg.labeling_config():
+            p = _update_config(ls, conn, p)
+            print(f"project {name!r}: labeling config updated to this mcie's", file=log, flush=True)
     else:
         with conn.errors(f"creating project {name!r}"):
             p = ls.projects.create(
@@ -107,6 +110,17 @@ def _ensure_project(ls, conn: Connection, name: str):
                 description="mcie human validation (created by `mcie ls export`)",
             )
     return p
+
+
+def _update_config(ls, conn: Connection, p):
+    """Replace an mcie project's labeling config made by an earlier version (e.g. the one whose
+    hidden ``slots`` view made Label Studio's labeling view blank) with the current one, in
+    place: control names are unchanged, so Label Studio keeps its tasks and annotations."""
+    with conn.errors(
+        f"updating project {p.title!r} to the current labeling config (to start afresh instead, "
+        "export to a new --project name)"
+    ):
+        return ls.projects.update(id=p.id, label_config=cfg.labeling_config())
 
 
 def _ensure_storage(ls, conn: Connection, project_id: int, path: str) -> None:
@@ -181,7 +195,7 @@ def export_project(
     keys = select_keys(rows, select, out, seed)
     t0 = time.monotonic()
     ls = conn.client()
-    p = _ensure_project(ls, conn, project)
+    p = _ensure_project(ls, conn, project, log)
     rel = project_folder(project)
     folder = os.path.join(os.path.abspath(document_root), rel)
     os.makedirs(folder, exist_ok=True)

@@ -80,3 +80,16 @@ def tiny_models(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("tiny-models"))
     assert main(["models", "tiny", root]) == 0
     return os.path.join(root, "models.yaml")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package, through Playwright), started once per session;
+    see tests/browser.py."""
+    from browser import launch
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
