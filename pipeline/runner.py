@@ -95,12 +95,17 @@ def run_pipeline(
 
 
 def check_failures(summary: dict[str, Any], run: RunOptions) -> None:
-    """Raise :class:`RunFailed` when the failed share exceeds ``run.max_failed_fraction``."""
-    failed = summary["by_status"].get("failed", 0)
-    n = max(summary["candidates"], 1)
+    """Raise :class:`RunFailed` when the failed share exceeds ``run.max_failed_fraction``.
+
+    Inputs that could not be used (``source_unreadable``, ``source_refused``) are outcomes of
+    the data, not of the run: each has its index row and the summary counts them, but they do
+    not count against the budget (a folder with junk in it is not a failed run)."""
+    source = sum(v for k, v in summary["by_reason"].items() if k.startswith("failed:source_"))
+    failed = summary["by_status"].get("failed", 0) - source
+    n = max(summary["candidates"] - source, 1)
     if failed / n > run.max_failed_fraction:
         raise RunFailed(
-            f"{failed} of {summary['candidates']} candidates failed ({failed / n:.1%}), more than "
+            f"{failed} of {summary['candidates'] - source} candidates failed ({failed / n:.1%}), more than "
             f"--max-failed-fraction {run.max_failed_fraction:.1%}; see the index's error column"
         )
 
