@@ -1,0 +1,166 @@
+"""Untrusted data and damaged files (issue 14): keys of the wrong shape, truncated tars,
+samples that break the format, concurrent runs. Every case here was reproduced on main first."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import shutil
+import tarfile
+
+import pytest
+
+from mcie.keys import InvalidKeyError, check_key, is_valid_key
+from mcie.shards import ShardError, check_tar_complete, read_tar
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory) -> str:
+    """A 24-candidate build at 64 px in two shards."""
+    from mcie.cli import main
+
+    out = str(tmp_path_factory.mktemp("rel") / "out")
+    args = ["build", "--out", out, "--samples", "24", "--seed", "3", "--shard-size", "12"]
+    assert main([*args, "--image-size", "64", "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+def _copy(built: str, tmp_path) -> str:
+    out = str(tmp_path / "copy")
+    shutil.copytree(built, out)
+    return out
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _tar(path: str, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+# -- keys ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key", ["/etc/passwd", "../../x", "0123456789abcdef012*", "abc", "0123456789ABCDEF0123", "", None, 7]
+)
+def test_bad_keys_are_refused(key):
+    assert not is_valid_key(key)
+    with pytest.raises(InvalidKeyError, match="index.parquet: invalid sample key"):
+        check_key(key, "index.parquet")
+
+
+def test_our_keys_pass():
+    from mcie.records import content_key
+
+    k = content_key("a", b"b")
+    assert is_valid_key(k) and check_key(k, "x") == k
+
+
+# -- truncated and hostile tars ---------------------------------------------------------------
+def test_truncated_tar_is_an_error_naming_the_file(built, tmp_path):
+    path = sorted(glob.glob(os.path.join(built, "shards", "*.tar")))[0]
+    data = _read(path)
+    whole = list(read_tar(path))
+    assert check_tar_complete(path) == sum(len(m) for _, m in whole)
+    # cut at a member boundary (tarfile alone reads a shorter tar) and inside a member
+    with tarfile.open(path) as tar:
+        infos = tar.getmembers()
+    boundary = infos[len(infos) // 2].offset
+    for cut in (boundary, boundary + 700, len(data) - 20000):
+        bad = str(tmp_path / f"cut{cut}.tar")
+        with open(bad, "wb") as fh:
+            fh.write(data[:cut])
+        with pytest.raises(ShardError, match=f"{bad}: .*(truncated|unreadable)"):
+            list(read_tar(bad))
+        with pytest.raises(ShardError, match=bad):
+            check_tar_complete(bad)
+
+
+@pytest.mark.parametrize("name", ["/tmp/evil.src.jpg", "..%2f.json", "a*b?c[d].json", "0123.json"])
+def test_a_tar_member_with_a_bad_key_is_an_error(tmp_path, name):
+    bad = str(tmp_path / "bad.tar")
+    _tar(bad, [(name, b"{}")])
+    with pytest.raises(ShardError, match="invalid sample key"):
+        list(read_tar(bad))
+
+
+def _rewrite_first_sample(out: str, change) -> tuple[str, str]:
+    """Rewrite the first sample of the first accepted shard with ``change(members)``; returns
+    (shard path, key)."""
+    from mcie.shards import write_tar
+
+    path = sorted(glob.glob(os.path.join(out, "shards", "*.tar")))[0]
+    samples = list(read_tar(path))
+    key, members = samples[0]
+    change(members)
+    write_tar(path, [[(f"{k}.{s}", b) for s, b in m.items()] for k, m in samples])
+    return path, key
+
+
+def _png(size, mode="L", fmt="PNG") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, size, 255 if mode == "L" else (255, 0, 0)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+BAD_SAMPLES = {
+    "wrong-size mask": (lambda m: m.update({"mask0.png": _png((7, 5))}), "mask0.png is 7x5"),
+    "JPEG mask": (lambda m: m.update({"mask0.png": _png((64, 64), fmt="JPEG")}), "is JPEG, not PNG"),
+    "RGB mask": (lambda m: m.update({"mask0.png": _png((64, 64), mode="RGB")}), "has mode RGB"),
+    "target of another size": (
+        lambda m: m.update({"tgt.jpg": _png((32, 32), mode="RGB", fmt="JPEG")}),
+        "and target 32x32 differ",
+    ),
+    "mask missing": (lambda m: m.pop("mask0.png"), "masks for"),
+    "JSON broken": (lambda m: m.update({"json": b"{not json"}), "unreadable JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SAMPLES))
+def test_bench_from_refuses_a_bad_sample_naming_shard_and_key(small_build, tmp_path, capsys, case):
+    from mcie.cli import main
+
+    out = _copy(small_build, tmp_path)
+    change, message = BAD_SAMPLES[case]
+    path, key = _rewrite_first_sample(out, change)
+    bench = str(tmp_path / "bench")
+    assert main(["bench", "build", "--out", bench, "--from", out, "--holdout", "0.99"]) == 2
+    err = capsys.readouterr().err
+    assert path in err and key in err and message in err
+    assert not os.path.exists(bench)  # a refused run leaves no folder behind
+
+
+def _files(d: str) -> dict[str, bytes]:
+    return {n: _read(os.path.join(d, n)) for n in sorted(os.listdir(d))}
+
+
+def test_bench_build_never_overwrites_or_deletes_a_benchmark(small_build, tmp_path):
+    from mcie.cli import main
+
+    bench = str(tmp_path / "bench")
+    assert main(["bench", "build", "--out", bench, "--from", small_build, "--holdout", "0.5"]) == 0
+    before = _files(bench)
+    assert set(before) == {"bench.parquet", "bench.json"}
+    # into a folder that holds a benchmark: refused, nothing changed
+    assert main(["bench", "build", "--out", bench, "--from", small_build, "--holdout", "0.3"]) == 1
+    assert _files(bench) == before
+    # asked to overwrite, but the overlap check then fails: the old benchmark survives whole
+    shards = os.path.join(small_build, "shards", "*.tar")
+    args = ["--from", small_build, "--holdout", "0.3", "--overwrite", "--train-shards", shards]
+    assert main(["bench", "build", "--out", bench, *args]) == 1
+    assert _files(bench) == before
+    assert sorted(os.listdir(tmp_path)) == ["bench"]  # no staging folder left
+    # asked to overwrite, and the checks pass: replaced
+    assert (
+        main(["bench", "build", "--out", bench, "--from", small_build, "--holdout", "0.3", "--overwrite"])
+        == 0
+    )
+    assert _files(bench) != before and set(_files(bench)) == set(before)
