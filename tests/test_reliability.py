@@ -164,3 +164,52 @@ def test_bench_build_never_overwrites_or_deletes_a_benchmark(small_build, tmp_pa
         == 0
     )
     assert _files(bench) != before and set(_files(bench)) == set(before)
+
+
+# -- run lock --------------------------------------------------------------------------------
+def test_a_second_build_into_a_locked_folder_is_refused(tmp_path, capsys):
+    from conftest import build
+
+    from mcie.runlock import LOCK_NAME, RunLock
+
+    out = str(tmp_path / "out")
+    with RunLock(out, "build run"):
+        assert build(out, "--resume") == 1
+        err = capsys.readouterr().err
+        assert "another mcie build run is using" in err and f"pid {os.getpid()}" in err
+    assert not os.path.exists(out)  # the lock was the only thing there: removed with it
+    assert build(out) == 0 and not os.path.exists(os.path.join(out, LOCK_NAME))
+
+
+def test_two_concurrent_builds_one_refused(tmp_path):
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "out")
+    cmd = [sys.executable, "-m", "mcie.cli", "build", "--out", out, "--samples", "20", "--shard-size", "10",
+           "--image-size", "64", "--no-progress", "--resume"]  # fmt: skip
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
+    assert [rc for rc, _ in results] == [0, 1], results
+    assert "another mcie build run is using" in results[1][1]
+
+
+def test_a_killed_runs_lock_is_not_stuck(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import build
+
+    out = str(tmp_path / "out")
+    code = (
+        "from mcie.runlock import RunLock; import time\n"
+        f"with RunLock({out!r}): print('locked', flush=True); time.sleep(60)"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    assert build(out, "--resume") == 1  # held: refused
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert os.path.exists(os.path.join(out, ".mcie.lock"))  # left behind by the crash ...
+    assert build(out, "--resume") == 0  # ... but not held: the next run takes it
