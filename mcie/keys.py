@@ -32,3 +32,15 @@ def check_key(key: object, where: str) -> str:
             f"{where}: invalid sample key {shown} (mcie keys are 20 lower-case hex characters)"
         )
     return key  # type: ignore[return-value]
+
+
+#: a shard named by an index row: a tar in one of a build's shard folders, never a path outside
+SHARD_PATTERN = re.compile(r"(shards|rejected|pending)/[A-Za-z0-9_-]{1,64}\.tar")
+
+
+def check_shard_ref(rel: object, where: str) -> str:
+    """Return the index's ``shard`` value ``rel`` when it names a shard inside the build folder
+    (``shards/mcie-000001.tar``), else raise :class:`InvalidKeyError` naming ``where``."""
+    if not isinstance(rel, str) or SHARD_PATTERN.fullmatch(rel) is None:
+        raise InvalidKeyError(f"{where}: invalid shard reference {repr(rel)[:80]} (expected shards/NAME.tar)")
+    return rel

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,10 @@ from mcie.keys import is_valid_key
 
 #: PIL modes a mask PNG may have: 8-bit grey as we write it, or 1-bit
 MASK_MODES = ("L", "1")
+
+
+#: the member suffixes of a sample (DESIGN.md, "Shard members")
+MEMBER_PATTERN = re.compile(r"(src|tgt)\.(jpg|png)|mask[0-9]{1,2}\.png|json")
 
 
 class SampleError(ValueError):
@@ -50,6 +55,9 @@ def sample_problems(key: str, members: dict[str, bytes]) -> tuple[list[str], dic
     and its parsed JSON (None when it does not parse)."""
     if not is_valid_key(key):
         return [f"invalid sample key {key[:80]!r}"], None
+    odd = sorted(n for n in members if not MEMBER_PATTERN.fullmatch(n))
+    if odd:  # member names become file names (ls export): only the known ones pass
+        return [f"{key}: unexpected members {[n[:40] for n in odd[:3]]}"], None
     try:
         meta = json.loads(members["json"])
         subs = meta["sub_edits"]

@@ -213,3 +213,53 @@ def test_a_killed_runs_lock_is_not_stuck(tmp_path):
     p.wait()
     assert os.path.exists(os.path.join(out, ".mcie.lock"))  # left behind by the crash ...
     assert build(out, "--resume") == 0  # ... but not held: the next run takes it
+
+
+# -- Label Studio annotations and keys read back ---------------------------------------------
+def _ann(result):
+    return {"id": 1, "completed_by": 1, "result": result}
+
+
+def _choices(name, value):
+    return {"from_name": name, "type": "choices", "value": {"choices": value}}
+
+
+ORIGINAL = {"key": "0" * 20, "instruction": "x", "width": 4, "height": 4, "sub_edits": [{"instruction": "a"}]}
+
+
+def test_a_verdict_given_as_a_string_is_read_and_odd_values_refused():
+    from mcie.annotation.verdicts import parse_annotation
+
+    assert parse_annotation(_ann([_choices("verdict", "reject")]), [], ORIGINAL).verdict == "reject"
+    assert parse_annotation(_ann([_choices("verdict", ["accept"])]), [], ORIGINAL).verdict == "accept"
+    with pytest.raises(ValueError, match="unknown reason 'made_up'"):
+        parse_annotation(_ann([_choices("verdict", "reject"), _choices("reason", ["made_up"])]), [], ORIGINAL)
+    with pytest.raises(ValueError, match="expected one choice"):
+        parse_annotation(_ann([_choices("verdict", ["accept", "reject"])]), [], ORIGINAL)
+
+
+def test_index_keys_are_checked_before_they_name_files(small_build, tmp_path):
+    import pyarrow.parquet as pq
+
+    from mcie.annotation.review_index import read_index
+    from mcie.tables import INDEX_SCHEMA, write_rows
+
+    out = _copy(small_build, tmp_path)
+    rows = pq.read_table(os.path.join(out, "index.parquet")).to_pylist()
+    for evil in ("/tmp/evil", "*"):
+        rows[0]["key"] = evil
+        write_rows(os.path.join(out, "index.parquet"), sorted(rows, key=lambda r: r["key"]), INDEX_SCHEMA)
+        with pytest.raises(InvalidKeyError, match="invalid sample key"):
+            read_index(out)
+
+
+def test_review_masks_of_other_samples_survive_a_glob_like_key(tmp_path):
+    from mcie.annotation.importer import _write_masks
+    from mcie.annotation.verdicts import Decision
+
+    other = tmp_path / "review" / ("a" * 20 + ".mask0.png")
+    other.parent.mkdir()
+    other.write_bytes(b"a reviewer's correction")
+    with pytest.raises(InvalidKeyError):
+        _write_masks(str(tmp_path), "*", Decision("accept", "", None, {}, {}, []))
+    assert other.read_bytes() == b"a reviewer's correction"
