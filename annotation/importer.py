@@ -132,7 +132,7 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
             ]
         except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
             ids = ",".join(str(t.id) for t in group)
-            invalid.append(f"{key} (task {ids}): {type(exc).__name__}: {exc}")
+            invalid.append(f"{key}: task {ids}: {type(exc).__name__}: {exc}")
             continue  # left as it was (pending); reported
         d = resolve(reviews, resolution)
         if d is None:
