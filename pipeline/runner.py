@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import mcie
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
+from mcie.runlock import LOCK_NAME, RunLock
 
 from .finalize import finalize
 from .options import RunOptions, check_output_dir
@@ -55,9 +56,14 @@ def run_pipeline(
     shard-set :func:`finalize`); returns its summary plus ``elapsed_s``, ``samples_per_s`` and
     the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card."""
     check_output_dir(out, resume)
+    with RunLock(out, f"{command} run"):  # a second run into ``out`` refuses (exit 1)
+        return _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish)
+
+
+def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish) -> dict[str, Any]:
     meta = _jsonable(meta)
     manifest = {"command": command, "options": _jsonable(fingerprint), "units": len(units)}
-    if resume and os.path.isdir(out) and os.listdir(out):
+    if resume and set(os.listdir(out)) - {LOCK_NAME}:
         check_resume(out, manifest)
     else:
         write_run_manifest(out, {**manifest, "meta": meta, "mcie_version": mcie.__version__})
