@@ -38,6 +38,9 @@ SLOTS_CONTROL = "slots"
 OVERALL = "verdict"
 REASON = "reason"
 INSTRUCTION_FIX = "instruction_fix"
+#: Style of the view holding the hidden ``slots`` choice (the control still keeps and submits
+#: its pre-annotated value).
+HIDDEN_STYLE = "display: none"
 
 
 def mask_control(k: int) -> str:
@@ -84,7 +87,9 @@ def _slot(k: int) -> str:
         f'<Text name="score{k}" value="$score{k}"/>'
         f'<BrushLabels name="{mask_control(k)}" toName="{IMAGE_TGT}">'
         f'<Label value="{mask_label(k)}" background="{SLOT_COLOURS[k]}"/></BrushLabels>'
-        f'<RectangleLabels name="{box_control(k)}" toName="{IMAGE_TGT}">'
+        # boxes as outlines only: Label Studio's default fill tinted the edit (seen in a browser:
+        # an orange diamond looked red under its filled box)
+        f'<RectangleLabels name="{box_control(k)}" toName="{IMAGE_TGT}" fillOpacity="0" strokeWidth="2">'
         f'<Label value="{mask_label(k)}" background="{SLOT_COLOURS[k]}"/></RectangleLabels>'
         + _choices(verdict_control(k), verdicts)
         + f'<TextArea name="{wording_control(k)}" toName="{IMAGE_TGT}" editable="true" maxSubmissions="1"'
@@ -109,7 +114,9 @@ def labeling_config() -> str:
         f'<Image name="{IMAGE_TGT}" value="$tgt"/></View>'
         "</View>"
         # Hidden: pre-filled by the export with the used slots; drives the slots' visibility.
-        f'<View visibleWhen="choice-selected" whenTagName="{SLOTS_CONTROL}" whenChoiceValue="__never__">'
+        # Hidden by style, not by visibleWhen on this choice: a view whose visibility depends
+        # on a control inside it is a mobx cycle and Label Studio's labeling view stays blank.
+        f'<View style="{HIDDEN_STYLE}">'
         f'<Choices name="{SLOTS_CONTROL}" toName="{IMAGE_TGT}" choice="multiple">{slot_choices}</Choices>'
         "</View>"
         + "".join(_slot(k) for k in range(SLOTS))

@@ -37,6 +37,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Shortest preset token we pass on (Label Studio applies tokens longer than 5 characters).
 MIN_TOKEN_LENGTH = 16
 
+#: Label Studio reports errors to its vendor's Sentry by default, from the server (SENTRY_DSN)
+#: and from every reviewer's browser (FRONTEND_SENTRY_DSN: the page loads Sentry's script from
+#: a CDN and posts error reports). An empty DSN turns both off (label_studio/core/settings/
+#: label_studio.py, templates/base.html); the LABEL_STUDIO_ spelling is the one it reads first.
+NO_SENTRY = {
+    f"{prefix}{name}": ""
+    for prefix in ("", "LABEL_STUDIO_", "HEARTEX_")
+    for name in ("SENTRY_DSN", "FRONTEND_SENTRY_DSN")
+}
+
 _STARTED = re.compile(r"Starting development server at https?://[^:/\s]+:(\d+)/")
 
 
@@ -107,9 +117,14 @@ class ServerConfig:
 class LabelStudioServer:
     """A running Label Studio process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, config: ServerConfig, env: dict[str, str] | None = None):
+    def __init__(
+        self, config: ServerConfig, env: dict[str, str] | None = None, extra_env: dict[str, str] | None = None
+    ):
+        """``env``: where the preset user's variables are read (default ``os.environ``);
+        ``extra_env``: set last in the child's environment (the tests' network audit)."""
         self.config = config
         self._creds = credentials_from_env(env)
+        self._extra_env = dict(extra_env or {})
         self._proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.log_path = os.path.join(config.data_dir, "server.log")
@@ -132,9 +147,11 @@ class LabelStudioServer:
                 "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": c.document_root,
                 "LATEST_VERSION_CHECK": "false",
                 "COLLECT_ANALYTICS": "false",
+                **NO_SENTRY,
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(self._extra_env)
         return env
 
     def start(self) -> str:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
+
+from mcie.exitcodes import UsageError
 
 
 def add_parsers(sub) -> None:
@@ -21,6 +25,9 @@ def add_parsers(sub) -> None:
         dest="from_build",
         default=None,
         help="instead: held-out sets from the accepted samples of this build directory",
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", help="replace a benchmark already in --out (refused otherwise)"
     )
     g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out with --from")
     g.add_argument(
@@ -61,23 +68,42 @@ def add_parsers(sub) -> None:
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
 
 
+BENCH_FILES = ("bench.parquet", "bench.json")
+
+
+def _build(args: argparse.Namespace, sets) -> dict:
+    """Build into a staging folder beside ``--out``, check it, then move it in: a folder that
+    already holds a benchmark is refused (``--overwrite`` replaces it), and a benchmark refused
+    by a later check leaves the old one, and no new folder, behind."""
+    if any(os.path.exists(os.path.join(args.out, n)) for n in BENCH_FILES) and not args.overwrite:
+        raise UsageError(f"{args.out!r} already holds a benchmark; pick a new directory or pass --overwrite")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out!r} is a file, not a directory")
+    parent, name = os.path.split(os.path.abspath(args.out))
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent)
+    try:
+        if args.from_build:
+            manifest = sets.build_from_output(stage, args.from_build, args.holdout)
+        else:
+            manifest = sets.build_synthetic(stage, args.sets, args.seed, args.image_size)
+        if args.train_shards:
+            sets.check_no_overlap(stage, args.train_shards)
+        os.makedirs(args.out, exist_ok=True)
+        for n in BENCH_FILES:  # the manifest last: a benchmark is whole once bench.json is there
+            os.replace(os.path.join(stage, n), os.path.join(args.out, n))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return manifest
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``mcie bench ...``; returns the exit code."""
     from . import run as bench_run
     from . import sets
 
     if args.bench_command == "build":
-        if args.from_build:
-            manifest = sets.build_from_output(args.out, args.from_build, args.holdout)
-        else:
-            manifest = sets.build_synthetic(args.out, args.sets, args.seed, args.image_size)
-        if args.train_shards:
-            try:
-                sets.check_no_overlap(args.out, args.train_shards)
-            except Exception:
-                for name in ("bench.parquet", "bench.json"):  # leave no refused benchmark behind
-                    os.remove(os.path.join(args.out, name))
-                raise
+        manifest = _build(args, sets)
         print(json.dumps(manifest, sort_keys=True))
     elif args.bench_command == "run":
         s = bench_run.run_bench(

@@ -29,6 +29,7 @@ from mcie.transforms.synthetic.editor import FailureConfig
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.planner import EDIT_TYPES, PlanConfig, PlannedEdit
 from mcie.transforms.synthetic.scene import Scene, SceneObject
+from mcie.validate import check_sample
 
 BENCH_SCHEMA = pa.schema(
     [
@@ -133,7 +134,7 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
     rows = []
     for path in paths:
         for key, m in read_tar(path):
-            meta = json.loads(m["json"])
+            meta = check_sample(key, m, path)  # wrong-size or non-PNG masks never reach a benchmark
             if not _holdout(meta["source_hash"], fraction):
                 continue
             ext = "png" if "src.png" in m else "jpg"

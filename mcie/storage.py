@@ -226,11 +226,12 @@ def list_folder(folder: str, pattern: str = "*") -> list[str]:
     return glob(join(escape(folder), pattern))
 
 
-def is_empty_folder(folder: str) -> bool:
-    """True when nothing is stored under ``folder`` (a missing folder is empty)."""
+def is_empty_folder(folder: str, ignore: tuple[str, ...] = ()) -> bool:
+    """True when nothing is stored under ``folder`` (a missing folder is empty); local entries
+    named in ``ignore`` (a run's lock file) do not count."""
     if not is_remote(folder):
         folder = _local(folder)
-        return not os.path.isdir(folder) or not os.listdir(folder)
+        return not os.path.isdir(folder) or not set(os.listdir(folder)) - set(ignore)
     prefix = escape(folder.rstrip("/")) + "/**"
     return not glob_sizes(prefix)
 

@@ -83,6 +83,19 @@ def tiny_models(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package, through Playwright), started once per session;
+    see tests/browser.py."""
+    from browser import launch
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
 def object_stores(tmp_path_factory):
     """Real object-storage servers on 127.0.0.1, started once per session: a GCS emulator and
     moto's S3 server, each with a bucket ``mcie-test``. Returns ``{"gs": "gs://mcie-test",

@@ -8,6 +8,7 @@ values written once with mode 0600; they reach the server through its environmen
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -17,6 +18,9 @@ import socket
 from mcie.annotation.server import ENV_PASSWORD, ENV_TOKEN, ENV_USERNAME, LabelStudioServer, ServerConfig
 
 CACHE_NAME = "mcie-label-studio-1.23.2"
+#: The folder whose sitecustomize.py records the server's connection attempts.
+NET_AUDIT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netaudit")
+NET_AUDIT_FILE = "net-audit.jsonl"
 
 
 def free_port() -> int:
@@ -49,9 +53,47 @@ def migrated_data_dir(cache_root: str) -> tuple[str, dict[str, str]]:
 
 
 def start_copy(cache_root: str, where: str) -> tuple[LabelStudioServer, dict[str, str]]:
-    """Copy the cached data dir to ``where`` and start a server on it."""
+    """Copy the cached data dir to ``where`` and start a server on it, its connection attempts
+    recorded in ``{where}/net-audit.jsonl`` (see :func:`outbound_attempts`)."""
     data, creds = migrated_data_dir(cache_root)
     shutil.copytree(data, where)
-    server = LabelStudioServer(ServerConfig(where, port=free_port()), env=creds)
+    path = os.environ.get("PYTHONPATH")
+    audit = {
+        "PYTHONPATH": os.pathsep.join([NET_AUDIT_DIR, *([path] if path else [])]),
+        "MCIE_NET_AUDIT_LOG": os.path.join(where, NET_AUDIT_FILE),
+    }
+    server = LabelStudioServer(ServerConfig(where, port=free_port()), env=creds, extra_env=audit)
     server.start()
     return server, creds
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def connection_attempts(server: LabelStudioServer) -> list[dict]:
+    """Every ``socket.connect`` / ``getaddrinfo`` the server's processes made so far."""
+    path = os.path.join(server.config.data_dir, NET_AUDIT_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def outbound_attempts(attempts: list[dict]) -> list[dict]:
+    """The attempts that would leave the machine: a connect to a non-loopback IP address, or a
+    name lookup of anything but a loopback name. Unix sockets (address a path) stay local."""
+    out = []
+    for a in attempts:
+        if a["event"] == "getaddrinfo":
+            host = a["host"]
+            if host is not None and not _loopback(str(host)):
+                out.append(a)
+        elif a["family"] in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(a["address"][0])):
+            out.append(a)
+    return out

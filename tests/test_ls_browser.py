@@ -1,0 +1,104 @@
+"""The review UI in a real browser: Label Studio's labeling view renders our config (issue 16),
+shows exactly the used sub-instruction slots, takes a verdict through the UI, and
+``mcie ls import`` reads it back; nothing the page or the server does leaves the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from browser import new_page
+from ls_server import connection_attempts, outbound_attempts
+
+from mcie.annotation import config as cfg
+from mcie.annotation.client import Connection
+from mcie.cli import main
+
+FIGURE = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "figures", "ls_labeling_view.png")
+#: Label Studio 1.23.2's /heidi-tips view fetches tips from raw.githubusercontent.com on every
+#: page load, unconditionally (label_studio/core/views.py); no setting turns it off.
+KNOWN_SERVER_LOOKUPS = {"raw.githubusercontent.com"}
+
+
+def _build(out: str, n: int) -> None:
+    args = ["build", "--out", out, "--samples", "2", "--seed", "1", "--image-size", "128", "--workers", "1"]
+    assert main([*args, "--min-edits", str(n), "--max-edits", str(n), "--no-progress"]) == 0
+
+
+def _login(page, url: str, creds: dict) -> None:
+    page.goto(url + "/user/login/")
+    page.fill('input[name="email"]', creds["LABEL_STUDIO_USERNAME"])
+    page.fill('input[name="password"]', creds["LABEL_STUDIO_PASSWORD"])
+    page.click('button[type="submit"]')
+    page.wait_for_load_state("networkidle")
+
+
+def _annotation(ls, task_id: int, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        anns = ls.tasks.get(task_id).annotations or []
+        if anns:
+            a = anns[0]
+            return a if isinstance(a, dict) else a.model_dump()
+        time.sleep(0.5)
+    raise AssertionError(f"no annotation on task {task_id} after submitting")
+
+
+def test_labeling_view_renders_slots_and_submits(browser, ls_server, tmp_path, monkeypatch, capsys):
+    server, creds = ls_server
+    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", creds["LABEL_STUDIO_USER_TOKEN"])
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", server.config.document_root)
+    ls = Connection(server.url, creds["LABEL_STUDIO_USER_TOKEN"]).client()
+    page, log = new_page(browser, viewport={"width": 1400, "height": 1800})
+    _login(page, server.url, creds)
+    for n in (2, 5):
+        out = str(tmp_path / f"subs{n}")
+        _build(out, n)
+        capsys.readouterr()
+        project = f"browser-{n}"
+        if n == 2:  # a project made by an earlier mcie (the blank-view config): updated in place
+            old = cfg.labeling_config().replace(
+                f'<View style="{cfg.HIDDEN_STYLE}">',
+                '<View visibleWhen="choice-selected" whenTagName="slots" whenChoiceValue="__never__">',
+            )
+            ls.projects.create(title=project, label_config=old)
+        assert main(["ls", "export", out, "--project", project, "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        p = ls.projects.get(summary["project_id"])
+        assert p.label_config == cfg.labeling_config()
+        task = sorted(ls.tasks.list(project=p.id), key=lambda t: t.id)[0]
+        assert task.data["n_subs"] == n
+        page.goto(f"{server.url}/projects/{p.id}/data?task={task.id}")
+        page.get_by_text(task.data["sub0"], exact=True).wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # the brush masks decode after the view appears
+        headers = [page.get_by_text(f"Sub-instruction {k + 1}", exact=True) for k in range(cfg.SLOTS)]
+        visible = [k for k, h in enumerate(headers) if h.is_visible()]
+        assert visible == list(range(n))
+        if n == 2:
+            os.makedirs(os.path.dirname(FIGURE), exist_ok=True)
+            page.screenshot(path=FIGURE, full_page=True)
+        # the overall verdict: the first "reject" after its header
+        overall = page.get_by_text("Overall verdict", exact=True)
+        overall.locator("xpath=following::*[normalize-space(text())='reject'][1]").click()
+        page.get_by_role("button", name="Submit").click()
+        ann = _annotation(ls, task.id)
+        by_name = {r["from_name"]: r for r in ann["result"]}
+        assert by_name[cfg.OVERALL]["value"]["choices"] == ["reject"]
+        # the hidden control kept its pre-annotated value through the UI's submit
+        assert by_name[cfg.SLOTS_CONTROL]["value"]["choices"] == [str(k) for k in range(n)]
+        assert {r["from_name"] for r in ann["result"] if r["type"] == "brushlabels"} == {
+            cfg.mask_control(k) for k in range(n)
+        }
+        assert main(["ls", "import", out, "--project", project, "--json"]) == 0
+        imported = json.loads(capsys.readouterr().out)
+        assert imported["by_decision"].get("reject") == 1
+    assert log.page_errors == []
+    # the only console errors are the 404s of the tips fetch above (air-gapped: no GitHub)
+    assert all("404" in e for e in log.console_errors), log.console_errors
+    assert log.off_machine() == []  # no Sentry script, no error reports
+    page.context.close()
+    outbound = outbound_attempts(connection_attempts(server))
+    assert {a.get("host") for a in outbound} <= KNOWN_SERVER_LOOKUPS, outbound
+    assert all(a["event"] == "getaddrinfo" for a in outbound), outbound
