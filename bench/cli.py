@@ -19,7 +19,8 @@ def add_parsers(sub) -> None:
     g.add_argument("--out", required=True, help="benchmark directory to write")
     g.add_argument("--sets", type=int, default=400, help="synthetic sets (default 400, stratified)")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
-    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets")
+    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets (render size)")
+    _generator_options(g)
     g.add_argument(
         "--from",
         dest="from_build",
@@ -37,6 +38,13 @@ def add_parsers(sub) -> None:
         metavar="GLOB",
         help="refuse the benchmark if its source images appear in these training shards",
     )
+    ts = bs.add_parser("train-set", help="write training shards of a task-ladder rung (fresh scenes)")
+    ts.add_argument("--out", required=True, help="directory to write (shards/*.tar)")
+    ts.add_argument("--samples", type=int, default=4000, help="samples (default 4000)")
+    ts.add_argument("--seed", type=int, default=0, help="seed (benchmark sets use a separate seed space)")
+    ts.add_argument("--image-size", type=int, default=32, help="render size (default 32)")
+    ts.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    _generator_options(ts)
     r = bs.add_parser("run", help="run an editor over a benchmark")
     r.add_argument("--bench", required=True, help="benchmark directory")
     r.add_argument(
@@ -55,6 +63,13 @@ def add_parsers(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
     r.add_argument("--steps", type=int, default=20, help="denoising steps of diffusion editors (default 20)")
+    r.add_argument("--guidance-scale", type=float, default=None, help="text guidance (default: the editor's)")
+    r.add_argument(
+        "--image-guidance-scale", type=float, default=None, help="image guidance (default: the editor's)"
+    )
+    r.add_argument(
+        "--scheduler", default=None, choices=["euler_a", "ddim"], help="MCIE-E1 sampler (default euler_a)"
+    )
     r.add_argument(
         "--judge",
         default=None,
@@ -66,6 +81,34 @@ def add_parsers(sub) -> None:
     c = bs.add_parser("compare", help="one comparison table over several runs")
     c.add_argument("runs", nargs="+", help="run directories")
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
+
+
+def _generator_options(g) -> None:
+    g.add_argument(
+        "--task",
+        default=None,
+        choices=["mini", "mini-3", "full"],
+        help="task-ladder rung of the synthetic generator (default full: the demo mix)",
+    )
+    g.add_argument("--edit-types", default=None, help="comma-separated edit types (default: the task's)")
+    g.add_argument(
+        "--min-edits", type=int, default=None, help="fewest sub-edits per sample (default: the task's)"
+    )
+    g.add_argument(
+        "--max-edits", type=int, default=None, help="most sub-edits per sample (default: the task's)"
+    )
+    g.add_argument(
+        "--object-scale", type=float, default=None, help="multiplies object radii (default: the task's)"
+    )
+
+
+def _synthetic_config(args):
+    from .sets import synthetic_config
+
+    types = [t.strip() for t in args.edit_types.split(",") if t.strip()] if args.edit_types else None
+    return synthetic_config(
+        args.image_size, args.task, types, args.min_edits, args.max_edits, args.object_scale
+    )
 
 
 BENCH_FILES = ("bench.parquet", "bench.json")
@@ -86,7 +129,9 @@ def _build(args: argparse.Namespace, sets) -> dict:
         if args.from_build:
             manifest = sets.build_from_output(stage, args.from_build, args.holdout)
         else:
-            manifest = sets.build_synthetic(stage, args.sets, args.seed, args.image_size)
+            manifest = sets.build_synthetic(
+                stage, args.sets, args.seed, args.image_size, config=_synthetic_config(args)
+            )
         if args.train_shards:
             sets.check_no_overlap(stage, args.train_shards)
         os.makedirs(args.out, exist_ok=True)
@@ -105,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
     if args.bench_command == "build":
         manifest = _build(args, sets)
         print(json.dumps(manifest, sort_keys=True))
+    elif args.bench_command == "train-set":
+        manifest = sets.build_training_shards(
+            args.out, _synthetic_config(args), args.samples, args.seed, args.shard_size
+        )
+        print(json.dumps(manifest, sort_keys=True))
     elif args.bench_command == "run":
         s = bench_run.run_bench(
             args.bench,
@@ -118,6 +168,15 @@ def run(args: argparse.Namespace) -> int:
             args.dino,
             args.steps,
             args.judge,
+            sampling={
+                k: v
+                for k, v in (
+                    ("guidance_scale", args.guidance_scale),
+                    ("image_guidance_scale", args.image_guidance_scale),
+                    ("scheduler", args.scheduler),
+                )
+                if v is not None
+            },
         )
         print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
     else:

@@ -19,13 +19,17 @@ from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts, r
 
 
 def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
-    """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder."""
+    """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder. Each
+    entry also carries the shard's ``sha256`` (wids ignores keys it does not know), so a
+    download can be checked against it."""
     shardlist = []
     for path, size in storage.glob_sizes(storage.join(storage.escape(out), shard_dir, "*.tar")):
         rel = storage.relpath(path, out)
         n = counts.get(rel, 0)
         if n:  # wids cannot index an empty shard
-            shardlist.append({"url": rel, "nsamples": n, "filesize": size})
+            shardlist.append(
+                {"url": rel, "nsamples": n, "filesize": size, "sha256": storage.digest(path).sha256}
+            )
     return {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
