@@ -31,8 +31,11 @@ from mcie.annotation import review_index as ri
 from mcie.annotation.client import Connection, find_project
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
+from mcie.keys import check_shard_ref
 from mcie.reasons import Reason, Status
+from mcie.runlock import RunLock
 from mcie.shards import read_tar
+from mcie.validate import check_sample
 
 ENV_DOCUMENT_ROOT = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
 #: Margin on background SSIM around its threshold that makes a sample borderline.
@@ -201,61 +204,63 @@ def export_project(
     rel = project_folder(project)
     folder = os.path.join(os.path.abspath(document_root), rel)
     os.makedirs(folder, exist_ok=True)
-    _ensure_storage(ls, conn, p.id, folder)
-    have = existing_keys(ls, conn, p.id)
-    versions: set[str] = set()
-    marked = sum(_mark_pending(rows[k], project, have[k]) for k in keys if k in have)
-    if marked:
-        ri.write_index(out, rows)
-    todo = [k for k in keys if k not in have]
-    by_shard: dict[str, list[str]] = collections.defaultdict(list)
-    for k in todo:
-        by_shard[rows[k]["shard"]].append(k)
-    sent, batches, batch = 0, 0, []
-    checked = False
+    # one export per project at a time: two at once would both import every missing key
+    with RunLock(folder, f"ls export into project {project!r}"):
+        _ensure_storage(ls, conn, p.id, folder)
+        have = existing_keys(ls, conn, p.id)
+        versions: set[str] = set()
+        marked = sum(_mark_pending(rows[k], project, have[k]) for k in keys if k in have)
+        if marked:
+            ri.write_index(out, rows)
+        todo = [k for k in keys if k not in have]
+        by_shard: dict[str, list[str]] = collections.defaultdict(list)
+        for k in todo:
+            by_shard[rows[k]["shard"]].append(k)
+        sent, batches, batch = 0, 0, []
+        checked = False
 
-    def flush() -> None:
-        nonlocal sent, batches, batch
-        if not batch:
-            return
-        with conn.errors(f"importing a batch of {len(batch)} tasks"):
-            resp = ls.projects.import_tasks(p.id, request=[t for _, t in batch], return_task_ids=True)
-        ids = list(resp.task_ids or [None] * len(batch))
-        for (k, _), tid in zip(batch, ids, strict=False):
-            _mark_pending(rows[k], project, tid)
-        ri.write_index(out, rows)
-        sent += len(batch)
-        batches += 1
-        batch = []
-        print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
-        if _after_batch is not None:
-            _after_batch(batches)
+        def flush() -> None:
+            nonlocal sent, batches, batch
+            if not batch:
+                return
+            with conn.errors(f"importing a batch of {len(batch)} tasks"):
+                resp = ls.projects.import_tasks(p.id, request=[t for _, t in batch], return_task_ids=True)
+            ids = list(resp.task_ids or [None] * len(batch))
+            for (k, _), tid in zip(batch, ids, strict=False):
+                _mark_pending(rows[k], project, tid)
+            ri.write_index(out, rows)
+            sent += len(batch)
+            batches += 1
+            batch = []
+            print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
+            if _after_batch is not None:
+                _after_batch(batches)
 
-    for shard in sorted(by_shard):
-        wanted = set(by_shard[shard])
-        for key, members in read_tar(os.path.join(out, shard)):
-            if key not in wanted:
-                continue
-            meta = json.loads(members["json"])
-            urls = []
-            for role in ("src", "tgt"):
-                name = next(n for n in members if n.startswith(f"{role}."))
-                _write_once(os.path.join(folder, f"{key}.{name}"), members[name])
-                urls.append(f"/data/local-files/?d={rel}/{key}.{name}")
-            if not checked:
-                _check_served(conn, urls[0], document_root)
-                checked = True
-            masks = [members[f"mask{i}.png"] for i in range(len(meta["sub_edits"]))]
-            task = task_for(meta, masks, *urls)
-            versions.add(task["predictions"][0]["model_version"])
-            batch.append((key, task))
-            if len(batch) >= batch_size:
-                flush()
-    flush()
-    if len(versions) == 1 and getattr(p, "model_version", None) != next(iter(versions)):
-        # the annotators' pre-fill shows the predictions of the project's model version
-        with conn.errors("setting the project's model version"):
-            ls.projects.update(id=p.id, model_version=next(iter(versions)), show_collab_predictions=True)
+        for shard in sorted(by_shard):
+            wanted = set(by_shard[shard])
+            for key, members in read_tar(os.path.join(out, check_shard_ref(shard, "index.parquet"))):
+                if key not in wanted:
+                    continue
+                meta = check_sample(key, members, shard)  # never send a broken sample to reviewers
+                urls = []
+                for role in ("src", "tgt"):
+                    name = next(n for n in members if n.startswith(f"{role}."))
+                    _write_once(_inside(folder, f"{key}.{name}"), members[name])
+                    urls.append(f"/data/local-files/?d={rel}/{key}.{name}")
+                if not checked:
+                    _check_served(conn, urls[0], document_root)
+                    checked = True
+                masks = [members[f"mask{i}.png"] for i in range(len(meta["sub_edits"]))]
+                task = task_for(meta, masks, *urls)
+                versions.add(task["predictions"][0]["model_version"])
+                batch.append((key, task))
+                if len(batch) >= batch_size:
+                    flush()
+        flush()
+        if len(versions) == 1 and getattr(p, "model_version", None) != next(iter(versions)):
+            # the annotators' pre-fill shows the predictions of the project's model version
+            with conn.errors("setting the project's model version"):
+                ls.projects.update(id=p.id, model_version=next(iter(versions)), show_collab_predictions=True)
     elapsed = time.monotonic() - t0
     return {
         "project": project,
@@ -282,6 +287,15 @@ def _check_served(conn: Connection, path: str, document_root: str) -> None:
             f"(HTTP {r.status_code} for {path}): start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
             f"and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={document_root} (`mcie ls serve` does)"
         )
+
+
+def _inside(folder: str, name: str) -> str:
+    """``folder/name``, refusing a name that would leave ``folder`` (keys and member names are
+    checked before; this is the last line of defence for the document root)."""
+    path = os.path.realpath(os.path.join(folder, name))
+    if os.path.dirname(path) != os.path.realpath(folder):
+        raise ValueError(f"refusing to write {name!r} outside {folder!r}")
+    return path
 
 
 def _write_once(path: str, data: bytes) -> None:

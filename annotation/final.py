@@ -26,10 +26,12 @@ from mcie.annotation import review_index as ri
 from mcie.annotation.importer import review_dir
 from mcie.exitcodes import UsageError
 from mcie.images import decode_mask
+from mcie.keys import check_shard_ref
 from mcie.pipeline.finalize import wids_descriptor
 from mcie.records import mask_box
 from mcie.shards import read_tar, write_tar
 from mcie.tables import INDEX_SCHEMA, write_rows
+from mcie.validate import check_sample
 
 
 def _chosen(rows: dict[str, dict[str, Any]], include_unreviewed: bool) -> list[str]:
@@ -93,9 +95,13 @@ def write_final(
         wanted_by_shard[rows[k]["shard"]].add(k)
     samples: dict[str, list[tuple[str, bytes]]] = {}
     for shard in sorted(wanted_by_shard):
-        for key, members in read_tar(os.path.join(out, shard)):
+        path = os.path.join(out, check_shard_ref(shard, ri.index_path(out)))
+        for key, members in read_tar(path):
             if key in wanted_by_shard[shard]:
+                check_sample(key, members, path)
                 samples[key] = _final_members(key, members, rows[key], out)
+                # corrected masks come from OUT/review: the written sample is checked as well
+                check_sample(key, {n.split(".", 1)[1]: b for n, b in samples[key]}, review_dir(out))
     missing = sorted(set(keys) - set(samples))
     if missing:
         raise UsageError(f"{len(missing)} accepted samples are not in their shards, e.g. {missing[0]}")

@@ -27,6 +27,7 @@ from mcie.annotation.client import Connection, require_project
 from mcie.annotation.tasks import original_from_task
 from mcie.annotation.verdicts import Decision, parse_annotation, resolve
 from mcie.images import encode_png
+from mcie.keys import check_key
 from mcie.reasons import Status
 
 
@@ -73,9 +74,10 @@ def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: 
 
 
 def _write_masks(out: str, key: str, d: Decision) -> None:
+    check_key(key, "ls import")  # the key names files and a glob below
     folder = review_dir(out)
     os.makedirs(folder, exist_ok=True)
-    for stale in glob.glob(os.path.join(folder, f"{key}.mask*.png")):
+    for stale in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(key)}.mask*.png")):
         os.remove(stale)
     for k, mask in d.masks.items():
         path = os.path.join(folder, f"{key}.mask{k}.png")
@@ -84,8 +86,22 @@ def _write_masks(out: str, key: str, d: Decision) -> None:
         os.replace(f"{path}.tmp", path)
 
 
+def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:
+    """Tasks grouped by sample key, in task-id order. Two exports at once (or a task copied by
+    hand) can leave one key in several tasks: they are one sample, read as one task holding
+    all their annotations, so no reviewer's verdict is dropped."""
+    groups: dict[str, list[Any]] = collections.defaultdict(list)
+    for t in sorted(tasks, key=lambda t: t.id):
+        groups[str((t.data or {}).get("key"))].append(t)
+    return groups
+
+
 def import_project(out: str, project: str, conn: Connection, resolution: str = "majority") -> dict[str, Any]:
-    """Import the verdicts of ``project`` into build output ``out``; returns a summary."""
+    """Import the verdicts of ``project`` into build output ``out``; returns a summary.
+
+    Every task is read and resolved before anything is written: an annotation that cannot be
+    read (an unknown reason, a brush region of another size) is reported under ``invalid``
+    with its task id and its sample stays pending; nothing is half-written."""
     rows = ri.read_index(out)
     t0 = time.monotonic()
     ls = conn.client()
@@ -94,21 +110,29 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
     disagreements: list[str] = []
     unknown: list[str] = []
     invalid: list[str] = []
+    duplicated: list[str] = []
     with conn.errors("reading the project's tasks and annotations"):
         tasks = list(ls.tasks.list(project=p.id, fields="all", page_size=500))
-    for t in tasks:
-        data = t.data or {}
-        key = data.get("key")
-        if key not in rows:
-            unknown.append(str(key))
+    decided: list[tuple[str, dict[str, Any], Decision, int]] = []
+    for key, group in sorted(_by_key(tasks).items()):
+        if key not in rows:  # rows hold only valid keys (read_index checks them)
+            unknown.append(key[:80])
             continue
-        original = original_from_task(data)
-        preds = [_as_dict(x) for x in (t.predictions or [])]
-        anns = [_as_dict(a) for a in (t.annotations or [])]
+        if len(group) > 1:
+            duplicated.append(key)
+        first = group[0]
+        original = original_from_task(first.data)
+        preds = [_as_dict(x) for t in group for x in (t.predictions or [])]
         try:
-            reviews = [parse_annotation(a, preds, original) for a in anns if not a.get("was_cancelled")]
-        except (ValueError, KeyError, TypeError) as exc:  # e.g. a brush region of another size
-            invalid.append(f"{key}: {type(exc).__name__}: {exc}")
+            reviews = [
+                parse_annotation(a, preds, original)
+                for t in group
+                for a in map(_as_dict, t.annotations or [])
+                if not a.get("was_cancelled")
+            ]
+        except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
+            ids = ",".join(str(t.id) for t in group)
+            invalid.append(f"{key}: task {ids}: {type(exc).__name__}: {exc}")
             continue  # left as it was (pending); reported
         d = resolve(reviews, resolution)
         if d is None:
@@ -117,7 +141,9 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
         counts[d.decision] += 1
         if d.decision == "disagreement":
             disagreements.append(key)
-        _apply(rows[key], original, d, project, t.id, resolution)
+        decided.append((key, original, d, first.id))
+    for key, original, d, task_id in decided:
+        _apply(rows[key], original, d, project, task_id, resolution)
         _write_masks(out, key, d)
     ri.write_index(out, rows)
     elapsed = time.monotonic() - t0
@@ -129,6 +155,7 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
         "disagreements": sorted(disagreements),
         "unknown_keys": sorted(unknown),
         "invalid": sorted(invalid),
+        "duplicate_tasks": sorted(duplicated),
         "resolution": resolution,
         "elapsed_s": round(elapsed, 3),
         "tasks_per_s": round(reviewed / elapsed, 1) if elapsed > 0 else None,

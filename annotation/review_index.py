@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from mcie.exitcodes import UsageError
+from mcie.keys import check_key
 from mcie.tables import INDEX_SCHEMA, write_rows
 
 
@@ -24,11 +25,12 @@ def index_path(out: str) -> str:
 
 
 def read_index(out: str) -> dict[str, dict[str, Any]]:
-    """The index rows of build output ``out`` by key."""
+    """The index rows of build output ``out`` by key. Every key is checked against our keys'
+    shape (:mod:`mcie.keys`) before anything names a file or a glob from it."""
     path = index_path(out)
     if not os.path.isfile(path):
         raise UsageError(f"{out!r} has no index.parquet: not an output directory of mcie build")
-    return {r["key"]: r for r in pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()}
+    return {check_key(r["key"], path): r for r in pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()}
 
 
 def write_index(out: str, rows: dict[str, dict[str, Any]]) -> None:

@@ -31,6 +31,7 @@ from mcie.reasons import Reason
 
 RESOLUTIONS = ("majority", "strict")
 POSITIVE = ("accept", "fixed")
+REASON_VALUES = frozenset(r.value for r in Reason)
 
 
 @dataclasses.dataclass
@@ -61,6 +62,20 @@ def _text(value: dict[str, Any]) -> str | None:
     return t or None
 
 
+def _one_choice(name: str, value: dict[str, Any]) -> str | None:
+    """The single choice of a choices control: Label Studio stores a list of one; a bare string
+    (an annotation written through the API by hand) is read as that choice; anything else is
+    refused rather than read as no verdict."""
+    choices = value.get("choices")
+    if choices is None or choices == []:
+        return None
+    if isinstance(choices, str):
+        return choices
+    if isinstance(choices, list) and len(choices) == 1 and isinstance(choices[0], str):
+        return choices[0]
+    raise ValueError(f"{name}: expected one choice, got {str(choices)[:80]}")
+
+
 def _predicted_rles(predictions: list[dict[str, Any]]) -> dict[str, list[list[int]]]:
     out: dict[str, list[list[int]]] = collections.defaultdict(list)
     for p in predictions:
@@ -87,15 +102,19 @@ def parse_annotation(
     for r in ann.get("result") or []:
         name, value = r.get("from_name"), r.get("value") or {}
         if name == cfg.OVERALL:
-            verdict = (value.get("choices") or [None])[0]
+            verdict = _one_choice(name, value)
+            if verdict is not None and verdict not in (*POSITIVE, "reject"):
+                raise ValueError(f"unknown verdict {verdict!r} (accept, fixed or reject)")
         elif name == cfg.REASON:
-            reason = (value.get("choices") or [None])[0]
+            reason = _one_choice(name, value)
+            if reason is not None and reason not in REASON_VALUES:
+                raise ValueError(f"unknown reason {reason!r} (see `mcie reasons`)")
         elif name == cfg.INSTRUCTION_FIX:
             instruction = _text(value)
         elif name in slot_of and slot_of[name] < len(subs):
             k = slot_of[name]
             if name == cfg.verdict_control(k):
-                sub_verdicts[k] = (value.get("choices") or [None])[0]
+                sub_verdicts[k] = _one_choice(name, value)
             elif name == cfg.wording_control(k):
                 t = _text(value)
                 if t and t != subs[k]["instruction"]:

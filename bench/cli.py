@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
+
+from mcie.exitcodes import UsageError
 
 
 def add_parsers(sub) -> None:
@@ -15,12 +19,16 @@ def add_parsers(sub) -> None:
     g.add_argument("--out", required=True, help="benchmark directory to write")
     g.add_argument("--sets", type=int, default=400, help="synthetic sets (default 400, stratified)")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
-    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets")
+    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets (render size)")
+    _generator_options(g)
     g.add_argument(
         "--from",
         dest="from_build",
         default=None,
         help="instead: held-out sets from the accepted samples of this build directory",
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", help="replace a benchmark already in --out (refused otherwise)"
     )
     g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out with --from")
     g.add_argument(
@@ -30,6 +38,13 @@ def add_parsers(sub) -> None:
         metavar="GLOB",
         help="refuse the benchmark if its source images appear in these training shards",
     )
+    ts = bs.add_parser("train-set", help="write training shards of a task-ladder rung (fresh scenes)")
+    ts.add_argument("--out", required=True, help="directory to write (shards/*.tar)")
+    ts.add_argument("--samples", type=int, default=4000, help="samples (default 4000)")
+    ts.add_argument("--seed", type=int, default=0, help="seed (benchmark sets use a separate seed space)")
+    ts.add_argument("--image-size", type=int, default=32, help="render size (default 32)")
+    ts.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    _generator_options(ts)
     r = bs.add_parser("run", help="run an editor over a benchmark")
     r.add_argument("--bench", required=True, help="benchmark directory")
     r.add_argument(
@@ -48,6 +63,13 @@ def add_parsers(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
     r.add_argument("--steps", type=int, default=20, help="denoising steps of diffusion editors (default 20)")
+    r.add_argument("--guidance-scale", type=float, default=None, help="text guidance (default: the editor's)")
+    r.add_argument(
+        "--image-guidance-scale", type=float, default=None, help="image guidance (default: the editor's)"
+    )
+    r.add_argument(
+        "--scheduler", default=None, choices=["euler_a", "ddim"], help="MCIE-E1 sampler (default euler_a)"
+    )
     r.add_argument(
         "--judge",
         default=None,
@@ -61,23 +83,77 @@ def add_parsers(sub) -> None:
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
 
 
+def _generator_options(g) -> None:
+    g.add_argument(
+        "--task",
+        default=None,
+        choices=["mini", "mini-3", "full"],
+        help="task-ladder rung of the synthetic generator (default full: the demo mix)",
+    )
+    g.add_argument("--edit-types", default=None, help="comma-separated edit types (default: the task's)")
+    g.add_argument(
+        "--min-edits", type=int, default=None, help="fewest sub-edits per sample (default: the task's)"
+    )
+    g.add_argument(
+        "--max-edits", type=int, default=None, help="most sub-edits per sample (default: the task's)"
+    )
+    g.add_argument(
+        "--object-scale", type=float, default=None, help="multiplies object radii (default: the task's)"
+    )
+
+
+def _synthetic_config(args):
+    from .sets import synthetic_config
+
+    types = [t.strip() for t in args.edit_types.split(",") if t.strip()] if args.edit_types else None
+    return synthetic_config(
+        args.image_size, args.task, types, args.min_edits, args.max_edits, args.object_scale
+    )
+
+
+BENCH_FILES = ("bench.parquet", "bench.json")
+
+
+def _build(args: argparse.Namespace, sets) -> dict:
+    """Build into a staging folder beside ``--out``, check it, then move it in: a folder that
+    already holds a benchmark is refused (``--overwrite`` replaces it), and a benchmark refused
+    by a later check leaves the old one, and no new folder, behind."""
+    if any(os.path.exists(os.path.join(args.out, n)) for n in BENCH_FILES) and not args.overwrite:
+        raise UsageError(f"{args.out!r} already holds a benchmark; pick a new directory or pass --overwrite")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out!r} is a file, not a directory")
+    parent, name = os.path.split(os.path.abspath(args.out))
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent)
+    try:
+        if args.from_build:
+            manifest = sets.build_from_output(stage, args.from_build, args.holdout)
+        else:
+            manifest = sets.build_synthetic(
+                stage, args.sets, args.seed, args.image_size, config=_synthetic_config(args)
+            )
+        if args.train_shards:
+            sets.check_no_overlap(stage, args.train_shards)
+        os.makedirs(args.out, exist_ok=True)
+        for n in BENCH_FILES:  # the manifest last: a benchmark is whole once bench.json is there
+            os.replace(os.path.join(stage, n), os.path.join(args.out, n))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return manifest
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``mcie bench ...``; returns the exit code."""
     from . import run as bench_run
     from . import sets
 
     if args.bench_command == "build":
-        if args.from_build:
-            manifest = sets.build_from_output(args.out, args.from_build, args.holdout)
-        else:
-            manifest = sets.build_synthetic(args.out, args.sets, args.seed, args.image_size)
-        if args.train_shards:
-            try:
-                sets.check_no_overlap(args.out, args.train_shards)
-            except Exception:
-                for name in ("bench.parquet", "bench.json"):  # leave no refused benchmark behind
-                    os.remove(os.path.join(args.out, name))
-                raise
+        manifest = _build(args, sets)
+        print(json.dumps(manifest, sort_keys=True))
+    elif args.bench_command == "train-set":
+        manifest = sets.build_training_shards(
+            args.out, _synthetic_config(args), args.samples, args.seed, args.shard_size
+        )
         print(json.dumps(manifest, sort_keys=True))
     elif args.bench_command == "run":
         s = bench_run.run_bench(
@@ -92,6 +168,15 @@ def run(args: argparse.Namespace) -> int:
             args.dino,
             args.steps,
             args.judge,
+            sampling={
+                k: v
+                for k, v in (
+                    ("guidance_scale", args.guidance_scale),
+                    ("image_guidance_scale", args.image_guidance_scale),
+                    ("scheduler", args.scheduler),
+                )
+                if v is not None
+            },
         )
         print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
     else:

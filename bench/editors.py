@@ -143,10 +143,16 @@ class InstructPix2PixEditor(Editor):
         return img, {}
 
 
-def make_editor(spec: str, seed: int = 0, device: str = "cpu", steps: int = 20) -> Editor:
+def make_editor(
+    spec: str, seed: int = 0, device: str = "cpu", steps: int = 20, sampling: dict[str, Any] | None = None
+) -> Editor:
     """An editor from its spec: ``identity``, ``oracle``, ``corrupt[:RATE]``,
-    ``instruct-pix2pix:DIR``, ``mcie-e1:CKPT``."""
+    ``instruct-pix2pix:DIR``, ``mcie-e1:CKPT``. ``sampling``: guidance settings of diffusion
+    editors (``guidance_scale``, ``image_guidance_scale``; ``scheduler`` for MCIE-E1)."""
     name, _, arg = spec.partition(":")
+    sampling = dict(sampling or {})
+    if sampling.get("scheduler") and name != "mcie-e1":
+        raise UsageError("--scheduler applies to mcie-e1 editors only")
     if name == "identity":
         return IdentityEditor()
     if name == "oracle":
@@ -160,11 +166,16 @@ def make_editor(spec: str, seed: int = 0, device: str = "cpu", steps: int = 20) 
     if name == "instruct-pix2pix":
         if not arg:
             raise UsageError("instruct-pix2pix:DIR needs a local pipeline directory")
-        return InstructPix2PixEditor(arg, steps=steps, seed=seed, device=device)
+        sampling.pop("scheduler", None)
+        kw = {
+            {"guidance_scale": "guidance", "image_guidance_scale": "image_guidance"}[k]: v
+            for k, v in sampling.items()
+        }
+        return InstructPix2PixEditor(arg, steps=steps, seed=seed, device=device, **kw)
     if name == "mcie-e1":
         if not arg:
             raise UsageError("mcie-e1:CKPT needs a checkpoint directory")
-        return MCIEE1Editor(arg, seed=seed, device=device, steps=steps)
+        return MCIEE1Editor(arg, seed=seed, device=device, steps=steps, **sampling)
     raise UsageError(
         f"unknown editor {spec!r}; allowed: identity, oracle, corrupt[:RATE], "
         "instruct-pix2pix:DIR, mcie-e1:CKPT"
@@ -178,11 +189,25 @@ class MCIEE1Editor(Editor):
 
     name = "mcie-e1"
 
-    def __init__(self, ckpt: str, seed: int = 0, device: str = "cpu", steps: int = 20) -> None:
+    def __init__(
+        self,
+        ckpt: str,
+        seed: int = 0,
+        device: str = "cpu",
+        steps: int = 20,
+        guidance_scale: float = 7.5,
+        image_guidance_scale: float = 1.5,
+        scheduler: str = "euler_a",
+    ) -> None:
         from mcie.model.editor import MCIEEditor
 
         self.model = MCIEEditor.load(ckpt).to(device)
         self.seed, self.steps = seed, steps
+        self.sampling = {
+            "guidance_scale": guidance_scale,
+            "image_guidance_scale": image_guidance_scale,
+            "scheduler": scheduler,
+        }
 
     def edit(self, item, decomposition):
         from PIL import Image
@@ -205,6 +230,7 @@ class MCIEE1Editor(Editor):
             decomp,
             steps=self.steps,
             seed=self.seed + item.set_id,
+            **self.sampling,
         )
         if out.size != (w, h):
             out = out.resize((w, h), Image.BICUBIC)

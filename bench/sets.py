@@ -25,10 +25,11 @@ import pyarrow.parquet as pq
 from mcie.exitcodes import UsageError
 from mcie.images import PNG_LEVEL_FAST, encode_png
 from mcie.shards import read_tar
-from mcie.transforms.synthetic.editor import FailureConfig
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
-from mcie.transforms.synthetic.planner import EDIT_TYPES, PlanConfig, PlannedEdit
+from mcie.transforms.synthetic.ladder import task_config
+from mcie.transforms.synthetic.planner import EDIT_TYPES, PlannedEdit
 from mcie.transforms.synthetic.scene import Scene, SceneObject
+from mcie.validate import check_sample
 
 BENCH_SCHEMA = pa.schema(
     [
@@ -66,28 +67,61 @@ def plan_from_json(text: str) -> list[PlannedEdit]:
     return [PlannedEdit(**e) for e in json.loads(text)]
 
 
-def build_synthetic(out: str, sets: int = 400, seed: int = 0, image_size: int = 256) -> dict[str, Any]:
-    """``sets`` synthetic sets stratified by number of sub-instructions (2-5, equal shares) and
-    by edit type (set i must contain edit type i mod 7); expected targets are exact."""
+def synthetic_config(
+    image_size: int = 256,
+    task: str | None = None,
+    edit_types: list[str] | None = None,
+    min_edits: int | None = None,
+    max_edits: int | None = None,
+    object_scale: float | None = None,
+) -> SyntheticConfig:
+    """The generator settings of a synthetic benchmark: a task-ladder rung (``task``, see
+    :mod:`mcie.transforms.synthetic.ladder`; default: the full demo mix) with optional
+    overrides of its edit types, sub-edits per sample and object size. Failures are off."""
+    try:
+        cfg = task_config(task or "full", image_size)
+        plan = cfg.plan
+        if edit_types:
+            plan = dataclasses.replace(plan, edit_weights=tuple((t, 1.0) for t in edit_types))
+        if min_edits is not None or max_edits is not None:
+            plan = dataclasses.replace(
+                plan,
+                min_edits=plan.min_edits if min_edits is None else min_edits,
+                max_edits=plan.max_edits if max_edits is None else max_edits,
+            )
+        over = {"plan": plan}
+        if object_scale is not None:
+            over["object_scale"] = object_scale
+        return dataclasses.replace(cfg, **over)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def build_synthetic(
+    out: str, sets: int = 400, seed: int = 0, image_size: int = 256, config: SyntheticConfig | None = None
+) -> dict[str, Any]:
+    """``sets`` synthetic sets stratified by number of sub-instructions (equal shares of the
+    config's range) and by edit type (set i must contain the config's edit type i mod n);
+    expected targets are exact. ``config``: the generator settings (:func:`synthetic_config`;
+    default the full demo mix at ``image_size``)."""
     if sets < 1:
         raise UsageError(f"--sets must be >= 1, got {sets}")
+    cfg = config or synthetic_config(image_size)
     os.makedirs(out, exist_ok=True)
     if os.path.exists(os.path.join(out, "bench.parquet")):
         raise UsageError(f"{out!r} already holds a benchmark; pick a new directory")
+    ks = list(range(cfg.plan.min_edits, cfg.plan.max_edits + 1))
+    types = [t for t in EDIT_TYPES if t in {t for t, w in cfg.plan.edit_weights if w > 0}]
     sources = {
         k: SyntheticSource(
-            SyntheticConfig(
-                image_size=image_size,
-                plan=PlanConfig(min_edits=k, max_edits=k),
-                failures=FailureConfig(rate=0.0),
-            )
+            dataclasses.replace(cfg, plan=dataclasses.replace(cfg.plan, min_edits=k, max_edits=k))
         )
-        for k in (2, 3, 4, 5)
+        for k in ks
     }
     rows = []
     for set_id in range(sets):
-        k = 2 + set_id % 4
-        want = EDIT_TYPES[(set_id // 4) % len(EDIT_TYPES)]
+        k = ks[set_id % len(ks)]
+        want = types[(set_id // len(ks)) % len(types)]
         src = sources[k]
         for attempt in range(200):  # rejection sampling, deterministic in (seed, set_id, attempt)
             index = set_id * 1000 + attempt
@@ -111,7 +145,57 @@ def build_synthetic(out: str, sets: int = 400, seed: int = 0, image_size: int = 
                 "plan_json": json.dumps([dataclasses.asdict(e) for e in edits], sort_keys=True),
             }
         )
-    return _write(out, rows, {"kind": "synthetic", "sets": sets, "seed": seed, "image_size": image_size})
+    manifest = {
+        "kind": "synthetic",
+        "sets": sets,
+        "seed": seed,
+        "image_size": cfg.image_size,
+        "generator": {
+            "edit_types": types,
+            "min_edits": cfg.plan.min_edits,
+            "max_edits": cfg.plan.max_edits,
+            "min_objects": cfg.min_objects,
+            "max_objects": cfg.max_objects,
+            "object_scale": cfg.object_scale,
+            "pattern_rate": cfg.pattern_rate,
+            "overlap_rate": cfg.overlap_rate,
+        },
+    }
+    return _write(out, rows, manifest)
+
+
+def build_training_shards(
+    out: str, config: SyntheticConfig, samples: int, seed: int = 0, shard_size: int = 1000
+) -> dict[str, Any]:
+    """``samples`` fresh training samples of ``config`` (exact targets, lossless PNG) as
+    WebDataset shards ``out/shards/train-NNNNN.tar``, readable by ``mcie train``. Seeds live
+    apart from the benchmark's (:data:`BENCH_SEED_OFFSET`), so no benchmark scene is trained on."""
+    from mcie.images import decode_mask
+    from mcie.shards import sample_members, write_tar
+
+    if samples < 1 or shard_size < 1:
+        raise UsageError("--samples and --shard-size must be >= 1")
+    if seed >= BENCH_SEED_OFFSET:
+        raise UsageError(f"--seed must be below {BENCH_SEED_OFFSET} (the benchmark's seed space)")
+    shard_dir = os.path.join(out, "shards")
+    if glob.glob(os.path.join(shard_dir, "*.tar")):
+        raise UsageError(f"{shard_dir!r} already holds shards; pick a new directory")
+    os.makedirs(shard_dir, exist_ok=True)
+    src = SyntheticSource(config)
+    batch, n_shards = [], 0
+    for index in range(samples):
+        sample, truth = src.generate(seed, index)
+        for sub, m in zip(sample.sub_edits, truth["masks_png"], strict=True):
+            sub.mask = decode_mask(m)
+        batch.append(sample_members(sample, lossless=True))
+        if len(batch) == shard_size or index == samples - 1:
+            batch.sort(key=lambda members: members[0][0])
+            write_tar(os.path.join(shard_dir, f"train-{n_shards:05d}.tar"), batch)
+            batch, n_shards = [], n_shards + 1
+    manifest = {"samples": samples, "shards": n_shards, "seed": seed, "image_size": config.image_size}
+    with open(os.path.join(out, "train_set.json"), "w") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+    return manifest
 
 
 def _holdout(source_hash: str, fraction: float) -> bool:
@@ -133,7 +217,7 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
     rows = []
     for path in paths:
         for key, m in read_tar(path):
-            meta = json.loads(m["json"])
+            meta = check_sample(key, m, path)  # wrong-size or non-PNG masks never reach a benchmark
             if not _holdout(meta["source_hash"], fraction):
                 continue
             ext = "png" if "src.png" in m else "jpg"

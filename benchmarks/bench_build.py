@@ -21,18 +21,19 @@ import time
 
 def plain_loop(out: str, samples: int, shard_size: int, seed: int) -> float:
     """Seconds for the per-sample work of a build in one process, no Beam."""
-    from mcie.pipeline.build import SampleChain
+    from mcie.pipeline.backends import SyntheticBackend
+    from mcie.pipeline.build import read_source, run_steps
     from mcie.pipeline.options import BuildOptions
     from mcie.pipeline.sink import ShardSink
-    from mcie.pipeline.units import plan_units
 
-    opts = BuildOptions(out=out, samples=samples, seed=seed, shard_size=shard_size)
+    opts = BuildOptions(out=out, backend=SyntheticBackend(samples=samples, seed=seed), shard_size=shard_size)
     t0 = time.perf_counter()
-    chain, sink = SampleChain(opts), ShardSink(out)
-    for unit in plan_units(samples, shard_size):
+    backend, sink = opts.backend, ShardSink(out)
+    source, steps = backend.source(), backend.steps(opts.thresholds, "continue")
+    for unit in backend.units(shard_size):
         writer = sink.open_unit(unit.id)
-        for i in range(unit.start, unit.stop):
-            writer.add(*chain.make(i))
+        for sample, truth in read_source(opts, unit, source):
+            writer.add(run_steps(steps, [sample], "continue")[0], truth)
         writer.close()
     return time.perf_counter() - t0
 

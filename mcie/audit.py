@@ -1,8 +1,9 @@
 """``mcie audit OUT``: check an output directory and, where the truth is present, measure the
 pipeline against it.
 
-Checks: every shard is a readable tar whose samples are sorted by key and complete (source and
-target of equal size, one mask per sub-edit at image size, JSON whose sub-edit count matches);
+Checks: every shard is a whole, readable tar whose samples are sorted by key and pass the one
+sample validator (:mod:`mcie.validate`: key shape, JSON, source and target of equal size, one
+PNG mask per sub-edit, 8-bit 0/255 at image size);
 the index is sorted with unique keys and agrees with the shards (each shard row is in the
 tar it names, with the same status); the per-unit stats add up to the index.
 
@@ -25,9 +26,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from mcie.images import decode_image, decode_mask
+from mcie.images import decode_mask
 from mcie.metrics import iou
 from mcie.shards import read_tar
+from mcie.validate import sample_problems
 
 SHARD_DIRS = ("shards", "rejected", "pending")
 
@@ -96,29 +98,18 @@ def _check_sample(rel, key, members, row, masks_of) -> list[str]:
     out = []
     if row["shard"] != rel:
         out.append(f"{where}: index says shard {row['shard']}")
-    try:
-        meta = json.loads(members["json"])
-        ext = "png" if "src.png" in members else "jpg"
-        src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
-    except Exception as exc:
-        return [*out, f"{where}: unreadable member ({type(exc).__name__}: {exc})"]
+    problems, meta = sample_problems(key, members)  # the one sample validator
+    out += [f"{rel}:{p}" for p in problems]
+    if meta is None:
+        return out
     status = row["status"]
     review = (json.loads(row["verdict_json"]) or {}).get("review") if row.get("verdict_json") else None
     if isinstance(review, dict) and "prior_status" in review:  # reviewed in Label Studio (mcie ls)
         status = review["prior_status"]
-    if meta["status"] != status:
-        out.append(f"{where}: JSON status {meta['status']} but index {status}")
-    if src.shape != tgt.shape:
-        out.append(f"{where}: source {src.shape} and target {tgt.shape} differ")
-    k = len(meta["sub_edits"])
-    mask_names = sorted(n for n in members if n.startswith("mask"))
-    if mask_names != sorted(f"mask{i}.png" for i in range(k)):
-        out.append(f"{where}: {len(mask_names)} masks for {k} sub-edits")
-        return out
-    masks = [decode_mask(members[f"mask{i}.png"]) for i in range(k)]
-    if any(m.shape != src.shape[:2] for m in masks):
-        out.append(f"{where}: a mask is not image-sized")
-    masks_of[key] = masks
+    if meta.get("status") != status:
+        out.append(f"{where}: JSON status {meta.get('status')} but index {status}")
+    if not problems:
+        masks_of[key] = [decode_mask(members[f"mask{i}.png"]) for i in range(len(meta["sub_edits"]))]
     return out
 
 

@@ -6,10 +6,14 @@ import json
 import os
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mcie.hub import CONFIGS, MASK_SLOTS, front_matter, loading_snippets, read_shardlist, shard_table
 from mcie.reasons import DESCRIPTIONS, Reason
 from mcie.records import SCHEMA_VERSION
 
-CARD = """# MCIE dataset (built by mcie)
+CARD = """{front_matter}# MCIE dataset (built by mcie)
 
 Complex-instruction image edits: each sample is a source image, an edited target image, one
 complex instruction made of 2-5 sub-instructions, and a semantic-spatial mask per
@@ -35,7 +39,8 @@ reason) in `rejected/`, failed ones only in `index.parquet` (with the error text
 ## Files
 
 - `shards/mcie-NNNNNN.tar` — accepted samples, WebDataset format (uncompressed tar, members
-  sorted by key, `mtime=0`); `shards.json` is their wids descriptor.
+  sorted by key, `mtime=0`); `shards.json` is their wids descriptor (with each shard's
+  size and SHA-256, also listed under Shards below).
 - `rejected/mcie-NNNNNN.tar` — rejected samples, same layout; `rejected.json` for wids.
 - `index.parquet` — one row per candidate, sorted by key: `key, shard, status, reason, error,
   instruction, num_sub_edits, edit_types, sub_instructions, sub_executed, sub_compliance,
@@ -82,19 +87,26 @@ Filter thresholds of this build: `{thresholds}`.
 
 ## Loading
 
-```python
-import webdataset as wds
-ds = (wds.WebDataset("shards/mcie-{{000000..000009}}.tar", shardshuffle=False)
-      .decode("pil"))           # for multi-GPU training add nodesplitter=wds.split_by_node
-for sample in ds:
-    src, tgt, meta = sample["src.{ext}"], sample["tgt.{ext}"], sample["json"]
-    masks = [sample[f"mask{{k}}.png"] for k in range(len(meta["sub_edits"]))]
+The YAML front matter above declares the configs (`default`: accepted shards, `rejected`: the
+rejected ones) with their files and the features, so Hugging Face `datasets` loads this folder
+as it is: every mask slot is typed as an 8-bit single-channel image and the slots a sample does
+not use come back `None`. Snippets below name this build's real shards; run them in this folder.
 
-import wids
-ds = wids.ShardListDataset("shards.json", cache_dir="/tmp/wids-cache")
-sample = ds[0]                  # random access; keys ".src.{ext}", ".json", ".mask0.png", ...
-```
+{snippets}
+
+## Shards
+
+{shard_table}
 """
+
+
+def _most_sub_edits(out: str) -> int:
+    """The most sub-edits of any candidate in the build's index (0 without an index)."""
+    path = os.path.join(out, "index.parquet")
+    if not os.path.exists(path):
+        return 0
+    column = pq.read_table(path, columns=["num_sub_edits"]).column("num_sub_edits")
+    return int(pc.max(column).as_py() or 0)
 
 
 def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -121,14 +133,20 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
             f"{meta.get('connectives', '?')} ways to join sub-instructions; referring expressions name"
             " only what singles an object out (shape, colour, pattern, size, a relation, a position)."
         )
+    ext = "png" if meta.get("lossless") else "jpg"
+    shardlists = {name: read_shardlist(out, desc) for name, desc in CONFIGS}
+    slots = max(MASK_SLOTS, _most_sub_edits(out))
     text = CARD.format(
+        front_matter=front_matter(shardlists, ext, slots),
+        snippets=loading_snippets(shardlists["default"], ext, slots),
+        shard_table=shard_table(shardlists),
         language=language,
         generator=meta.get("generator", "?"),
         seed=meta.get("seed", "?"),
         status_rows=status_rows or "| (none) | 0 |",
         candidates=summary["candidates"],
         reason_rows="\n".join(reason_rows) or "| (none) | 0 | |",
-        ext="png" if meta.get("lossless") else "jpg",
+        ext=ext,
         schema_version=SCHEMA_VERSION,
         thresholds=json.dumps(meta.get("thresholds", {}), sort_keys=True),
     )

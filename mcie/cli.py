@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="record table directory to write")
     _add_synthetic_args(g)
     _add_run_args(g)
+    real_cli.add_build_args(g)
 
     for name, text in (
         ("annotate", "stage 2 alone: masks for a record table"),
@@ -178,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("--in", dest="inp", required=True, help="record table to read")
         s.add_argument("--out", required=True, help="record table to write")
+        s.add_argument(
+            "--models",
+            metavar="YAML",
+            default=None,
+            help="for a table of the real-model backend: the models file (default: the one "
+            "that made the table, from its run.json)",
+        )
         if name == "score":
             _add_threshold_args(s)
         _add_run_args(s)
@@ -228,41 +236,73 @@ def _edit_weights(spec: str | None) -> tuple[tuple[str, float], ...]:
     return tuple((t, DEFAULT_EDIT_WEIGHTS[t]) for t in EDIT_TYPES if t in types)
 
 
-def _options(args: argparse.Namespace):
-    """BuildOptions from parsed arguments (validation errors become UsageError)."""
-    from mcie.pipeline.options import BuildOptions, RunOptions
-    from mcie.transforms.judge import FilterThresholds
+def _run_options(args: argparse.Namespace):
+    from mcie.pipeline.options import RunOptions
+
+    return RunOptions(
+        workers=args.workers,
+        runner=args.runner,
+        error_policy=args.error_policy,
+        max_failed_fraction=args.max_failed_fraction,
+        beam_args=tuple(args.beam_arg),
+        exit_after_units=args.debug_exit_after_units,
+        progress=not args.no_progress,
+    )
+
+
+def _backend(args: argparse.Namespace):
+    """The backend of a command: ``--models`` picks the real models; a stage command over a
+    table takes the backend that made the table (its run.json); else the synthetic scenes."""
+    from mcie.pipeline import real_cli
+    from mcie.pipeline.backends import SyntheticBackend
     from mcie.transforms.synthetic.editor import FailureConfig
     from mcie.transforms.synthetic.generator import SyntheticConfig
     from mcie.transforms.synthetic.planner import PlanConfig
 
+    if getattr(args, "images", None) and not args.models:
+        raise UsageError("--images needs --models (the synthetic generator makes its own images)")
+    if getattr(args, "models", None) and hasattr(args, "samples"):
+        return real_cli.models_backend(args)
+    if hasattr(args, "inp"):
+        from mcie.pipeline.stages import table_meta, table_units
+
+        table_units(args.inp)  # a missing or foreign table is a usage error
+        meta = table_meta(args.inp)
+        if meta.get("generator") == "real-models" and args.command != "shard":  # shard runs no step
+            return real_cli.models_backend(args, models=args.models or meta.get("models_file"))
+        return SyntheticBackend()
+    size = {**DEFAULT_SIZE, **PRESETS.get(args.preset or "", {})}
+    return SyntheticBackend(
+        samples=args.samples if args.samples is not None else size["samples"],
+        seed=args.seed,
+        synthetic=SyntheticConfig(
+            image_size=args.image_size,
+            plan=PlanConfig(
+                min_edits=args.min_edits,
+                max_edits=args.max_edits,
+                edit_weights=_edit_weights(args.edit_types),
+            ),
+            failures=FailureConfig(rate=args.failure_rate),
+        ),
+    )
+
+
+def _options(args: argparse.Namespace):
+    """BuildOptions from parsed arguments (validation errors become UsageError): the raw
+    namespace stops here."""
+    from mcie.pipeline.options import BuildOptions
+    from mcie.transforms.judge import FilterThresholds
+
     try:
-        run = RunOptions(
-            workers=args.workers,
-            runner=args.runner,
-            error_policy=args.error_policy,
-            max_failed_fraction=args.max_failed_fraction,
-            beam_args=tuple(args.beam_arg),
-            exit_after_units=args.debug_exit_after_units,
-            progress=not args.no_progress,
-        )
-        kw: dict[str, Any] = {"out": args.out, "resume": args.resume, "run": run}
+        kw: dict[str, Any] = {"out": args.out, "resume": args.resume, "run": _run_options(args)}
+        kw["backend"] = _backend(args)
         if hasattr(args, "samples"):
-            size = {**DEFAULT_SIZE, **PRESETS.get(args.preset or "", {})}
-            kw.update(
-                samples=args.samples if args.samples is not None else size["samples"],
-                shard_size=args.shard_size if args.shard_size is not None else size["shard_size"],
-                seed=args.seed,
-                synthetic=SyntheticConfig(
-                    image_size=args.image_size,
-                    plan=PlanConfig(
-                        min_edits=args.min_edits,
-                        max_edits=args.max_edits,
-                        edit_weights=_edit_weights(args.edit_types),
-                    ),
-                    failures=FailureConfig(rate=args.failure_rate),
-                ),
-            )
+            if args.shard_size is not None:
+                kw["shard_size"] = args.shard_size
+            elif getattr(args, "models", None):
+                kw["shard_size"] = 64  # input files per shard
+            else:
+                kw["shard_size"] = {**DEFAULT_SIZE, **PRESETS.get(args.preset or "", {})}["shard_size"]
         if hasattr(args, "min_compliance"):
             kw["thresholds"] = FilterThresholds(
                 args.min_compliance,
@@ -336,8 +376,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "models":
         return real_cli.run(args)
     opts = _options(args)
-    if args.command == "build" and (args.models or args.images):
-        return real_cli.run_build(args, opts.run)  # prints and checks its own summary
     if args.command == "build":
         summary = run_build(opts)
     elif args.command == "generate":
@@ -345,7 +383,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command in ("annotate", "score"):
         summary = stages.run_map_stage(args.command, args.inp, opts)
     else:
-        summary = stages.run_shard(args.inp, args.out, opts.lossless, opts.run, opts.resume)
+        summary = stages.run_shard(args.inp, opts)
     print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     runner.check_failures(summary, opts.run)
     return ExitCode.OK

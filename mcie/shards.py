@@ -16,6 +16,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 
 from mcie.images import PNG_LEVEL_FAST, encode_jpeg, encode_png
+from mcie.keys import InvalidKeyError, check_key
 from mcie.records import EditSample
 
 
@@ -58,20 +59,72 @@ def write_tar(path: str, samples: Iterable[list[tuple[str, bytes]]]) -> int:
     return n
 
 
+class ShardError(ValueError):
+    """A shard that cannot be read whole: truncated, not a tar, or holding an invalid key.
+    The message names the file (and the key where there is one)."""
+
+
+#: a tar ends with two zero blocks (POSIX): their absence means the file was cut short
+_END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE
+
+
+def _check_end(path: str, fh, offset: int) -> None:
+    """Raise :class:`ShardError` unless two zero blocks follow the last member at ``offset``.
+
+    ``tarfile`` reads a tar cut at a member boundary as a shorter tar, silently; every writer
+    (ours, GNU tar, webdataset's) ends a tar with the end-of-archive blocks, so their absence
+    is a truncation."""
+    fh.seek(offset)
+    tail = fh.read(_END_OF_ARCHIVE)
+    if len(tail) < _END_OF_ARCHIVE or tail.count(0) != _END_OF_ARCHIVE:
+        raise ShardError(
+            f"{path}: truncated tar (no end-of-archive marker after byte {offset}; "
+            f"file has {os.path.getsize(path)} bytes)"
+        )
+
+
+def check_tar_complete(path: str) -> int:
+    """Walk the member headers of ``path`` (data is skipped, not read) and check the tar is
+    whole; returns the number of members. Raises :class:`ShardError` naming the file."""
+    n = 0
+    try:
+        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+            for info in tar:
+                if info.offset_data + info.size > os.fstat(fh.fileno()).st_size:
+                    raise ShardError(f"{path}: truncated tar (member {info.name} is cut short)")
+                n += 1
+            _check_end(path, fh, tar.offset)
+    except tarfile.TarError as exc:
+        raise ShardError(f"{path}: unreadable tar ({exc})") from exc
+    return n
+
+
 def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {suffix: bytes})`` per sample of a shard, in file order; a key is
-    everything before the first dot of a member name, as in WebDataset."""
+    everything before the first dot of a member name, as in WebDataset.
+
+    A key of the wrong shape (:mod:`mcie.keys`) or a truncated tar raises :class:`ShardError`
+    naming the file: a damaged shard is an error, never a shorter shard."""
     current: str | None = None
     members: dict[str, bytes] = {}
-    with tarfile.open(path, mode="r:") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            key, _, suffix = info.name.partition(".")
-            if key != current and current is not None:
-                yield current, members
-                members = {}
-            current = key
-            members[suffix] = tar.extractfile(info).read()
+    try:
+        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, _, suffix = info.name.partition(".")
+                if key != current and current is not None:
+                    yield current, members
+                    members = {}
+                if key != current:
+                    try:
+                        check_key(key, path)
+                    except InvalidKeyError as exc:
+                        raise ShardError(str(exc)) from exc
+                current = key
+                members[suffix] = tar.extractfile(info).read()
+            _check_end(path, fh, tar.offset)
+    except tarfile.TarError as exc:
+        raise ShardError(f"{path}: unreadable tar ({exc})") from exc
     if current is not None:
         yield current, members

@@ -104,15 +104,22 @@ class MCIEAttnProcessor(nn.Module):
     layer computes exactly what ``AttnProcessor2_0`` computes.
     """
 
-    def __init__(self, hidden_size: int, src_token_dim: int, saca: bool = True, bcca: bool = True) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        src_token_dim: int,
+        saca: bool = True,
+        bcca: bool = True,
+        gate_init: float = 0.0,
+    ) -> None:
         super().__init__()
         self.saca, self.bcca = saca, bcca
         if saca:
-            self.saca_gate = nn.Parameter(torch.zeros(()))
+            self.saca_gate = nn.Parameter(torch.full((), float(gate_init)))
         if bcca:
             self.to_k_src = nn.Linear(src_token_dim, hidden_size, bias=False)
             self.to_v_src = nn.Linear(src_token_dim, hidden_size, bias=False)
-            self.bcca_gate = nn.Parameter(torch.zeros(()))
+            self.bcca_gate = nn.Parameter(torch.full((), float(gate_init)))
 
     def __call__(
         self,
@@ -217,16 +224,19 @@ class MCIEAttnProcessor(nn.Module):
 
 
 def install_processors(
-    unet, src_token_dim: int, saca: bool = True, bcca: bool = True
+    unet, src_token_dim: int, saca: bool = True, bcca: bool = True, gate_init: float = 0.0
 ) -> dict[str, nn.Module]:
     """Put :class:`MCIEAttnProcessor` on every cross-attention layer of ``unet`` and
-    :class:`SelfAttnProcessor` on the others. Returns the MCIE processors by layer name."""
+    :class:`SelfAttnProcessor` on the others (gates start at ``gate_init``). Returns the MCIE
+    processors by layer name."""
     procs: dict = {}
     mcie: dict[str, nn.Module] = {}
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):
             hidden = _hidden_size(unet, name)
-            mcie[name] = procs[name] = MCIEAttnProcessor(hidden, src_token_dim, saca=saca, bcca=bcca)
+            mcie[name] = procs[name] = MCIEAttnProcessor(
+                hidden, src_token_dim, saca=saca, bcca=bcca, gate_init=gate_init
+            )
         else:
             procs[name] = SelfAttnProcessor()
     unet.set_attn_processor(procs)

@@ -49,6 +49,26 @@ def add_parsers(sub) -> None:
         default=None,
         help="train the text encoder too (default: the preset's choice; on for tiny-pixel only)",
     )
+    t.add_argument(
+        "--gate-init",
+        type=float,
+        default=None,
+        help="initial SACA/BCCA gate value (default 0: starts as the plain UNet, for fine-tuning a "
+        "pretrained backbone; 1 for models trained from scratch)",
+    )
+    t.add_argument(
+        "--gate-lr-mult",
+        type=float,
+        default=10.0,
+        help="learning-rate multiplier of the SACA/BCCA gates and BCCA's new projections (default 10)",
+    )
+    t.add_argument(
+        "--edit-loss-weight",
+        type=float,
+        default=0.0,
+        help="extra loss weight inside the edit regions, normalised to mean 1 (default 0: plain MSE; "
+        "4 helps small models, whose edit regions are a few %% of the pixels)",
+    )
     t.add_argument("--init-from", default=None, help="local SD1.5 / InstructPix2Pix folder to start from")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     t.add_argument(
@@ -162,6 +182,8 @@ def _check_train(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.conditioning_dropout < 1 / 3:
         raise UsageError("--conditioning-dropout must be in [0, 1/3)")
+    if args.gate_lr_mult <= 0 or args.edit_loss_weight < 0:
+        raise UsageError("--gate-lr-mult must be > 0 and --edit-loss-weight >= 0")
     if not 0 <= args.ema_decay < 1:
         raise UsageError("--ema-decay must be in [0, 1)")
     if args.validate_every < 0:

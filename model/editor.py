@@ -165,7 +165,9 @@ class MCIEEditor(nn.Module):
             beta_end=0.012,
             prediction_type=cfg.prediction_type,
         )
-        self.processors = install_processors(unet, cfg.src_token_dim, saca=cfg.saca, bcca=cfg.bcca)
+        self.processors = install_processors(
+            unet, cfg.src_token_dim, saca=cfg.saca, bcca=cfg.bcca, gate_init=cfg.gate_init
+        )
 
     # -- construction / persistence -----------------------------------------------------------
     @classmethod

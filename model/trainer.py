@@ -160,8 +160,36 @@ class TrainingObjective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict, generator: torch.Generator, dropout: float) -> torch.Tensor:
-        return training_loss(self.model, batch, generator, dropout=dropout)
+    def forward(
+        self, batch: dict, generator: torch.Generator, dropout: float, edit_weight: float = 0.0
+    ) -> torch.Tensor:
+        return training_loss(self.model, batch, generator, dropout=dropout, edit_weight=edit_weight)
+
+
+#: parameters new to MCIE-E1 (SACA/BCCA gates, BCCA's source projections): they may learn faster
+NEW_PARAMS = ("saca_gate", "bcca_gate", "to_k_src", "to_v_src")
+
+
+def param_groups(model: MCIEEditor, lr: float, weight_decay: float, gate_lr_mult: float = 1.0) -> list[dict]:
+    """AdamW groups: the backbone at ``lr``; MCIE-E1's new parameters at ``lr * gate_lr_mult``,
+    and the gates without weight decay (decay would pull a gate back to 0, shutting its branch)."""
+    base, new, gates = [], [], []
+    for n, p in model.named_trainable_parameters():
+        if not p.requires_grad:
+            continue
+        leaf = n.rsplit(".", 1)[-1]
+        if leaf in ("saca_gate", "bcca_gate"):
+            gates.append(p)
+        elif any(f".{k}." in n for k in NEW_PARAMS):
+            new.append(p)
+        else:
+            base.append(p)
+    groups = [{"params": base, "lr": lr, "weight_decay": weight_decay}]
+    if new:
+        groups.append({"params": new, "lr": lr * gate_lr_mult, "weight_decay": weight_decay})
+    if gates:
+        groups.append({"params": gates, "lr": lr * gate_lr_mult, "weight_decay": 0.0})
+    return groups
 
 
 def _forever(loader):
@@ -181,6 +209,8 @@ def build_model(args) -> MCIEEditor:
         overrides["resolution"] = args.resolution
     if getattr(args, "train_text_encoder", None) is not None:  # else the preset decides
         overrides["train_text_encoder"] = args.train_text_encoder
+    if getattr(args, "gate_init", None) is not None:  # else the preset decides
+        overrides["gate_init"] = args.gate_init
     cfg = MCIEConfig.preset_config(args.preset, **overrides)
     if args.init_from:
         return MCIEEditor.from_pretrained_sd(args.init_from, cfg, seed=args.seed)
@@ -322,7 +352,11 @@ def train(args) -> dict:
     accelerator.wait_for_everyone()
     model, step, ema, resumed = _setup_model(args, accelerator)
     params = model.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW(
+        param_groups(model, args.lr, args.weight_decay, getattr(args, "gate_lr_mult", 1.0)),
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+    )
     if resumed:
         load_optimizer(opt, os.path.join(resumed, "optimizer"))
     objective, opt = accelerator.prepare(TrainingObjective(model), opt)
@@ -355,7 +389,9 @@ def train(args) -> dict:
             batch = next(batches)
             keys += list(batch["key"])
             with accelerator.accumulate(objective):
-                loss = objective(batch, gen, args.conditioning_dropout)
+                loss = objective(
+                    batch, gen, args.conditioning_dropout, getattr(args, "edit_loss_weight", 0.0)
+                )
                 accelerator.backward(loss)  # divides by grad_accum; DDP averages over processes
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(params, args.max_grad_norm)

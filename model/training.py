@@ -57,9 +57,11 @@ def diffusion_loss(
     keep_text: torch.Tensor | None = None,
     keep_image: torch.Tensor | None = None,
     encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+    edit_weight: float = 0.0,
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction for given (noise, timesteps); the target is
-    the noise, or the velocity when the scheduler's ``prediction_type`` is ``v_prediction``."""
+    the noise, or the velocity when the scheduler's ``prediction_type`` is ``v_prediction``.
+    ``edit_weight`` > 0 weights the error toward the edit regions (:func:`edit_weights`)."""
     x0, src_z = encoded if encoded is not None else encode_batch(model, batch)
     cond = batch_conditioning(model, batch, src_z, keep_text, keep_image)
     noisy = model.scheduler.add_noise(x0, noise, timesteps)
@@ -70,7 +72,20 @@ def diffusion_loss(
         target = noise
     else:
         raise ValueError(f"unsupported prediction_type {model.scheduler.config.prediction_type!r}")
-    return F.mse_loss(pred.float(), target.float())
+    if edit_weight <= 0:
+        return F.mse_loss(pred.float(), target.float())
+    w = edit_weights(cond.regions, edit_weight)  # (B, 1, h, w)
+    return (w * (pred.float() - target.float()) ** 2).mean()
+
+
+def edit_weights(regions: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-cell loss weights ``1 + weight`` inside the union of the edit regions and 1 outside,
+    normalised to mean 1 per sample (so the loss scale, hence the learning rate, is unchanged).
+    Edit regions are about 5% of the cells of a demo image: unweighted, 95% of the loss
+    teaches "copy the source". ``regions``: (B, K, h, w) → (B, 1, h, w)."""
+    union = regions.float().amax(dim=1, keepdim=True)
+    w = 1.0 + weight * union
+    return w / w.mean(dim=(-2, -1), keepdim=True)
 
 
 def fixed_triple_loss(model: MCIEEditor, batch: dict, generator: torch.Generator) -> Callable[[], float]:
@@ -89,9 +104,14 @@ def fixed_triple_loss(model: MCIEEditor, batch: dict, generator: torch.Generator
 
 
 def training_loss(
-    model: MCIEEditor, batch: dict, generator: torch.Generator, dropout: float = 0.05
+    model: MCIEEditor,
+    batch: dict,
+    generator: torch.Generator,
+    dropout: float = 0.05,
+    edit_weight: float = 0.0,
 ) -> torch.Tensor:
-    """One stochastic training loss: random timesteps, noise and conditioning dropout."""
+    """One stochastic training loss: random timesteps, noise and conditioning dropout;
+    ``edit_weight``: see :func:`edit_weights`."""
     x0, src_z = encode_batch(model, batch, generator)
     b = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator).to(x0)
@@ -99,4 +119,6 @@ def training_loss(
     u = torch.rand(b, generator=generator)
     keep_text = ~(u < 2 * dropout)  # dropped for u in [0, 2p)
     keep_image = ~((u >= dropout) & (u < 3 * dropout))  # dropped for u in [p, 3p): both for [p, 2p)
-    return diffusion_loss(model, batch, noise, t, keep_text, keep_image, encoded=(x0, src_z))
+    return diffusion_loss(
+        model, batch, noise, t, keep_text, keep_image, encoded=(x0, src_z), edit_weight=edit_weight
+    )

@@ -1,101 +1,95 @@
-"""``mcie build``: generate → annotate → score → shard in one Beam pipeline.
+"""The one unit pipeline: ``mcie build`` (and every stage command) for every backend.
 
-The pipeline is parallel over units (shard-sized index ranges); inside a unit the stages run
-fused, sample by sample, and the unit's shard, index part and stats are written at its end.
-Only the units (three integers each) are reshuffled: image bytes never cross a shuffle.
+```
+backend ──► units ──► Reshuffle ──► UnitFn: items → source → steps, in order ──► sink ──► finalize
+```
+
+The pipeline is parallel over units (shard-sized lists of items: sample indices, input files);
+inside a unit the steps run fused, a chunk of samples at a time (one sample for the synthetic
+backend, so a unit never holds more than one sample's pixels; the whole unit for model steps,
+which batch it). Only the units (three integers each) are reshuffled: image bytes never cross
+a shuffle. The unit's sink (shards, index part, stats) is written at its end.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from mcie.reasons import Reason
+from mcie.exitcodes import UsageError
 from mcie.records import EditSample
-from mcie.transforms.annotate import MaskAnnotator
-from mcie.transforms.judge import JudgeFilter, PixelJudge
-from mcie.transforms.synthetic.generator import SyntheticSource
+from mcie.transforms.step import STAGES, Step
 
 from .options import BuildOptions
 from .runner import count_outcome, run_pipeline
-from .sink import ShardSink
-from .units import Unit, plan_units, run_stage
+from .units import Unit
+
+#: the stage-at-a-time commands' cuts of a backend's steps (the source runs in ``generate``)
+CUTS = {
+    "build": STAGES,
+    "generate": ("source", "plan", "ground", "edit"),
+    "annotate": ("annotate",),
+    "score": ("score",),
+    "shard": (),
+}
 
 
-class SampleChain:
-    """The per-sample work of a build, shared by the Beam DoFn and the plain-loop benchmark:
-    generate, annotate, judge and filter under the error policy."""
-
-    def __init__(self, opts: BuildOptions) -> None:
-        self.opts = opts
-        self.source = SyntheticSource(opts.synthetic)
-        self.annotator = MaskAnnotator(opts.annotate)
-        self.judge = PixelJudge(opts.judge)
-        self.filter = JudgeFilter(opts.thresholds)
-
-    def generate(self, index: int) -> tuple[EditSample, dict[str, Any] | None]:
-        """The candidate for ``index`` and its truth row; a generator exception gives a failed
-        sample (keyed by where it came from) and no truth row."""
-        seed = self.opts.seed
-        try:
-            return self.source.generate(seed, index)
-        except Exception as exc:
-            if self.opts.run.error_policy == "raise":
-                raise
-            sample = EditSample(
-                key=self.source.failed_key(seed, index),
-                source_id=f"synthetic:{seed}:{index}",
-                source_hash="",
-                src=None,
-                tgt=None,
-                instruction="",
-                sub_edits=[],
-                provenance={"seed": seed, "index": index},
-            )
-            sample.fail(Reason.GENERATE_ERROR, exc)
-            return sample, None
-
-    def process(self, sample: EditSample) -> EditSample:
-        """Annotate, judge and filter one candidate under the error policy."""
-        policy = self.opts.run.error_policy
-        sample = run_stage(sample, "annotate", self.annotator.annotate, policy)
-        return run_stage(sample, "score", self.score, policy)
-
-    def score(self, sample: EditSample) -> EditSample:
-        """Judge, then filter."""
-        return self.filter.apply(self.judge.judge(sample))
-
-    def make(self, index: int) -> tuple[EditSample, dict[str, Any] | None]:
-        """One candidate, scored, and its truth row (None when generation failed)."""
-        sample, truth = self.generate(index)
-        return self.process(sample), truth
+def select_steps(steps: list[Step], cut: str) -> list[Step]:
+    """The steps of ``steps`` that stage command ``cut`` runs, in order."""
+    stages = CUTS[cut]
+    chosen = [s for s in steps if s.stage in stages]
+    if cut != "build":
+        for s in chosen:
+            spans = getattr(s, "spans", (s.stage,))
+            if not set(spans) <= set(stages):
+                raise UsageError(
+                    f"step {type(s).__name__} spans the stages {list(spans)}; it runs only in "
+                    "`mcie build` (e.g. best-of-N editing needs the judge), not stage by stage"
+                )
+    return chosen
 
 
-class BuildUnitFn(beam.DoFn):
-    """Builds one unit end to end; yields the unit's stats (small)."""
+class UnitFn(beam.DoFn):
+    """Runs one unit through a cut of its backend's steps and writes it; yields the unit's
+    stats (small). ``read(unit, source, policy)`` gives the unit's (sample, truth) pairs (from
+    the backend's source, or from a stored record table); ``open_writer(unit)`` the writer
+    the samples go to (the shard sink, or a record table)."""
 
-    def __init__(self, opts: BuildOptions) -> None:
-        self.opts = opts
+    def __init__(
+        self,
+        opts: BuildOptions,
+        cut: str,
+        read: Callable[..., Iterator[tuple[EditSample, dict[str, Any] | None]]],
+        open_writer: Callable[[BuildOptions, Unit], Any],
+        count: bool,
+    ) -> None:
+        self.opts, self.cut, self.read, self.open_writer, self.count = opts, cut, read, open_writer, count
 
     def setup(self) -> None:
-        # heavy state once per worker (here: cheap, but a model-backed chain loads weights here)
-        self.chain = SampleChain(self.opts)
-        self.sink = ShardSink(self.opts.out, self.opts.lossless, self.opts.run.error_policy)
+        # heavy state once per worker: a model-backed step loads its weights here
+        policy = self.opts.run.error_policy
+        self.source = self.opts.backend.source() if self.cut in ("build", "generate") else None
+        self.steps = select_steps(self.opts.backend.steps(self.opts.thresholds, policy), self.cut)
+        for s in [self.source, *self.steps]:
+            if s is not None:
+                s.setup()
         self.units_done = 0
         self.elapsed = Metrics.distribution("mcie", "unit_ms")
 
     def process(self, unit: Unit):
         t0 = time.perf_counter()
-        writer = self.sink.open_unit(unit.id)
-        for i in range(unit.start, unit.stop):
-            sample, truth = self.chain.make(i)
-            writer.add(sample, truth)  # encoded now; the pixels are not kept
-            count_outcome(sample)
+        writer = self.open_writer(self.opts, unit)
+        for chunk in _chunks(self.read(self.opts, unit, self.source), self.opts.backend.chunk):
+            samples = run_steps(self.steps, [s for s, _ in chunk], self.opts.run.error_policy)
+            for s, (_, truth) in zip(samples, chunk, strict=True):
+                writer.add(s, truth)  # the sink encodes now; the pixels are not kept
+                if self.count:
+                    count_outcome(s)
         stats = writer.close()
         self.elapsed.update(int(1000 * (time.perf_counter() - t0)))
         self.units_done += 1
@@ -104,42 +98,98 @@ class BuildUnitFn(beam.DoFn):
         yield stats
 
 
-def build_pipeline(p: beam.Pipeline, units: list[Unit], opts: BuildOptions):
-    """Attach the build to pipeline ``p``; returns the PCollection of unit stats."""
-    return (
-        p
-        | "Units" >> beam.Create(units)
-        | "SpreadUnits" >> beam.Reshuffle()
-        | "BuildUnits" >> beam.ParDo(BuildUnitFn(opts))
-    )
+def run_steps(steps: list[Step], samples: list[EditSample], policy: str) -> list[EditSample]:
+    """``samples`` through ``steps`` in order, each under the error policy."""
+    for step in steps:
+        samples = step.run(samples, policy)
+    return samples
+
+
+def _chunks(pairs, size: int | None):
+    chunk = []
+    for pair in pairs:
+        chunk.append(pair)
+        if size is not None and len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def read_source(opts: BuildOptions, unit: Unit, source) -> Iterator[tuple[EditSample, dict | None]]:
+    """A unit's candidates from the backend's source step, one item at a time."""
+    for item in opts.backend.items(unit):
+        yield source.run(item, opts.run.error_policy)
+
+
+def open_shard_writer(opts: BuildOptions, unit: Unit):
+    """The shard sink's writer of ``unit`` in ``opts.out``."""
+    from .sink import ShardSink
+
+    return ShardSink(opts.out, opts.lossless, opts.run.error_policy).open_unit(unit.id)
+
+
+def unit_pipeline(p: beam.Pipeline, units: list[Unit], fn: UnitFn):
+    """The one wiring: Create(units) → Reshuffle → ParDo(fn); returns the PCollection of unit
+    stats. The backend may add resource hints (a GPU on Dataflow)."""
+    step = beam.ParDo(fn)
+    hints = fn.opts.backend.resource_hints(fn.opts.run)
+    if hints:
+        step = step.with_resource_hints(**hints)
+    return p | "Units" >> beam.Create(units) | "SpreadUnits" >> beam.Reshuffle() | "BuildUnits" >> step
 
 
 def run_build(opts: BuildOptions) -> dict[str, Any]:
-    """Run ``mcie build`` and return its summary (see :func:`mcie.pipeline.runner.run_pipeline`)."""
-    units = plan_units(opts.samples, opts.shard_size)
+    """Run ``mcie build`` with any backend; returns its summary (see
+    :func:`mcie.pipeline.runner.run_pipeline`)."""
+    backend = opts.backend
+    backend.check(opts.run)
+    fn = UnitFn(opts, "build", read_source, open_shard_writer, count=True)
     return run_pipeline(
-        command="build",
+        command=backend.command,
         out=opts.out,
-        units=units,
-        total_samples=opts.samples,
+        units=backend.units(opts.shard_size),
+        total_samples=backend.total(),
         fingerprint=opts.fingerprint(),
         run=opts.run,
         resume=opts.resume,
-        attach=lambda p, todo: build_pipeline(p, todo, opts),
-        meta=build_meta(opts),
+        attach=lambda p, todo: unit_pipeline(p, todo, fn),
+        meta=opts.meta(),
     )
 
 
-def build_meta(opts: BuildOptions) -> dict[str, Any]:
-    """What the dataset card says about how the set was made."""
-    from mcie.transforms.synthetic.planner import CONNECTIVE_STYLES, template_count
+class _StepsFn(beam.DoFn):
+    def __init__(self, opts: BuildOptions, cut: str) -> None:
+        self.opts, self.cut = opts, cut
 
-    return {
-        "generator": "synthetic",
-        "seed": opts.seed,
-        "lossless": opts.lossless,
-        "thresholds": dataclasses.asdict(opts.thresholds),
-        "edit_types": [t for t, _ in opts.synthetic.plan.edit_weights],
-        "templates": template_count(),
-        "connectives": len(CONNECTIVE_STYLES),
-    }
+    def setup(self) -> None:
+        policy = self.opts.run.error_policy
+        self.source = self.opts.backend.source() if self.cut == "generate" else None
+        self.steps = select_steps(self.opts.backend.steps(self.opts.thresholds, policy), self.cut)
+        for s in [self.source, *self.steps]:
+            if s is not None:
+                s.setup()
+
+    def process(self, element):
+        policy = self.opts.run.error_policy
+        sample = self.source.run(element, policy)[0] if self.source else element  # truth stays out
+        sample = run_steps(self.steps, [sample], policy)[0]
+        if self.cut == "score":
+            count_outcome(sample)
+        yield sample
+
+
+class RunSteps(beam.PTransform):
+    """Record-level use of a backend's steps, for pipelines users compose themselves and for
+    tests: ``cut="generate"`` turns unit items (sample indices, input files) into candidates;
+    ``"annotate"`` and ``"score"`` take and return ``EditSample`` s (``score`` counts every
+    outcome). ``mcie build`` itself fuses the steps inside units (:class:`UnitFn`)."""
+
+    def __init__(self, opts: BuildOptions, cut: str) -> None:
+        super().__init__(label=f"RunSteps{cut.capitalize()}")
+        if cut not in ("generate", "annotate", "score"):
+            raise ValueError(f"cut must be generate, annotate or score, got {cut!r}")
+        self.opts, self.cut = opts, cut
+
+    def expand(self, pcoll):
+        return pcoll | self.cut.capitalize() >> beam.ParDo(_StepsFn(self.opts, self.cut))

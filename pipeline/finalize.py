@@ -18,17 +18,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mcie.card import write_card
+from mcie.hub import file_sha256
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts
 
 
 def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
-    """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder."""
+    """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder. Each
+    entry also carries the shard's ``sha256`` (wids ignores keys it does not know), so a
+    download can be checked against it."""
     shardlist = []
     for path in sorted(glob.glob(os.path.join(out, shard_dir, "*.tar"))):
         rel = os.path.relpath(path, out)
         n = counts.get(rel, 0)
         if n:  # wids cannot index an empty shard
-            shardlist.append({"url": rel, "nsamples": n, "filesize": os.path.getsize(path)})
+            shardlist.append(
+                {"url": rel, "nsamples": n, "filesize": os.path.getsize(path), "sha256": file_sha256(path)}
+            )
     return {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,

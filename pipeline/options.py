@@ -10,11 +10,10 @@ import dataclasses
 import os
 
 from mcie.exitcodes import UsageError
-from mcie.transforms.annotate import AnnotateConfig
-from mcie.transforms.judge import FilterThresholds, PixelJudgeConfig
-from mcie.transforms.synthetic.generator import SyntheticConfig
+from mcie.transforms.judge import FilterThresholds
+from mcie.transforms.step import ERROR_POLICIES
 
-ERROR_POLICIES = ("continue", "raise")
+from .backends import Backend, SyntheticBackend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,36 +52,49 @@ class RunOptions:
 
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
-    """Everything ``mcie build`` needs; the output is a function of these (minus ``run``)."""
+    """What every build shares, whatever its backend; the output is a function of these
+    (minus ``run`` and ``resume``). ``backend`` is a :class:`~mcie.pipeline.backends.Backend`
+    (synthetic scenes by default; real models with ``mcie build --models``)."""
 
     out: str
-    samples: int = 1000
-    seed: int = 0
+    backend: Backend = dataclasses.field(default_factory=SyntheticBackend)
+    #: items (sample indices, input files) per unit of work and per shard
     shard_size: int = 500
     #: write PNG instead of JPEG for source and target images
     lossless: bool = False
     resume: bool = False
-    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
-    annotate: AnnotateConfig = dataclasses.field(default_factory=AnnotateConfig)
-    judge: PixelJudgeConfig = dataclasses.field(default_factory=PixelJudgeConfig)
     thresholds: FilterThresholds = dataclasses.field(default_factory=FilterThresholds)
     run: RunOptions = dataclasses.field(default_factory=RunOptions)
 
     def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise UsageError(f"--samples must be >= 1, got {self.samples}")
         if self.shard_size < 1:
             raise UsageError(f"--shard-size must be >= 1, got {self.shard_size}")
-        if self.seed < 0:
-            raise UsageError(f"--seed must be >= 0, got {self.seed}")
 
     def fingerprint(self) -> dict:
         """The options that decide the output's bytes (``run`` and ``resume`` excluded); a
         resumed run must match them."""
-        d = dataclasses.asdict(self)
-        for k in ("run", "resume", "out"):
-            d.pop(k)
-        return d
+        return {
+            **self.backend.fingerprint(),
+            "shard_size": self.shard_size,
+            "lossless": self.lossless,
+            "thresholds": dataclasses.asdict(self.thresholds),
+        }
+
+    def stage_fingerprint(self, stage: str) -> dict:
+        """The options that decide a stage command's output (``annotate`` or ``score``)."""
+        b = self.backend.fingerprint()
+        if stage == "annotate":
+            return {"annotate": b.get("annotate")}
+        keep = {k: b[k] for k in ("judge", "models_hash") if k in b}
+        return {**keep, "thresholds": dataclasses.asdict(self.thresholds)}
+
+    def meta(self) -> dict:
+        """What ``run.json`` and the dataset card say about how the set was made."""
+        return {
+            **self.backend.meta(),
+            "lossless": self.lossless,
+            "thresholds": dataclasses.asdict(self.thresholds),
+        }
 
 
 def check_output_dir(path: str, resume: bool) -> None:

@@ -1,10 +1,10 @@
-"""CLI glue for the real-model backends: ``mcie build --models ... [--images ...]`` and
-``mcie models tiny DIR``. :mod:`mcie.cli` registers these and dispatches here."""
+"""CLI glue for the real-model backend: the ``--models/--images`` options of ``mcie build`` and
+``mcie generate``, and ``mcie models tiny DIR``. :mod:`mcie.cli` registers these and dispatches
+here; this module never imports :mod:`mcie.cli` (no cycle)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 from mcie.exitcodes import ExitCode, UsageError
 
@@ -55,51 +55,32 @@ def run(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown models command {args.models_command!r}")
 
 
-def real_options(args: argparse.Namespace, run_opts):
-    """:class:`RealBuildOptions` from ``mcie build`` arguments."""
-    from mcie.pipeline.real_build import DEFAULT_ACCELERATOR, RealBuildOptions, resolve_inputs
-    from mcie.transforms.judge import FilterThresholds
+def models_backend(args: argparse.Namespace, models: str | None = None):
+    """The :class:`~mcie.pipeline.backends.ModelsBackend` of ``mcie build|generate --models``
+    arguments (``models`` overrides ``--models``: a stage command reads it from its table)."""
+    from mcie.pipeline.backends import DEFAULT_ACCELERATOR, ModelsBackend
     from mcie.transforms.sources.images import ImageSourceConfig
 
+    images = getattr(args, "images", None)
+    size = getattr(args, "image_size", None)
     try:
-        return RealBuildOptions(
-            out=args.out,
-            models=args.models,
-            inputs=resolve_inputs(args.images),
-            shard_size=args.shard_size if args.shard_size is not None else 64,  # input files per shard
-            lossless=args.lossless,
-            resume=args.resume,
-            source=ImageSourceConfig(short_side=args.image_size, min_side=min(32, args.image_size)),
-            thresholds=FilterThresholds(
-                args.min_compliance, args.bg_ssim_min, args.bg_psnr_min, args.bg_l1_max, args.bg_changed_max
-            ),
-            run=run_opts,
-            accelerator=args.accelerator or DEFAULT_ACCELERATOR,
+        return ModelsBackend(
+            models=models or args.models,
+            inputs=resolve_inputs(images) if hasattr(args, "images") else (),
+            source_config=ImageSourceConfig(short_side=size, min_side=min(32, size))
+            if size
+            else ImageSourceConfig(),
+            accelerator=getattr(args, "accelerator", None) or DEFAULT_ACCELERATOR,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
 
-def run_build(args: argparse.Namespace, run_opts) -> int:
-    """Run the real-model build, print its summary and check the failure budget.
+def resolve_inputs(spec: str | None) -> tuple[str, ...]:
+    """The sorted input files of ``--images`` (default: the bundled sample photographs)."""
+    from mcie.transforms.sources.images import list_inputs, sample_photo_paths
 
-    Inputs that could not be used (``source_unreadable``, ``source_refused``) are outcomes of
-    the data, not of the run: each has its index row, the summary counts them, but they do not
-    count against ``--max-failed-fraction`` (a folder with junk in it is not a failed run)."""
-    from mcie.cli import format_summary
-    from mcie.pipeline.real_build import run_real_build
-    from mcie.pipeline.runner import check_failures
-
-    if args.images and not args.models:
-        raise UsageError("--images needs --models (the synthetic generator makes its own images)")
-    summary = run_real_build(real_options(args, run_opts))
-    print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
-    source = sum(v for k, v in summary["by_reason"].items() if k.startswith("failed:source_"))
-    budget = dict(summary)
-    budget["by_status"] = {**summary["by_status"], "failed": summary["by_status"].get("failed", 0) - source}
-    budget["candidates"] = summary["candidates"] - source
-    check_failures(budget, run_opts)
-    return ExitCode.OK
+    return tuple(list_inputs(spec) if spec else sample_photo_paths())
 
 
-__all__ = ["add_build_args", "add_parsers", "run", "run_build"]
+__all__ = ["add_build_args", "add_parsers", "run", "models_backend", "resolve_inputs"]

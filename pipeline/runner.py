@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import mcie
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
+from mcie.runlock import LOCK_NAME, RunLock
 
 from .finalize import finalize
 from .options import RunOptions, check_output_dir
@@ -55,9 +56,14 @@ def run_pipeline(
     shard-set :func:`finalize`); returns its summary plus ``elapsed_s``, ``samples_per_s`` and
     the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card."""
     check_output_dir(out, resume)
+    with RunLock(out, f"{command} run"):  # a second run into ``out`` refuses (exit 1)
+        return _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish)
+
+
+def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish) -> dict[str, Any]:
     meta = _jsonable(meta)
     manifest = {"command": command, "options": _jsonable(fingerprint), "units": len(units)}
-    if resume and os.path.isdir(out) and os.listdir(out):
+    if resume and set(os.listdir(out)) - {LOCK_NAME}:
         check_resume(out, manifest)
     else:
         write_run_manifest(out, {**manifest, "meta": meta, "mcie_version": mcie.__version__})
@@ -95,12 +101,17 @@ def run_pipeline(
 
 
 def check_failures(summary: dict[str, Any], run: RunOptions) -> None:
-    """Raise :class:`RunFailed` when the failed share exceeds ``run.max_failed_fraction``."""
-    failed = summary["by_status"].get("failed", 0)
-    n = max(summary["candidates"], 1)
+    """Raise :class:`RunFailed` when the failed share exceeds ``run.max_failed_fraction``.
+
+    Inputs that could not be used (``source_unreadable``, ``source_refused``) are outcomes of
+    the data, not of the run: each has its index row and the summary counts them, but they do
+    not count against the budget (a folder with junk in it is not a failed run)."""
+    source = sum(v for k, v in summary["by_reason"].items() if k.startswith("failed:source_"))
+    failed = summary["by_status"].get("failed", 0) - source
+    n = max(summary["candidates"] - source, 1)
     if failed / n > run.max_failed_fraction:
         raise RunFailed(
-            f"{failed} of {summary['candidates']} candidates failed ({failed / n:.1%}), more than "
+            f"{failed} of {summary['candidates'] - source} candidates failed ({failed / n:.1%}), more than "
             f"--max-failed-fraction {run.max_failed_fraction:.1%}; see the index's error column"
         )
 

@@ -4,7 +4,10 @@ A record table is a folder with ``part-NNNNNN.parquet`` (full records, one per u
 ``stats/`` done-markers, ``run.json`` and, from ``generate``, ``truth.parquet``. A stage reads
 one table and writes another, so a user can re-score with other thresholds without
 regenerating. The truth file is carried forward by copying it, unread. Running the four
-stages gives the same shards and index as ``mcie build`` with the same options.
+stages gives the same shards and index as ``mcie build`` with the same options, for every
+backend: each command runs the same :class:`~mcie.pipeline.build.UnitFn` over a cut of the
+backend's steps (:data:`~mcie.pipeline.build.CUTS`), reading and writing a table instead of
+the source and the shard sink.
 """
 
 from __future__ import annotations
@@ -15,20 +18,17 @@ import glob
 import json
 import os
 import shutil
-from collections.abc import Callable
 from typing import Any
-
-import apache_beam as beam
 
 from mcie.exitcodes import UsageError
 from mcie.records import EditSample
 from mcie.tables import TRUTH_SCHEMA, concat_parts, read_records, write_records, write_rows
 
-from .build import SampleChain, build_meta
-from .options import BuildOptions, RunOptions
-from .runner import count_outcome, run_pipeline
-from .sink import ShardSink, unit_stats
-from .units import Unit, plan_units, run_stage, unit_stats_path
+from .build import UnitFn, open_shard_writer, read_source, unit_pipeline
+from .options import BuildOptions
+from .runner import run_pipeline
+from .sink import unit_stats
+from .units import Unit, unit_stats_path
 
 
 def _part(table: str, unit_id: int) -> str:
@@ -82,78 +82,57 @@ def summarize_table(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class GenerateUnitFn(beam.DoFn):
-    """Generates one unit's candidates into a record-table part (+ truth part)."""
+class TableWriter:
+    """A unit's record-table part (and truth part): the stage commands' writer, with the
+    shard sink's interface (``add``, then ``close`` → stats)."""
 
-    def __init__(self, opts: BuildOptions) -> None:
-        self.opts = opts
+    def __init__(self, out: str, unit_id: int) -> None:
+        self.out, self.unit_id = out, unit_id
+        self.samples: list[EditSample] = []
+        self.truth: list[dict[str, Any]] = []
+        self.has_truth = False
 
-    def setup(self) -> None:
-        self.chain = SampleChain(self.opts)
+    def add(self, sample: EditSample, truth: dict[str, Any] | None = None) -> None:
+        self.samples.append(sample)
+        if truth is not None:
+            self.truth.append(truth)
 
-    def process(self, unit: Unit):
-        made = [self.chain.generate(i) for i in range(unit.start, unit.stop)]
-        samples = [s for s, _ in made]
-        os.makedirs(os.path.join(self.opts.out, "parts"), exist_ok=True)
-        write_records(_part(self.opts.out, unit.id), samples)
-        truths = [t for _, t in made if t is not None]
-        write_rows(
-            os.path.join(self.opts.out, "parts", f"truth-{unit.id:06d}.parquet"),
-            truths,
-            TRUTH_SCHEMA,
-        )
-        yield _write_stats(self.opts.out, unit.id, samples)
-
-
-class MapPartFn(beam.DoFn):
-    """Applies one per-sample step to every record of a part and writes it to ``out``."""
-
-    def __init__(
-        self,
-        src: str,
-        out: str,
-        step: Callable[[SampleChain, EditSample], EditSample],
-        opts: BuildOptions,
-    ) -> None:
-        self.src, self.out, self.step, self.opts = src, out, step, opts
-
-    def setup(self) -> None:
-        self.chain = SampleChain(self.opts)
-
-    def process(self, unit: Unit):
-        samples = [self.step(self.chain, s) for s in read_records(_part(self.src, unit.id))]
-        write_records(_part(self.out, unit.id), samples)
-        yield _write_stats(self.out, unit.id, samples)
+    def close(self) -> dict[str, Any]:
+        os.makedirs(os.path.join(self.out, "parts"), exist_ok=True)
+        write_records(_part(self.out, self.unit_id), self.samples)
+        if self.has_truth:
+            path = os.path.join(self.out, "parts", f"truth-{self.unit_id:06d}.parquet")
+            write_rows(path, self.truth, TRUTH_SCHEMA)
+        return _write_stats(self.out, self.unit_id, self.samples)
 
 
-class ShardPartFn(beam.DoFn):
-    """Writes a scored part as the unit's shards, index part and stats."""
-
-    def __init__(self, src: str, out: str, lossless: bool, policy: str) -> None:
-        self.src, self.out, self.lossless, self.policy = src, out, lossless, policy
-
-    def setup(self) -> None:
-        self.sink = ShardSink(self.out, self.lossless, self.policy)
-
-    def process(self, unit: Unit):
-        samples = read_records(_part(self.src, unit.id))
-        stats = self.sink.write_unit(unit.id, samples, None)
-        for s in samples:
-            count_outcome(s)
-        yield stats
+def open_table_writer(opts: BuildOptions, unit: Unit) -> TableWriter:
+    return TableWriter(opts.out, unit.id)
 
 
-def _par_do(fn: beam.DoFn):
-    return lambda p, todo: (
-        p | "Units" >> beam.Create(todo) | "SpreadUnits" >> beam.Reshuffle() | "Stage" >> beam.ParDo(fn)
-    )
+def open_generate_writer(opts: BuildOptions, unit: Unit) -> TableWriter:
+    w = TableWriter(opts.out, unit.id)
+    w.has_truth = opts.backend.has_truth  # a truth part per unit where the backend knows truth
+    return w
+
+
+class TableReader:
+    """A unit's records from the record table ``src`` (the stage commands' input)."""
+
+    def __init__(self, src: str) -> None:
+        self.src = src
+
+    def __call__(self, opts: BuildOptions, unit: Unit, source=None):
+        for s in read_records(_part(self.src, unit.id)):
+            yield s, None
 
 
 def run_generate(opts: BuildOptions) -> dict[str, Any]:
     """``mcie generate``: unannotated candidates into a record table at ``opts.out``."""
-    units = plan_units(opts.samples, opts.shard_size)
 
     def finish(out: str, meta: dict[str, Any]) -> dict[str, Any]:
+        if not opts.backend.has_truth:
+            return summarize_table(out, meta)
         concat_parts(  # as the build writes it: part by part, never the whole truth in memory
             os.path.join(out, "parts", "truth-*.parquet"),
             os.path.join(out, "truth.parquet"),
@@ -161,59 +140,44 @@ def run_generate(opts: BuildOptions) -> dict[str, Any]:
         )
         return summarize_table(out, meta)
 
+    backend = opts.backend
+    backend.check(opts.run)
+    fn = UnitFn(opts, "generate", read_source, open_generate_writer, count=False)
     return run_pipeline(
         command="generate",
         out=opts.out,
-        units=units,
-        total_samples=opts.samples,
+        units=backend.units(opts.shard_size),
+        total_samples=backend.total(),
         fingerprint=opts.fingerprint(),
         run=opts.run,
         resume=opts.resume,
-        attach=_par_do(GenerateUnitFn(opts)),
-        meta=build_meta(opts),
+        attach=lambda p, todo: unit_pipeline(p, todo, fn),
+        meta=opts.meta(),
         finish=finish,
     )
 
 
-def _annotate(chain: SampleChain, s: EditSample) -> EditSample:
-    return run_stage(s, "annotate", chain.annotator.annotate, chain.opts.run.error_policy)
-
-
-def _score(chain: SampleChain, s: EditSample) -> EditSample:
-    s = run_stage(s, "score", chain.score, chain.opts.run.error_policy)
-    count_outcome(s)
-    return s
-
-
-STEPS = {"annotate": _annotate, "score": _score}
-
-
 def run_map_stage(stage: str, src: str, opts: BuildOptions) -> dict[str, Any]:
-    """``mcie annotate`` / ``mcie score``: one step over every record of table ``src``,
-    written to the table ``opts.out`` (its annotate/judge/threshold options apply)."""
-    if stage not in STEPS:
-        raise UsageError(f"unknown stage {stage!r}; allowed: {sorted(STEPS)}")
+    """``mcie annotate`` / ``mcie score``: the backend's steps of that stage over every record
+    of table ``src``, written to the table ``opts.out`` (its annotate/judge/threshold options
+    apply)."""
+    if stage not in ("annotate", "score"):
+        raise UsageError(f"unknown stage {stage!r}; allowed: ['annotate', 'score']")
     units = table_units(src)
     meta = table_meta(src)
     if stage == "score":
         meta = {**meta, "thresholds": dataclasses.asdict(opts.thresholds)}
-    cfg = (
-        {"annotate": opts.annotate}
-        if stage == "annotate"
-        else {"judge": opts.judge, "thresholds": opts.thresholds}
-    )
+    fingerprint = {"input": os.path.abspath(src), **opts.stage_fingerprint(stage)}
+    fn = UnitFn(opts, stage, TableReader(src), open_table_writer, count=stage == "score")
     summary = run_pipeline(
         command=stage,
         out=opts.out,
         units=units,
         total_samples=sum(u.stop for u in units),
-        fingerprint={
-            "input": os.path.abspath(src),
-            **{k: dataclasses.asdict(v) for k, v in cfg.items()},
-        },
+        fingerprint=fingerprint,
         run=opts.run,
         resume=opts.resume,
-        attach=_par_do(MapPartFn(src, opts.out, STEPS[stage], opts)),
+        attach=lambda p, todo: unit_pipeline(p, todo, fn),
         meta=meta,
         finish=summarize_table,
     )
@@ -221,21 +185,22 @@ def run_map_stage(stage: str, src: str, opts: BuildOptions) -> dict[str, Any]:
     return summary
 
 
-def run_shard(src: str, out: str, lossless: bool, run: RunOptions, resume: bool = False) -> dict[str, Any]:
+def run_shard(src: str, opts: BuildOptions) -> dict[str, Any]:
     """``mcie shard``: a scored record table → shards, index, wids JSON, card."""
     units = table_units(src)
+    fn = UnitFn(opts, "shard", TableReader(src), open_shard_writer, count=True)
     summary = run_pipeline(
         command="shard",
-        out=out,
+        out=opts.out,
         units=units,
         total_samples=sum(u.stop for u in units),
-        fingerprint={"input": os.path.abspath(src), "lossless": lossless},
-        run=run,
-        resume=resume,
-        attach=_par_do(ShardPartFn(src, out, lossless, run.error_policy)),
-        meta={**table_meta(src), "lossless": lossless},
+        fingerprint={"input": os.path.abspath(src), "lossless": opts.lossless},
+        run=opts.run,
+        resume=opts.resume,
+        attach=lambda p, todo: unit_pipeline(p, todo, fn),
+        meta={**table_meta(src), "lossless": opts.lossless},
     )
-    _carry_truth(src, out)
+    _carry_truth(src, opts.out)
     return summary
 
 

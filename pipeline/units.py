@@ -1,4 +1,4 @@
-"""Units of work: shard-sized ranges of sample indices, and the per-sample stage chain.
+"""Units of work: shard-sized ranges of a backend's items (sample indices, input files).
 
 A unit is small (three integers), so it is what Beam shuffles between workers; image bytes
 never cross a shuffle. Everything about a sample is decided by (seed, index), so the output
@@ -12,8 +12,6 @@ import json
 import os
 
 from mcie.exitcodes import UsageError
-from mcie.reasons import STAGE_ERROR, Status
-from mcie.records import EditSample
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -71,18 +69,3 @@ def check_resume(out: str, manifest: dict) -> None:
         raise UsageError(f"--resume: {out!r} has no run.json; it is not an mcie output to resume")
     if old.get("options") != manifest.get("options") or old.get("command") != manifest.get("command"):
         raise UsageError(f"--resume: options differ from the run that wrote {out!r} (see its run.json)")
-
-
-def run_stage(sample: EditSample, stage: str, fn, policy: str) -> EditSample:
-    """Apply ``fn`` to a not-yet-failed sample under the error policy: on an exception the
-    sample becomes ``failed`` with the stage's reason code (or the exception propagates when
-    ``policy == "raise"``)."""
-    if sample.status == Status.FAILED:
-        return sample
-    try:
-        return fn(sample)
-    except Exception as exc:  # the policy decides; nothing is dropped silently
-        if policy == "raise":
-            raise
-        sample.fail(STAGE_ERROR[stage], exc)
-        return sample

@@ -7,9 +7,10 @@ from mcie.images import decode_mask
 from mcie.metrics import iou
 from mcie.reasons import Reason, Status
 from mcie.transforms.annotate import MaskAnnotator
-from mcie.transforms.judge import FilterThresholds, JudgeFilter, PixelJudge
+from mcie.transforms.judge import FilterThresholds, JudgeFilter
 from mcie.transforms.synthetic.editor import FAILURE_TYPES, FailureConfig
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
+from mcie.transforms.synthetic.judge import PixelJudge
 from mcie.transforms.synthetic.planner import EDIT_TYPES, PlanConfig
 
 SIZE = 256  # the default; at 128 px a small shape is ~7 px across and a pattern a dot or two

@@ -6,18 +6,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from mcie.pipeline.build import SampleChain
+from mcie.pipeline.backends import SyntheticBackend
+from mcie.pipeline.build import RunSteps, run_steps
 from mcie.pipeline.options import BuildOptions, RunOptions
-from mcie.pipeline.ptransforms import AnnotateSamples, GenerateSamples, ScoreSamples
 from mcie.transforms.synthetic.generator import SyntheticConfig
 
-OPTS = BuildOptions(out="/nonexistent", seed=21, synthetic=SyntheticConfig(image_size=64), run=RunOptions())
+OPTS = BuildOptions(
+    out="/nonexistent",
+    backend=SyntheticBackend(seed=21, synthetic=SyntheticConfig(image_size=64)),
+    run=RunOptions(),
+)
 FLAGS = ["--runner=FnApiRunner", "--direct_num_workers=1", "--direct_running_mode=in_memory"]
 
 
 def _expected(n):
-    chain = SampleChain(OPTS)
-    return [(s.key, s.status.value, s.reason) for s in (chain.make(i)[0] for i in range(n))]
+    source, steps = OPTS.backend.source(), OPTS.backend.steps(OPTS.thresholds, "continue")
+    made = [run_steps(steps, [source.run(i, "continue")[0]], "continue")[0] for i in range(n)]
+    return [(s.key, s.status.value, s.reason) for s in made]
 
 
 def test_stage_transforms_match_the_fused_chain_and_count_outcomes():
@@ -27,9 +32,9 @@ def test_stage_transforms_match_the_fused_chain_and_count_outcomes():
     out = (
         p
         | beam.Create(list(range(n)))
-        | GenerateSamples(OPTS)
-        | AnnotateSamples(OPTS)
-        | ScoreSamples(OPTS)
+        | RunSteps(OPTS, "generate")
+        | RunSteps(OPTS, "annotate")
+        | RunSteps(OPTS, "score")
         | beam.Map(lambda s: (s.key, s.status.value, s.reason))
     )
     assert_that(out, equal_to(expected))
@@ -64,9 +69,9 @@ def test_a_sample_that_raises_is_failed_with_its_reason_not_dropped(monkeypatch)
     out = (
         p
         | beam.Create(list(range(6)))
-        | GenerateSamples(OPTS)
-        | AnnotateSamples(OPTS)
-        | ScoreSamples(OPTS)
+        | RunSteps(OPTS, "generate")
+        | RunSteps(OPTS, "annotate")
+        | RunSteps(OPTS, "score")
         | beam.Map(
             lambda s: (
                 s.provenance["index"],

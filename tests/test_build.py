@@ -222,10 +222,14 @@ def test_presets_and_explicit_flags():
     def opts(*argv):
         return _options(build_parser().parse_args(["build", "--out", "/tmp/never-written", *argv]))
 
-    assert (opts("--preset", "mcie").samples, opts("--preset", "mcie").shard_size) == (90000, 1000)
-    assert (opts("--preset", "demo").samples, opts("--preset", "demo").shard_size) == (1200, 200)
-    assert opts("--preset", "mcie", "--samples", "10").samples == 10  # a flag wins over the preset
-    assert (opts().samples, opts().shard_size) == (1000, 500)
+    def size(*argv):
+        o = opts(*argv)
+        return o.backend.samples, o.shard_size
+
+    assert size("--preset", "mcie") == (90000, 1000)
+    assert size("--preset", "demo") == (1200, 200)
+    assert size("--preset", "mcie", "--samples", "10")[0] == 10  # a flag wins over the preset
+    assert size() == (1000, 500)
 
 
 def test_edit_types_restrict_the_plan(tmp_path, capsys):

@@ -19,7 +19,7 @@ from mcie.cli import main
 from mcie.images import decode_mask
 from mcie.shards import read_tar
 from mcie.transforms.annotate import MaskAnnotator
-from mcie.transforms.judge import PixelJudge
+from mcie.transforms.synthetic.judge import PixelJudge
 
 PROJECT = "review-round-trip"
 

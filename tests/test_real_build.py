@@ -104,29 +104,41 @@ def test_usage_errors(tiny_models, tmp_path):
     assert main(dataflow) == 1
 
 
-def test_best_of_n_keeps_the_best_candidate(tiny_models, tmp_path):
+def _make(tiny_models, paths, models=None):
+    """The unit pipeline's steps over ``paths`` as one chunk, outside Beam."""
+    from mcie.pipeline.backends import ModelsBackend
+    from mcie.pipeline.build import run_steps
+    from mcie.transforms.judge import FilterThresholds
+    from mcie.transforms.sources.images import ImageSourceConfig
+
+    backend = ModelsBackend(
+        models=tiny_models, inputs=tuple(paths), source_config=ImageSourceConfig(short_side=64), parsed=models
+    )
+    source, steps = backend.source(), backend.steps(FilterThresholds(), "continue")
+    for st in steps:
+        st.setup()
+    return run_steps(steps, [source.run(p, "continue")[0] for p in paths], "continue")
+
+
+def test_best_of_n_keeps_the_best_candidate(tiny_models):
     """editor.candidates = 2: each sample is edited twice (other seeds) and the candidate the
     judge ranks best is kept, so it never ranks below the single-candidate result."""
     import dataclasses
 
-    from mcie.pipeline.real_build import RealBuildOptions, RealChain, _rank
     from mcie.transforms.models.config import load_models_config
-    from mcie.transforms.sources.images import ImageSourceConfig
+    from mcie.transforms.models.steps import rank
 
     models = load_models_config(tiny_models)
-    opts = RealBuildOptions(
-        out=str(tmp_path / "o"), models=tiny_models, inputs=tuple(sample_photo_paths()),
-        source=ImageSourceConfig(short_side=64),
-    )  # fmt: skip
-    one = RealChain(opts, models).make(list(opts.inputs))
+    paths = sample_photo_paths()
+    one = _make(tiny_models, paths, models)
     editor2 = dataclasses.replace(models.editor, options={**models.editor.options, "candidates": 2})
-    two = RealChain(opts, dataclasses.replace(models, editor=editor2)).make(list(opts.inputs))
+    two = _make(tiny_models, paths, dataclasses.replace(models, editor=editor2))
     assert [s.key for s in one] == [s.key for s in two]
     edited = [(a, b) for a, b in zip(one, two, strict=True) if b.tgt is not None]
     assert edited
     for a, b in edited:
         assert b.provenance["candidates"] == 2 and b.provenance["candidate"] in (0, 1)
-        assert _rank(b) >= _rank(a)
+        assert rank(b) >= rank(a)
         seeds = [e.params["seed"] for e in b.sub_edits]
         if b.provenance["candidate"] == 1:
             assert seeds != [e.params["seed"] for e in a.sub_edits]
@@ -159,30 +171,50 @@ def test_same_data_whatever_the_units_and_workers(real_out, tiny_models, tmp_pat
     assert a == b
 
 
-def test_model_stages_ptransform_with_run_inference(tiny_models):
-    """The same stages as a record-level PTransform of RunInference steps on FnApiRunner; the
-    outcomes equal the fused build's for the same photos."""
+def test_stage_commands_give_the_same_bytes_as_build(real_out, tiny_models, tmp_path):
+    """generate | annotate | score | shard over record tables = the fused build, byte for byte."""
+    import filecmp
+
+    t = str(tmp_path)
+    assert main(["generate", "--models", tiny_models, "--out", f"{t}/t0", *FLAGS]) == 0
+    stage_flags = ["--no-progress", "--max-failed-fraction", "1"]
+    assert main(["annotate", "--in", f"{t}/t0", "--out", f"{t}/t1", *stage_flags]) == 0
+    assert main(["score", "--in", f"{t}/t1", "--out", f"{t}/t2", *stage_flags]) == 0
+    assert main(["shard", "--in", f"{t}/t2", "--out", f"{t}/out", *stage_flags]) == 0
+    tars = sorted(
+        os.path.join(d, n) for d in ("shards", "rejected") for n in os.listdir(os.path.join(real_out, d))
+    )
+    assert tars
+    for rel in ["index.parquet", "shards.json", "rejected.json", "README.md", *tars]:
+        assert filecmp.cmp(os.path.join(real_out, rel), os.path.join(t, "out", rel), shallow=False), rel
+    assert not os.path.exists(os.path.join(t, "out", "truth.parquet"))  # no truth for real inputs
+
+
+def test_record_level_steps_on_fnapi_runner(tiny_models):
+    """The same steps as record-level PTransforms (RunSteps) on FnApiRunner; the outcomes equal
+    the fused unit's for the same photos."""
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from mcie.pipeline.real_build import ModelStages, RealBuildOptions, RealChain
-    from mcie.transforms.models.config import load_models_config
+    from mcie.pipeline.backends import ModelsBackend
+    from mcie.pipeline.build import RunSteps
+    from mcie.pipeline.options import BuildOptions
     from mcie.transforms.sources.images import ImageSourceConfig
 
-    models = load_models_config(tiny_models)
     paths = sample_photo_paths()[:3]
-    opts = RealBuildOptions(
-        out="unused", models=tiny_models, inputs=tuple(paths), source=ImageSourceConfig(short_side=64)
+    expected = [(s.key, s.status.value, s.reason) for s in _make(tiny_models, paths)]
+    backend = ModelsBackend(
+        models=tiny_models, inputs=tuple(paths), source_config=ImageSourceConfig(short_side=64)
     )
-    chain = RealChain(opts, models)
-    expected = [(s.key, s.status.value, s.reason) for s in chain.make(paths)]
-    loaded = chain.load(paths)
+    opts = BuildOptions(out="unused", backend=backend)
     with TestPipeline(runner="FnApiRunner") as p:
         out = (
             p
-            | beam.Create(loaded)
-            | ModelStages(models)
+            | beam.Create(paths)
+            | RunSteps(opts, "generate")
+            | RunSteps(opts, "annotate")
+            | RunSteps(opts, "score")
             | beam.Map(lambda s: (s.key, s.status.value, s.reason))
         )
         assert_that(out, equal_to(expected))

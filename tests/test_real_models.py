@@ -16,8 +16,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
 from mcie.exitcodes import UsageError
+from mcie.pipeline.backends import check_dataflow
 from mcie.pipeline.options import RunOptions
-from mcie.pipeline.real_build import check_dataflow
 from mcie.reasons import Status
 from mcie.records import EditSample, SubEdit
 from mcie.transforms.judge import Judge

@@ -13,8 +13,9 @@ from mcie.records import EditSample, SubEdit, content_key, mask_box
 from mcie.shards import read_tar, sample_members, write_tar
 from mcie.tables import RECORD_SCHEMA, read_records, write_records
 from mcie.transforms.annotate import MaskAnnotator
-from mcie.transforms.judge import JudgeFilter, PixelJudge
+from mcie.transforms.judge import JudgeFilter
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
+from mcie.transforms.synthetic.judge import PixelJudge
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from mcie.metrics import changed
+from mcie.metrics import changed, dilate
 from mcie.records import EditSample, mask_box
 
 #: edit types whose target footprint is new (found in the target inside the planner's box)
@@ -85,3 +85,57 @@ class MaskAnnotator:
         region = np.zeros((h, w), dtype=bool)
         region[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
         return region
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionAnnotateConfig:
+    """``diff_tol``: levels a channel must move for a pixel to count as changed; ``search``:
+    how far (px) from a sub-edit's evidence its changed pixels are looked for. A generative
+    editor repaints past an object's outline (an inpainter works in a dilated region), so
+    the search reaches further than the synthetic annotator's box margin."""
+
+    diff_tol: int = 2
+    search: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.diff_tol < 255 or self.search < 0:
+            raise ValueError(f"need 0 <= diff_tol < 255 and search >= 0, got {self}")
+
+
+class RegionAnnotator:
+    """Masks from evidence for the real-model backend: a sub-edit's mask is the grounder's
+    footprint of its target on the source, united with the pixels that changed between source
+    and target within ``search`` px of its evidence (that footprint, or the planner's box
+    where the grounder found nothing, as for ``add``). A change far from every sub-edit stays
+    outside all masks, so the judge sees it as a background change."""
+
+    name = "region-annotator-v1"
+
+    def __init__(self, config: RegionAnnotateConfig | None = None) -> None:
+        self.config = config or RegionAnnotateConfig()
+
+    def annotate(self, sample: EditSample) -> EditSample:
+        """Annotate ``sample`` in place and return it."""
+        if sample.src is None or sample.tgt is None:
+            raise ValueError(f"sample {sample.key} has no images to annotate")
+        if sample.src.shape != sample.tgt.shape:
+            raise ValueError(f"source {sample.src.shape} and target {sample.tgt.shape} differ in size")
+        h, w = sample.src.shape[:2]
+        diff = changed(sample.src, sample.tgt, self.config.diff_tol)
+        for sub in sample.sub_edits:
+            ground = sub.ground_mask if sub.ground_mask is not None else np.zeros((h, w), dtype=bool)
+            base = ground if ground.any() else _box_mask(sub, h, w)
+            sub.mask = ground | (diff & dilate(base, self.config.search))
+            sub.box = mask_box(sub.mask)
+        sample.provenance = {**sample.provenance, "annotator": self.name}
+        return sample
+
+
+def _box_mask(sub, h: int, w: int) -> np.ndarray:
+    """The planner's (or grounder's) box of a sub-edit as a mask; empty when it has none."""
+    m = np.zeros((h, w), dtype=bool)
+    box = sub.params.get("box") or sub.params.get("plan_box") or sub.ground_box
+    if box is not None:
+        x0, y0, x1, y1 = box
+        m[max(y0, 0) : y1, max(x0, 0) : x1] = True
+    return m

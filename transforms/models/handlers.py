@@ -2,26 +2,28 @@
 
 Each handler takes and returns :class:`~mcie.records.EditSample` batches, so it works with
 ``RunInference`` (``beam.ml.inference.base.RunInference(handler)``) over a PCollection of
-samples and with the unit-fused build (:mod:`mcie.pipeline.real_build`), which calls
-``load_model`` in ``DoFn.setup`` and ``run_inference`` per batch so images never cross a shuffle.
+samples and with the unit pipeline (through :mod:`.steps`), which calls ``load_model`` in
+``DoFn.setup`` and ``run_inference`` per batch so images never cross a shuffle.
 
 Beam's own HuggingFace handler imports TensorFlow; these import only torch, transformers and
 diffusers. A handler on a GPU asks Beam to share one copy of the model across the worker's
 processes (``share_model_across_processes`` → ``large_model``) unless ``model_copies`` is set.
 
-Error policy: :func:`run_isolated` runs a batch; when the batch raises, it reruns the samples one
-by one so only the sample that raises fails (with the stage's reason), never its neighbours.
+Error policy: the one helper :func:`mcie.transforms.step.run_isolated` runs a batch; when the batch
+raises, it reruns the samples one by one so only the sample that raises fails (with the stage's
+reason), never its neighbours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler
 
-from mcie.reasons import Reason, Status
+from mcie.reasons import Reason
 from mcie.records import EditSample
+from mcie.transforms.step import run_isolated
 
 from .config import StageModel, options_for
 from .grounder import DetectorSamGrounder, GrounderConfig, load_grounder
@@ -29,27 +31,6 @@ from .inpaint_editor import EditorConfig, InpaintEditor, load_inpaint
 from .vlm import load_vlm
 from .vlm_judge import VLMJudge, VLMJudgeConfig
 from .vlm_planner import PlannerConfig, VLMPlanner
-
-
-def run_isolated(
-    samples: list[EditSample], fn: Callable[[list[EditSample]], list[EditSample]], reason: Reason, policy: str
-) -> list[EditSample]:
-    """``fn`` over the not-yet-failed samples; on an exception, one by one, failing only those
-    that raise (``policy == "raise"`` re-raises instead)."""
-    live = [s for s in samples if s.status != Status.FAILED]
-    if not live:
-        return samples
-    try:
-        fn(live)
-    except Exception:
-        if policy == "raise":
-            raise
-        for s in live:
-            try:
-                fn([s])
-            except Exception as exc:
-                s.fail(reason, exc)
-    return samples
 
 
 class _StageHandler(ModelHandler[EditSample, EditSample, Any]):

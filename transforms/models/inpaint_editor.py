@@ -37,7 +37,7 @@ class EditorConfig:
     negative_prompt: str = ""
     seed: int = 0
     #: best-of-N: edit each sample N times (other seeds) and keep the candidate the judge
-    #: scores best (the build does the choosing; see mcie.pipeline.real_build)
+    #: scores best (the build does the choosing; see mcie.transforms.models.steps.BestOfN)
     candidates: int = 1
 
     def __post_init__(self) -> None:

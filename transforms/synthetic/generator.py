@@ -30,6 +30,10 @@ class SyntheticConfig:
     max_objects: int = 7
     #: chance that a new object is placed partly over an earlier one (occlusion)
     overlap_rate: float = 0.25
+    #: multiplies object radii (scenes and added objects); presets for small models use > 1
+    object_scale: float = 1.0
+    #: share of striped or dotted objects
+    pattern_rate: float = 0.4
     plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
     failures: FailureConfig = dataclasses.field(default_factory=FailureConfig)
 
@@ -38,6 +42,10 @@ class SyntheticConfig:
             raise ValueError(f"image_size must be a multiple of 8 in [32, 1024], got {self.image_size}")
         if not 0.0 <= self.overlap_rate <= 1.0:
             raise ValueError(f"overlap_rate must be in [0, 1], got {self.overlap_rate}")
+        if not 0.25 <= self.object_scale <= 4.0:
+            raise ValueError(f"object_scale must be in [0.25, 4], got {self.object_scale}")
+        if not 0.0 <= self.pattern_rate <= 1.0:
+            raise ValueError(f"pattern_rate must be in [0, 1], got {self.pattern_rate}")
         if not 2 <= self.min_objects <= self.max_objects <= 12:
             raise ValueError(
                 f"need 2 <= min_objects <= max_objects <= 12, got {self.min_objects}, {self.max_objects}"
@@ -49,7 +57,8 @@ class SyntheticSource:
 
     def __init__(self, config: SyntheticConfig | None = None) -> None:
         self.config = config or SyntheticConfig()
-        self.planner = ScenePlanner(self.config.plan)
+        plan = dataclasses.replace(self.config.plan, object_scale=self.config.object_scale)
+        self.planner = ScenePlanner(plan)
         self.editor = SceneEditor(self.config.failures)
 
     def generate(self, seed: int, index: int) -> tuple[EditSample, dict[str, Any]]:
@@ -62,7 +71,15 @@ class SyntheticSource:
         cfg = self.config
         rng = np.random.default_rng([seed, index])
         for attempt in range(5):  # a crowded scene may leave no room for a plan: draw another
-            scene = random_scene(rng, cfg.image_size, cfg.min_objects, cfg.max_objects, cfg.overlap_rate)
+            scene = random_scene(
+                rng,
+                cfg.image_size,
+                cfg.min_objects,
+                cfg.max_objects,
+                cfg.overlap_rate,
+                cfg.object_scale,
+                cfg.pattern_rate,
+            )
             try:
                 edits, instruction = self.planner.plan(scene, rng)
                 break

@@ -135,6 +135,8 @@ class PlanConfig:
     min_edits: int = 2
     max_edits: int = 5
     edit_weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_EDIT_WEIGHTS.items())
+    #: multiplies the radius of added objects (the scene's ``object_scale``)
+    object_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_edits <= self.max_edits <= 5:
@@ -321,7 +323,7 @@ class ScenePlanner:
             colour = str(rng.choice(list(COLOURS)))
             size_word = str(rng.choice(list(SIZES)))
             pattern = str(rng.choice(PATTERNS, p=[0.6, 0.2, 0.2]))
-            r = SIZES[size_word] * size
+            r = SIZES[size_word] * size * self.config.object_scale
             spot = find_free_spot(rng, r, size, occupied)
             if spot is None:
                 return None

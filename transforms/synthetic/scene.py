@@ -317,10 +317,18 @@ def find_free_spot(
 
 
 def random_scene(
-    rng: np.random.Generator, size: int, min_objects: int, max_objects: int, overlap_rate: float = 0.25
+    rng: np.random.Generator,
+    size: int,
+    min_objects: int,
+    max_objects: int,
+    overlap_rate: float = 0.25,
+    object_scale: float = 1.0,
+    pattern_rate: float = 0.4,
 ) -> Scene:
     """A scene of ``min_objects``..``max_objects`` shapes (fewer if space runs out). With
-    probability ``overlap_rate`` an object is placed partly over an earlier one (occlusion)."""
+    probability ``overlap_rate`` an object is placed partly over an earlier one (occlusion).
+    ``object_scale`` multiplies every size word's radius (small models' presets draw few, large
+    objects); ``pattern_rate`` is the share of striped or dotted objects."""
     scene = Scene(
         size=size,
         background=str(rng.choice(list(BACKGROUND_COLOURS))),
@@ -338,8 +346,8 @@ def random_scene(
         else:
             shape, colour = str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))
         size_word = str(rng.choice(list(SIZES)))
-        pattern = str(rng.choice(PATTERNS, p=[0.6, 0.2, 0.2]))
-        r = SIZES[size_word] * size
+        pattern = str(rng.choice(PATTERNS, p=[1 - pattern_rate, pattern_rate / 2, pattern_rate / 2]))
+        r = SIZES[size_word] * size * object_scale
         spot = None
         if objs and rng.random() < overlap_rate:
             # overlap an earlier object by a third to two thirds of the smaller radius

@@ -1,0 +1,97 @@
+"""One sample validator: the checks ``mcie audit`` makes on a shard sample, used by every
+reader that trusts a sample's members (``train``, ``bench build --from``, ``ls export``,
+``ls shard``).
+
+A sample read from a shard is untrusted: its key must have our keys' shape, its JSON must parse
+with a list of sub-edits, its source and target must decode to images of equal size, there must
+be one mask per sub-edit (``mask0.png`` … in order), and each mask must be a PNG of image size,
+8-bit grey (``L``) or 1-bit, holding only 0 and 255 (or 0/1).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mcie.images import decode_image
+from mcie.keys import is_valid_key
+
+#: PIL modes a mask PNG may have: 8-bit grey as we write it, or 1-bit
+MASK_MODES = ("L", "1")
+
+
+#: the member suffixes of a sample (DESIGN.md, "Shard members")
+MEMBER_PATTERN = re.compile(r"(src|tgt)\.(jpg|png)|mask[0-9]{1,2}\.png|json")
+
+
+class SampleError(ValueError):
+    """A sample that breaks the shard format; the message names where it was read and the key."""
+
+
+def _mask_problem(data: bytes, size: tuple[int, int]) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "PNG":
+                return f"is {im.format}, not PNG"
+            if im.mode not in MASK_MODES:
+                return f"has mode {im.mode}, not 8-bit grey"
+            if im.size != size:
+                return f"is {im.size[0]}x{im.size[1]}, the images {size[0]}x{size[1]}"
+            values = set(np.unique(np.asarray(im.convert("L"))).tolist())
+    except Exception as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    if not values <= {0, 255}:
+        return f"holds values other than 0 and 255 ({sorted(values)[:4]}...)"
+    return None
+
+
+def sample_problems(key: str, members: dict[str, bytes]) -> tuple[list[str], dict[str, Any] | None]:
+    """The problems of one sample (``{suffix: bytes}`` as :func:`mcie.shards.read_tar` yields)
+    and its parsed JSON (None when it does not parse)."""
+    if not is_valid_key(key):
+        return [f"invalid sample key {key[:80]!r}"], None
+    odd = sorted(n for n in members if not MEMBER_PATTERN.fullmatch(n))
+    if odd:  # member names become file names (ls export): only the known ones pass
+        return [f"{key}: unexpected members {[n[:40] for n in odd[:3]]}"], None
+    try:
+        meta = json.loads(members["json"])
+        subs = meta["sub_edits"]
+        if not isinstance(subs, list):
+            raise TypeError("sub_edits is not a list")
+    except Exception as exc:
+        return [f"{key}: unreadable JSON member ({type(exc).__name__}: {exc})"], None
+    ext = "png" if "src.png" in members else "jpg"
+    try:
+        src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
+    except Exception as exc:
+        return [f"{key}: unreadable image member ({type(exc).__name__}: {exc})"], meta
+    problems = []
+    if src.shape != tgt.shape:
+        (h, w), (th, tw) = src.shape[:2], tgt.shape[:2]
+        problems.append(f"{key}: source {w}x{h} and target {tw}x{th} differ")
+    k = len(subs)
+    mask_names = sorted(n for n in members if n.startswith("mask"))
+    if mask_names != sorted(f"mask{i}.png" for i in range(k)):
+        problems.append(f"{key}: {len(mask_names)} masks for {k} sub-edits")
+        return problems, meta
+    size = (src.shape[1], src.shape[0])
+    for i in range(k):
+        p = _mask_problem(members[f"mask{i}.png"], size)
+        if p:
+            problems.append(f"{key}: mask{i}.png {p}")
+    return problems, meta
+
+
+def check_sample(key: str, members: dict[str, bytes], where: str) -> dict[str, Any]:
+    """Validate one sample read from ``where`` (a shard path); returns its parsed JSON or raises
+    :class:`SampleError` naming ``where`` and the key with every problem found."""
+    problems, meta = sample_problems(key, members)
+    if problems:
+        raise SampleError(f"{where}: bad sample: " + "; ".join(problems))
+    assert meta is not None
+    return meta
