@@ -93,7 +93,7 @@ def select_keys(rows: dict[str, dict[str, Any]], select: str, out: str, seed: in
     raise UsageError(f"--select {select!r}: choose all, accepted, rejected, borderline or random:N")
 
 
-def _ensure_project(ls, conn: Connection, name: str, log=sys.stderr):
+def _ensure_project(ls, conn: Connection, name: str, log):
     p = find_project(ls, conn, name)
     if p is not None:
         needed = ('name="verdict"', 'name="slots"', 'name="mask0"', 'name="instruction_fix"')
@@ -176,9 +176,11 @@ def export_project(
     select: str = "all",
     seed: int = 0,
     batch_size: int = 100,
-    log=sys.stderr,
+    log=None,
 ) -> dict[str, Any]:
-    """Export the selected samples of build output ``out``; returns a summary."""
+    """Export the selected samples of build output ``out``; returns a summary. Progress goes to
+    ``log`` (default: the current ``sys.stderr``, looked up per call, not at import)."""
+    log = log if log is not None else sys.stderr
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
     if not 3 <= len(project) <= 50:

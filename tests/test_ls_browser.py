@@ -16,6 +16,7 @@ from mcie.annotation.client import Connection
 from mcie.cli import main
 
 FIGURE = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "figures", "ls_labeling_view.png")
+ERASE_FIGURE = os.path.join(os.path.dirname(FIGURE), "ls_erase_mask.png")
 #: Label Studio 1.23.2's /heidi-tips view fetches tips from raw.githubusercontent.com on every
 #: page load, unconditionally (label_studio/core/views.py); no setting turns it off.
 KNOWN_SERVER_LOOKUPS = {"raw.githubusercontent.com"}
@@ -102,3 +103,68 @@ def test_labeling_view_renders_slots_and_submits(browser, ls_server, tmp_path, m
     outbound = outbound_attempts(connection_attempts(server))
     assert {a.get("host") for a in outbound} <= KNOWN_SERVER_LOOKUPS, outbound
     assert all(a["event"] == "getaddrinfo" for a in outbound), outbound
+
+
+def test_erase_part_of_a_mask_through_the_ui(browser, ls_server, tmp_path, monkeypatch, capsys):
+    """Issue 15: a reviewer erases part of a pre-annotated mask with the eraser on the canvas;
+    ``mcie ls import`` writes the corrected mask with fewer pixels."""
+    import numpy as np
+
+    from mcie.images import decode_mask
+    from mcie.shards import read_tar
+
+    server, creds = ls_server
+    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", creds["LABEL_STUDIO_USER_TOKEN"])
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", server.config.document_root)
+    ls = Connection(server.url, creds["LABEL_STUDIO_USER_TOKEN"]).client()
+    page, log = new_page(browser, viewport={"width": 1400, "height": 1800})
+    _login(page, server.url, creds)
+    out = str(tmp_path / "erase")
+    _build(out, 2)
+    capsys.readouterr()
+    assert main(["ls", "export", out, "--project", "browser-erase", "--json"]) == 0
+    pid = json.loads(capsys.readouterr().out)["project_id"]
+    task = sorted(ls.tasks.list(project=pid), key=lambda t: t.id)[0]
+    page.goto(f"{server.url}/projects/{pid}/data?task={task.id}")
+    page.get_by_text(task.data["sub0"], exact=True).wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    # select slot 0's brush region in the regions panel (the label chips in the slot view come
+    # first: brush, box; then the panel's brush, box), then the eraser (hotkey E)
+    names = page.get_by_text(cfg.mask_label(0), exact=True)
+    names.nth(names.count() - 2).click()
+    page.keyboard.press("e")
+    page.wait_for_timeout(500)
+    stage = page.locator("canvas").all()[-1].bounding_box()  # the target image's drawing layer
+    x0, w, h = stage["x"], stage["width"], stage["height"]
+    for row in (0.25, 0.3):  # two strokes across the whole target
+        y = stage["y"] + h * row
+        page.mouse.move(x0 + 5, y)
+        page.mouse.down()
+        for i in range(41):
+            page.mouse.move(x0 + 5 + i * (w - 10) / 40, y, steps=2)
+        page.mouse.up()
+    page.wait_for_timeout(800)
+    os.makedirs(os.path.dirname(FIGURE), exist_ok=True)
+    page.screenshot(path=ERASE_FIGURE, full_page=True)
+    overall = page.get_by_text("Overall verdict", exact=True)
+    overall.locator("xpath=following::*[normalize-space(text())='fixed'][1]").click()
+    page.get_by_role("button", name="Submit").click()
+    _annotation(ls, task.id)
+    assert main(["ls", "import", out, "--project", "browser-erase", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_decision"] == {"fixed": 1, "pending": 1}
+    key = task.data["key"]
+    shard = next(os.path.join(out, "shards", f) for f in sorted(os.listdir(os.path.join(out, "shards"))))
+    orig = dict(read_tar(shard))[key]
+    with open(os.path.join(out, "review", f"{key}.mask0.png"), "rb") as fh:
+        erased = decode_mask(fh.read())
+    before = decode_mask(orig["mask0.png"])
+    assert 0 < erased.sum() < before.sum()  # part erased, not all
+    assert not (erased & ~before).any()  # erasing adds nothing
+    # slot 1 was not touched: whatever the UI re-encoded, its pixels are the pre-annotation's
+    m1 = os.path.join(out, "review", f"{key}.mask1.png")
+    if os.path.exists(m1):
+        with open(m1, "rb") as fh:
+            assert np.array_equal(decode_mask(fh.read()), decode_mask(orig["mask1.png"]))
+    assert log.page_errors == []
+    page.context.close()
