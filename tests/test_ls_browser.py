@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 from browser import new_page
@@ -15,8 +16,10 @@ from mcie.annotation import config as cfg
 from mcie.annotation.client import Connection
 from mcie.cli import main
 
-FIGURE = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "figures", "ls_labeling_view.png")
-ERASE_FIGURE = os.path.join(os.path.dirname(FIGURE), "ls_erase_mask.png")
+#: The committed screenshots (benchmarks/figures/); a test run writes its own under the test's
+#: tmp folder and copies them there only when MCIE_UPDATE_FIGURES=1, so `make test` leaves the
+#: working tree clean.
+FIGURES = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "figures")
 #: Label Studio 1.23.2's /heidi-tips view fetches tips from raw.githubusercontent.com on every
 #: page load, unconditionally (label_studio/core/views.py); no setting turns it off.
 KNOWN_SERVER_LOOKUPS = {"raw.githubusercontent.com"}
@@ -33,6 +36,27 @@ def _login(page, url: str, creds: dict) -> None:
     page.fill('input[name="password"]', creds["LABEL_STUDIO_PASSWORD"])
     page.click('button[type="submit"]')
     page.wait_for_load_state("networkidle")
+
+
+def _screenshot(page, tmp_path, name: str) -> str:
+    """Save a full-page screenshot under the test's folder (and the committed figures when asked)."""
+    path = str(tmp_path / name)
+    page.screenshot(path=path, full_page=True)
+    assert os.path.getsize(path) > 10_000  # a rendered view, not a blank page
+    if os.environ.get("MCIE_UPDATE_FIGURES") == "1":
+        os.makedirs(FIGURES, exist_ok=True)
+        shutil.copyfile(path, os.path.join(FIGURES, name))
+    return path
+
+
+def _open_task(page, url: str, project_id: int, task) -> None:
+    """Open a task's labeling view and wait until it shows the first sub-instruction. The data
+    manager's table may show the same text in a cell, so wait on the labeling view's own text
+    element, not on any element with that text."""
+    page.goto(f"{url}/projects/{project_id}/data?task={task.id}")
+    view_text = page.locator(".lsf-richtext__line").filter(has_text=task.data["sub0"])
+    view_text.first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # the brush masks decode after the view appears
 
 
 def _annotation(ls, task_id: int, timeout_s: float = 60) -> dict:
@@ -71,15 +95,12 @@ def test_labeling_view_renders_slots_and_submits(browser, ls_server, tmp_path, m
         assert p.label_config == cfg.labeling_config()
         task = sorted(ls.tasks.list(project=p.id), key=lambda t: t.id)[0]
         assert task.data["n_subs"] == n
-        page.goto(f"{server.url}/projects/{p.id}/data?task={task.id}")
-        page.get_by_text(task.data["sub0"], exact=True).wait_for(timeout=60_000)
-        page.wait_for_timeout(1500)  # the brush masks decode after the view appears
+        _open_task(page, server.url, p.id, task)
         headers = [page.get_by_text(f"Sub-instruction {k + 1}", exact=True) for k in range(cfg.SLOTS)]
         visible = [k for k, h in enumerate(headers) if h.is_visible()]
         assert visible == list(range(n))
         if n == 2:
-            os.makedirs(os.path.dirname(FIGURE), exist_ok=True)
-            page.screenshot(path=FIGURE, full_page=True)
+            _screenshot(page, tmp_path, "ls_labeling_view.png")
         # the overall verdict: the first "reject" after its header
         overall = page.get_by_text("Overall verdict", exact=True)
         overall.locator("xpath=following::*[normalize-space(text())='reject'][1]").click()
@@ -126,9 +147,7 @@ def test_erase_part_of_a_mask_through_the_ui(browser, ls_server, tmp_path, monke
     assert main(["ls", "export", out, "--project", "browser-erase", "--json"]) == 0
     pid = json.loads(capsys.readouterr().out)["project_id"]
     task = sorted(ls.tasks.list(project=pid), key=lambda t: t.id)[0]
-    page.goto(f"{server.url}/projects/{pid}/data?task={task.id}")
-    page.get_by_text(task.data["sub0"], exact=True).wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)
+    _open_task(page, server.url, pid, task)
     # select slot 0's brush region in the regions panel (the label chips in the slot view come
     # first: brush, box; then the panel's brush, box), then the eraser (hotkey E)
     names = page.get_by_text(cfg.mask_label(0), exact=True)
@@ -145,8 +164,7 @@ def test_erase_part_of_a_mask_through_the_ui(browser, ls_server, tmp_path, monke
             page.mouse.move(x0 + 5 + i * (w - 10) / 40, y, steps=2)
         page.mouse.up()
     page.wait_for_timeout(800)
-    os.makedirs(os.path.dirname(FIGURE), exist_ok=True)
-    page.screenshot(path=ERASE_FIGURE, full_page=True)
+    _screenshot(page, tmp_path, "ls_erase_mask.png")
     overall = page.get_by_text("Overall verdict", exact=True)
     overall.locator("xpath=following::*[normalize-space(text())='fixed'][1]").click()
     page.get_by_role("button", name="Submit").click()
