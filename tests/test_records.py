@@ -14,8 +14,8 @@ from mcie.shards import read_tar, sample_members, write_tar
 from mcie.tables import RECORD_SCHEMA, read_records, write_records
 from mcie.transforms.annotate import MaskAnnotator
 from mcie.transforms.judge import JudgeFilter
-from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.edits import edit_type
+from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.judge import PixelJudge
 
 
