@@ -157,9 +157,26 @@ def coverage(obj: SceneObject, size: int) -> tuple[tuple[int, int, int, int], np
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     else:
         draw.polygon(_polygon(obj.shape, cx, cy, r), fill=255)
-    a = np.asarray(img, dtype=np.float32).reshape(y1 - y0, s, x1 - x0, s).mean(axis=(1, 3)) / 255.0
+    a = _box_mean(np.asarray(img)) / 255.0
     a.setflags(write=False)
     return (x0, y0, x1, y1), a
+
+
+def _box_mean(img: np.ndarray) -> np.ndarray:
+    """Mean of each SUPERSAMPLE x SUPERSAMPLE block of a ``uint8`` image, as ``float32``.
+
+    Summed as integers (exact: 16 x 255 fits ``uint16``), by strided adds instead of a float
+    mean over two axes: ~9x faster, and the same bits, since a float32 sum of small integers is
+    exact in any order and dividing by 16 is exact too."""
+    s = SUPERSAMPLE
+    u = img.astype(np.uint16)
+    rows = u[0::s].copy()
+    for k in range(1, s):
+        rows += u[k::s]
+    out = rows[:, 0::s].copy()
+    for k in range(1, s):
+        out += rows[:, k::s]
+    return out.astype(np.float32) / np.float32(s * s)
 
 
 def _fill(obj: SceneObject, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -171,7 +188,8 @@ def _fill(obj: SceneObject, box: tuple[int, int, int, int]) -> np.ndarray:
     out[:] = base
     if obj.pattern == "solid":
         return out
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    # open grids: the same values as a full mgrid, element by element, without its arrays
+    yy, xx = (g.astype(np.float32) for g in np.ogrid[y0:y1, x0:x1])
     dx, dy = xx + 0.5 - obj.cx, yy + 0.5 - obj.cy
     if obj.pattern == "striped":
         period = max(4.0, obj.r / 2.5)
@@ -199,7 +217,7 @@ def background(scene: Scene) -> np.ndarray:
     rng = np.random.default_rng(scene.background_seed)
     if scene.background_kind == "gradient":
         a = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
+        yy, xx = (g.astype(np.float32) / n - 0.5 for g in np.ogrid[0:n, 0:n])
         ramp = (np.cos(a) * xx + np.sin(a) * yy) * 28.0  # about +/-14 levels corner to corner
         img += ramp[..., None]
     elif scene.background_kind == "texture":
