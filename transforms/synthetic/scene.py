@@ -226,7 +226,7 @@ def background(scene: Scene) -> np.ndarray:
         img += np.asarray(small, dtype=np.float32)[..., None]
     else:
         raise ValueError(f"unknown background kind {scene.background_kind!r}; allowed: {BACKGROUND_KINDS}")
-    return np.clip(img, 0, 255)
+    return np.clip(img, 0, 255, out=img)
 
 
 @functools.lru_cache(maxsize=8)
@@ -247,7 +247,7 @@ def render(scene: Scene) -> np.ndarray:
         a3 = a[..., None]
         region *= 1.0 - a3
         region += _fill(obj, box) * a3
-    return np.rint(img).astype(np.uint8)
+    return np.rint(img, out=img).astype(np.uint8)  # in place: one full-size array less
 
 
 def visible_footprint(scene: Scene, i: int) -> np.ndarray:
