@@ -22,6 +22,7 @@ import json
 import os
 from typing import Any
 
+from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.importer import review_dir
 from mcie.exitcodes import UsageError
@@ -119,10 +120,11 @@ def write_final(
             index.append(row)
     os.makedirs(os.path.join(final, "stats"), exist_ok=True)
     write_rows(os.path.join(final, "index.parquet"), index, INDEX_SCHEMA)
-    with open(os.path.join(final, "stats", "reviewed.json"), "w") as fh:  # what `mcie audit` adds up
-        stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
-        json.dump(stats, fh, indent=1, sort_keys=True)
-    with open(os.path.join(final, "shards.json"), "w") as fh:
-        json.dump(wids_descriptor(final, "shards", "mcie-reviewed", counts), fh, indent=1, sort_keys=True)
+    # small files too are written atomically: a full disk never leaves a 0-byte descriptor
+    stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
+    storage.write_json(os.path.join(final, "stats", "reviewed.json"), stats)  # what `mcie audit` adds up
+    storage.write_json(
+        os.path.join(final, "shards.json"), wids_descriptor(final, "shards", "mcie-reviewed", counts)
+    )
     decisions = collections.Counter((ri.review_of(rows[k]) or {}).get("decision", "unreviewed") for k in keys)
     return {"samples": len(keys), "shards": len(counts), "by_decision": dict(sorted(decisions.items()))}
