@@ -301,7 +301,4 @@ def _write_once(path: str, data: bytes) -> None:
     """Write ``data`` unless an identical file is there (atomic: a re-run never sees half a file)."""
     if os.path.exists(path) and os.path.getsize(path) == len(data):
         return
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    storage.atomic_write(path, data)
