@@ -8,7 +8,9 @@ the limit Beam adds its overhead to.
 ``--before REV`` measures the code of git revision REV too, in the same run, each measurement
 taken for both codes back to back (machines here differ ~3x and are shared: compare the ratios
 of one run, not figures across runs). Prints one line per measurement, the machine's load
-average, and a JSON summary at the end.
+average, and a JSON summary at the end. Next to wall-clock rates it reports CPU seconds per
+sample (this process's, or a build's with all its worker processes): on a machine shared with
+other jobs the CPU time moves far less with the load than the wall time does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,15 +31,16 @@ ROOT = os.path.dirname(HERE)
 SUBPACKAGES = ("pipeline", "transforms", "model", "annotation", "bench")
 
 
-def plain_loop(out: str, samples: int, shard_size: int, seed: int) -> float:
-    """Seconds for the per-sample work of a build in one process, no Beam."""
+def plain_loop(out: str, samples: int, shard_size: int, seed: int, cpu: bool = False):
+    """Seconds for the per-sample work of a build in one process, no Beam (and the CPU seconds
+    it took, with ``cpu``)."""
     from mcie.pipeline.backends import SyntheticBackend
     from mcie.pipeline.build import read_source, run_steps
     from mcie.pipeline.options import BuildOptions
     from mcie.pipeline.sink import ShardSink
 
     opts = BuildOptions(out=out, backend=SyntheticBackend(samples=samples, seed=seed), shard_size=shard_size)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     backend, sink = opts.backend, ShardSink(out)
     source, steps = backend.source(), backend.steps(opts.thresholds, "continue")
     for unit in backend.units(shard_size):
@@ -44,7 +48,8 @@ def plain_loop(out: str, samples: int, shard_size: int, seed: int) -> float:
         for sample, truth in read_source(opts, unit, source):
             writer.add(run_steps(steps, [sample], "continue")[0], truth)
         writer.close()
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    return (wall, time.process_time() - c0) if cpu else wall
 
 
 def code_tree(rev: str, where: str) -> str:
@@ -68,11 +73,20 @@ def _env(code: str | None) -> dict[str, str]:
     return env
 
 
-def loop_in_process(out: str, samples: int, shard_size: int, seed: int, code: str | None) -> float:
-    """:func:`plain_loop` in a fresh process running ``code`` (None: this checkout)."""
+def loop_in_process(
+    out: str, samples: int, shard_size: int, seed: int, code: str | None
+) -> tuple[float, float]:
+    """:func:`plain_loop` in a fresh process running ``code`` (None: this checkout): wall and
+    CPU seconds."""
     cmd = [sys.executable, __file__, "--plain-loop", out, str(samples), str(shard_size), str(seed)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_env(code))
-    return float(res.stdout.strip().splitlines()[-1])
+    wall, cpu = res.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cli_build(
@@ -97,9 +111,11 @@ def cli_build(
         "--no-progress",
         "--json",
     ]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_env(code))
-    return time.perf_counter() - t0, json.loads(res.stdout.strip().splitlines()[-1])
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    summary["cpu_s"] = _children_cpu() - c0  # the command and every worker process it waited for
+    return time.perf_counter() - t0, summary
 
 
 def measure(tmp: str, codes: dict[str, str | None], args) -> dict[str, dict]:
@@ -109,10 +125,17 @@ def measure(tmp: str, codes: dict[str, str | None], args) -> dict[str, dict]:
     n = args.samples
     res: dict[str, dict] = {label: {} for label in codes}
     for label, code in codes.items():
-        loop_s = loop_in_process(os.path.join(tmp, f"{label}-loop"), n, args.shard_size, args.seed, code)
-        print(f"[{label}] plain loop      : {n / loop_s:7.1f} samples/s  ({loop_s:.1f} s)", flush=True)
+        loop_s, cpu_s = loop_in_process(
+            os.path.join(tmp, f"{label}-loop"), n, args.shard_size, args.seed, code
+        )
+        print(
+            f"[{label}] plain loop      : {n / loop_s:7.1f} samples/s  ({loop_s:.1f} s), "
+            f"{1000 * cpu_s / n:.1f} CPU ms/sample",
+            flush=True,
+        )
         res[label]["plain_loop_samples_per_s"] = round(n / loop_s, 1)
         res[label]["ms_per_sample"] = round(1000 * loop_s / n, 1)
+        res[label]["cpu_ms_per_sample"] = round(1000 * cpu_s / n, 1)
     for w in args.workers:
         for label, code in codes.items():
             out = os.path.join(tmp, f"{label}-w{w}")
@@ -120,11 +143,13 @@ def measure(tmp: str, codes: dict[str, str | None], args) -> dict[str, dict]:
             pipe_s = summary["elapsed_s"]
             print(
                 f"[{label}] mcie build -w {w} : {n / wall:7.1f} samples/s wall ({wall:.1f} s incl. "
-                f"start-up), {n / pipe_s:7.1f} samples/s in the pipeline ({pipe_s:.1f} s)",
+                f"start-up), {n / pipe_s:7.1f} samples/s in the pipeline ({pipe_s:.1f} s), "
+                f"{1000 * summary['cpu_s'] / n:.1f} CPU ms/sample",
                 flush=True,
             )
             res[label][f"build_w{w}_wall_samples_per_s"] = round(n / wall, 1)
             res[label][f"build_w{w}_pipeline_samples_per_s"] = round(n / pipe_s, 1)
+            res[label][f"build_w{w}_cpu_ms_per_sample"] = round(1000 * summary["cpu_s"] / n, 1)
             shutil.rmtree(out, ignore_errors=True)
     for r in res.values():
         if 1 in args.workers:
@@ -139,7 +164,7 @@ def measure(tmp: str, codes: dict[str, str | None], args) -> dict[str, dict]:
 def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "--plain-loop":  # the child of loop_in_process
         out, n, shard, seed = sys.argv[2], *map(int, sys.argv[3:])
-        print(plain_loop(out, n, shard, seed))
+        print(*plain_loop(out, n, shard, seed, cpu=True))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=2000, help="candidates per run")
@@ -164,7 +189,12 @@ def main() -> None:
         if args.before:
             b, a = results["before"], results["after"]
             ratios = {k: round(a[k] / b[k], 2) for k in a if k.endswith("samples_per_s")}
-            ratios["ms_per_sample_after_over_before"] = round(a["ms_per_sample"] / b["ms_per_sample"], 2)
+            for k in (
+                "ms_per_sample",
+                "cpu_ms_per_sample",
+                *(f"build_w{w}_cpu_ms_per_sample" for w in args.workers),
+            ):
+                ratios[f"{k}_after_over_before"] = round(a[k] / b[k], 2)
             results["after_over_before"] = ratios
             for k, v in ratios.items():
                 print(f"after / before {k}: {v:.2f}x")
