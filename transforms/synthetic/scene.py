@@ -139,24 +139,31 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
     raise ValueError(f"unknown shape {shape!r}; allowed: {SHAPES}")
 
 
-@functools.lru_cache(maxsize=512)
 def coverage(obj: SceneObject, size: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Anti-aliased coverage of ``obj``: its pixel box (x0, y0, x1, y1) on the canvas and a
-    read-only ``float32`` array of that box's shape with values in [0, 1]. Cached: the source,
-    the target and each single-edit scene share most objects."""
-    x0 = max(int(math.floor(obj.cx - obj.r)) - 1, 0)
-    y0 = max(int(math.floor(obj.cy - obj.r)) - 1, 0)
-    x1 = min(int(math.ceil(obj.cx + obj.r)) + 2, size)
-    y1 = min(int(math.ceil(obj.cy + obj.r)) + 2, size)
+    read-only ``float32`` array of that box's shape with values in [0, 1]. Cached by geometry
+    (shape, centre, radius): the source, the target and each single-edit scene share most
+    objects, and a recoloured or re-patterned object keeps its outline."""
+    return _coverage(obj.shape, obj.cx, obj.cy, obj.r, size)
+
+
+@functools.lru_cache(maxsize=512)
+def _coverage(
+    shape: str, ocx: float, ocy: float, orr: float, size: int
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    x0 = max(int(math.floor(ocx - orr)) - 1, 0)
+    y0 = max(int(math.floor(ocy - orr)) - 1, 0)
+    x1 = min(int(math.ceil(ocx + orr)) + 2, size)
+    y1 = min(int(math.ceil(ocy + orr)) + 2, size)
     s = SUPERSAMPLE
     img = Image.new("L", ((x1 - x0) * s, (y1 - y0) * s), 0)
     draw = ImageDraw.Draw(img)
     # pixel (i, j) covers [i, i+1) x [j, j+1); supersample centres sit at (k + 0.5) / s
-    cx, cy, r = (obj.cx - x0) * s - 0.5, (obj.cy - y0) * s - 0.5, obj.r * s
-    if obj.shape == "circle":
+    cx, cy, r = (ocx - x0) * s - 0.5, (ocy - y0) * s - 0.5, orr * s
+    if shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     else:
-        draw.polygon(_polygon(obj.shape, cx, cy, r), fill=255)
+        draw.polygon(_polygon(shape, cx, cy, r), fill=255)
     a = _box_mean(np.asarray(img)) / 255.0
     a.setflags(write=False)
     return (x0, y0, x1, y1), a
