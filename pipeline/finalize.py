@@ -17,6 +17,8 @@ from mcie import storage
 from mcie.card import write_card
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts, read_table
 
+from .duplicates import resolve_duplicates
+
 
 def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
     """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder. Each
@@ -67,6 +69,7 @@ def _counts(column: pa.ChunkedArray) -> dict[str, int]:
 
 def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Merge and describe ``out``; returns the summary (counts by status and reason)."""
+    duplicates = resolve_duplicates(out)  # one key, one candidate, across units too
     parts = storage.join(storage.escape(out), "parts")
     n = merge_parts(storage.join(parts, "index-*.parquet"), storage.join(out, "index.parquet"), INDEX_SCHEMA)
     if storage.glob(storage.join(parts, "truth-*.parquet")):
@@ -85,6 +88,7 @@ def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
         "by_status": dict(sorted(_counts(table.column("status")).items())),
         "by_reason": dict(sorted(_counts(pc.filter(reasons, with_reason)).items())),
         "shards": sum(1 for k in per_shard if k.startswith("shards/")),
+        "duplicates_across_units": duplicates,
         "language": language_stats(s for chunk in accepted.chunks for s in chunk.to_pylist()),
     }
     write_card(out, summary, meta)
