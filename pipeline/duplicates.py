@@ -27,7 +27,7 @@ from typing import Any
 from mcie import storage
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample, content_key
-from mcie.shards import read_tar, tar_into
+from mcie.shards import PARTS_DIR, REJECTED_DIR, SHARD_DIRS, read_tar, tar_into
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, read_table, write_rows
 
 from .units import unit_stats_path
@@ -54,7 +54,7 @@ def mark_duplicate(sample: EditSample) -> None:
 def resolve_duplicates(out: str) -> int:
     """Make every key of ``out``'s index parts unique across units (see the module docstring);
     returns the number of candidates marked ``duplicate``."""
-    parts = storage.glob(storage.join(storage.escape(out), "parts", "index-*.parquet"))
+    parts = storage.glob(storage.join(storage.escape(out), PARTS_DIR, "index-*.parquet"))
     units_of: dict[str, list[int]] = collections.defaultdict(list)
     for part in parts:
         table = read_table(part, columns=["key", "unit"])
@@ -72,7 +72,7 @@ def resolve_duplicates(out: str) -> int:
 def _rewrite_unit(out: str, unit: int, keys: set[str]) -> None:
     """Mark the candidates ``keys`` of ``unit`` as duplicates in all of its files."""
     stem = f"mcie-{unit:06d}"
-    index_rel = f"parts/index-{unit:06d}.parquet"
+    index_rel = f"{PARTS_DIR}/index-{unit:06d}.parquet"
     rows = read_table(storage.join(out, index_rel), schema=INDEX_SCHEMA).to_pylist()
     renamed: dict[str, tuple[str, dict[str, Any]]] = {}  # old key -> (new key, its JSON fields)
     for row in rows:
@@ -84,10 +84,10 @@ def _rewrite_unit(out: str, unit: int, keys: set[str]) -> None:
             renamed[row["key"]] = (new, fields)
             row.update(key=new, **fields)
             if row["shard"] is not None:
-                row["shard"] = f"rejected/{stem}.tar"
+                row["shard"] = f"{REJECTED_DIR}/{stem}.tar"
     written = _move_members(out, stem, renamed)
     written[index_rel] = write_rows(storage.join(out, index_rel), rows, INDEX_SCHEMA)
-    truth_rel = f"parts/truth-{unit:06d}.parquet"
+    truth_rel = f"{PARTS_DIR}/truth-{unit:06d}.parquet"
     if storage.exists(storage.join(out, truth_rel)):
         truth = read_table(storage.join(out, truth_rel), schema=TRUTH_SCHEMA).to_pylist()
         for r in truth:
@@ -107,7 +107,7 @@ def _move_members(out: str, stem: str, renamed: dict[str, tuple[str, dict[str, A
     """Move the renamed samples from their tars into ``rejected/{stem}.tar`` under their new
     key with their JSON updated; returns the digests of the tars rewritten."""
     tars: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
-    for d in ("shards", "rejected", "pending"):
+    for d in SHARD_DIRS:
         path = storage.join(out, d, f"{stem}.tar")
         if storage.exists(path):
             tars[d] = list(read_tar(path))
@@ -128,9 +128,8 @@ def _move_members(out: str, stem: str, renamed: dict[str, tuple[str, dict[str, A
         tars[d] = kept
     if not moved:
         return {}
-    tars.setdefault("rejected", [])
-    tars["rejected"] = tars["rejected"] + moved
-    changed.add("rejected")
+    tars[REJECTED_DIR] = tars.get(REJECTED_DIR, []) + moved
+    changed.add(REJECTED_DIR)
     written = {}
     for d in sorted(changed):
         rel = f"{d}/{stem}.tar"

@@ -18,6 +18,7 @@ from mcie import storage
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
+from mcie.shards import STATS_DIR
 
 from .finalize import finalize
 from .loopback import bind_local_servers_to_loopback
@@ -78,7 +79,7 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
     if todo:
         if done:
             log.info("resuming: %d of %d units already done", len(done), len(units))
-        stats_dir = storage.join(out, "stats")
+        stats_dir = storage.join(out, STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
         if run.runner in ("FnApiRunner", "DirectRunner"):
