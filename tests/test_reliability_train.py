@@ -120,3 +120,14 @@ def test_mcie_train_reports_the_skipped_samples(damaged, tmp_path, capsys):
     assert main([*args, *steps]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["skipped_samples"] == len(bad)
+
+
+def test_the_validation_set_skips_bad_samples(damaged, caplog):
+    from mcie.model.validation import ValidationSet
+
+    paths, bad, good = damaged
+    pattern = os.path.join(os.path.dirname(paths[0]), "*.tar")
+    with caplog.at_level(logging.WARNING, logger="mcie.model.validation"):
+        vs = ValidationSet.from_shards(pattern, 32, n=len(good) + len(bad))
+    assert sorted(s.key for s in vs.samples) == sorted(good)
+    assert sum(paths[0] in r.getMessage() for r in caplog.records) == len(bad)
