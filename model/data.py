@@ -32,9 +32,8 @@ from PIL import Image
 from webdataset.gopen import gopen_schemes  # the module: wds.gopen is its function
 
 from mcie import storage
-from mcie.images import decode_image, decode_mask
 from mcie.shards import check_tar_complete
-from mcie.validate import sample_problems
+from mcie.validate import check_members
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,8 @@ class SampleDecoder:
     def __call__(self, sample: dict) -> dict | None:
         key = sample["__key__"]
         members = {k: v for k, v in sample.items() if not k.startswith("__")}
-        problems, meta = sample_problems(key, members)
+        checked = check_members(key, members)  # decodes once: the images and masks are kept
+        problems, meta = checked.problems, checked.meta
         if problems:
             self.skipped += 1
             self._unreported += 1
@@ -120,14 +120,13 @@ class SampleDecoder:
                 "training skips a bad sample of %s: %s", sample.get("__url__", "?"), "; ".join(problems)
             )
             return None
-        ext = "jpg" if "src.jpg" in sample else "png"
-        src, tgt = decode_image(sample[f"src.{ext}"]), decode_image(sample[f"tgt.{ext}"])
+        src, tgt = checked.src, checked.tgt
         skipped, self._unreported = self._unreported, 0
         subs = meta["sub_edits"][: self.k]
         r = self.resolution
         regions = torch.zeros(self.k, r, r)
         for i in range(len(subs)):
-            regions[i] = resize_mask(decode_mask(sample[f"mask{i}.png"]), r)
+            regions[i] = resize_mask(checked.masks[i], r)
         texts = [s["instruction"] for s in subs] + [""] * (self.k - len(subs))
         return {
             "key": key,
