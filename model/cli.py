@@ -206,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from mcie.model.data import expand_shards
         from mcie.model.trainer import format_summary, train
+        from mcie.shards import ShardError
 
         _check_train(args)
         try:
@@ -213,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
             if args.validate_every and args.validation_shards:
                 expand_shards(args.validation_shards)
             summary = train(args)
+        except ShardError:
+            raise  # a damaged shard fails the run (exit 2); it is not a usage error
         except (FileNotFoundError, FileExistsError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         if summary["process_index"] == 0:  # under `accelerate launch`, one summary for the run
