@@ -174,3 +174,28 @@ def test_cli_exit_codes(built, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1  # no index.parquet: a usage error
     assert "index.parquet is missing" in capsys.readouterr().err
     assert main(["report", built, "--thumb", "5"]) == 1
+
+
+def test_preview_shows_index_status_key_and_verdicts(built):
+    from mcie.preview import preview_cells
+    from mcie.report.sheet import SheetCell, contact_sheet, wrap
+    from mcie.report.sheet import font as sheet_font
+
+    index = {r["key"]: r for r in pq.read_table(os.path.join(built, "index.parquet")).to_pylist()}
+    cells = preview_cells(built, n=3, shard_dir="rejected")
+    assert len(cells) == 3
+    for c in cells:  # status and reason as the index says, the key, each verdict
+        key = c.title.split()[-1]
+        row = index[key]
+        assert c.title == f"[rejected: {row['reason']}] {key}"
+        assert [s[0] for s in c.subs] == row["sub_instructions"]
+        assert [s[1] for s in c.subs] == row["sub_executed"]
+        assert False in [s[1] for s in c.subs] or row["reason"] != "sub_edit_not_executed"
+    # long instructions wrap at word boundaries: every word survives, none is cut
+    text = "move the small striped purple hexagon left of the large dotted cyan star to the top-right corner"
+    lines = wrap(text, 200, sheet_font())
+    assert len(lines) > 1 and " ".join(lines) == text
+    assert all(sheet_font().getlength(line) <= 200 for line in lines)
+    img = np.zeros((64, 64, 3), np.uint8)
+    sheet = contact_sheet(["a", "b", "c"], [SheetCell([img, img, img], "t", [(text, False, 0.2)])], tile=64)
+    assert sheet.width == 6 + 3 * 64 + 2 * 6 + 2 * 6
