@@ -19,6 +19,9 @@ STATUS_COLOURS = {
     "pending": "#f9a825",
     "failed": "#616161",
     "candidate": "#1565c0",
+    # CIE-Bench sets
+    "all executed": "#2e7d32",
+    "not all executed": "#c62828",
 }
 #: colours of editors in comparison charts (matplotlib's tab10, colour-blind friendlier order)
 SERIES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -114,9 +117,12 @@ def bars(
             hi = [errors[name].get(c, (heights[j], heights[j]))[1] - heights[j] for j, c in enumerate(cats)]
             kw = {"yerr": [lo, hi], "capsize": 2, "ecolor": "#333333"}
         ax.bar(pos, heights, width * 0.92, label=name, color=SERIES[i % len(SERIES)], **kw)
-        for p, y in zip(pos, ys, strict=True):
+        for p, y, c in zip(pos, ys, cats, strict=True):
             text = "n/a" if y is None else f"{y:.2f}"
-            ax.annotate(text, (p, 0 if y is None else y), xytext=(0, 2), textcoords="offset points",
+            top = 0.0 if y is None else float(y)
+            if errors and name in errors and c in errors[name]:
+                top = max(top, errors[name][c][1])  # above the error bar, not through it
+            ax.annotate(text, (p, top), xytext=(0, 2), textcoords="offset points",
                         ha="center", va="bottom", fontsize=7)  # fmt: skip
     long = sum(len(str(c)) for c in cats) > 6 * len(cats) + 8  # long names overlap when flat
     sep = " " if long else "\n"

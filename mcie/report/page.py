@@ -88,7 +88,8 @@ def gallery_json(
 ) -> dict[str, Any]:
     """The gallery's data. ``items``: ``{"k": key, "st": status, "r": reason, "n": sub-edit
     count, "t": [edit types], "sub": [[text, executed (bool|None), score|None], …],
-    "img": [[column header, data URI], …], "err": error text}``; ``combos``: ``[status, reason,
+    "img": [[column header, data URI], …], "err": error text, optional "ins": the complex
+    instruction}``; ``combos``: ``[status, reason,
     n, [types], count]`` over everything the items were drawn from; ``filters``: (field, label)
     pairs shown as drop-downs (fields: ``st``, ``r``, ``t``, ``n``)."""
     return {

@@ -51,6 +51,7 @@ function card(it){
     ol.appendChild(li);
   });
   c.appendChild(ol);
+  if (it.ins) c.appendChild(el("div", "instr", it.ins));
   if (it.err) c.appendChild(el("div", "err", it.err));
   return c;
 }
