@@ -16,19 +16,6 @@ from mcie.bench.report import bootstrap_ci, paired_diff_ci, ratio_ci, run_stats
 from mcie.cli import main
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A 16-set benchmark at 64 px, run by the identity, oracle and corrupt editors."""
-    root = tmp_path_factory.mktemp("bench-report")
-    bench = str(root / "bench")
-    assert main(["bench", "build", "--out", bench, "--sets", "16", "--image-size", "64", "--seed", "2"]) == 0
-    out = {}
-    for editor in ("identity", "oracle", "corrupt:0.6"):
-        out[editor] = str(root / editor.replace(":", "_"))
-        assert main(["bench", "run", "--bench", bench, "--editor", editor, "--out", out[editor]]) == 0
-    return out
-
-
 def rows_of(run: str) -> list[dict]:
     with open(os.path.join(run, "samples.jsonl")) as fh:
         return [json.loads(line) for line in fh]
@@ -48,10 +35,10 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_mean():
     assert d == pytest.approx(0.4) and lo == pytest.approx(0.4) and hi == pytest.approx(0.4)
 
 
-def test_run_stats_match_the_summary(runs):
-    with open(os.path.join(runs["corrupt:0.6"], "summary.json")) as fh:
+def test_run_stats_match_the_summary(bench_runs):
+    with open(os.path.join(bench_runs["corrupt:0.6"], "summary.json")) as fh:
         s = json.load(fh)
-    st = run_stats(rows_of(runs["corrupt:0.6"]))
+    st = run_stats(rows_of(bench_runs["corrupt:0.6"]))
     assert st["overall"]["sets"] == s["sets"] == 16
     assert st["overall"]["compliance"]["value"] == pytest.approx(s["instruction_compliance"], abs=1e-4)
     assert st["overall"]["all_executed"]["value"] == pytest.approx(s["all_executed_rate"], abs=1e-4)
@@ -62,8 +49,8 @@ def test_run_stats_match_the_summary(runs):
         assert st["by_num_sub_edits"][k]["sets"] == v["sets"]
 
 
-def test_run_writes_readable_reports(runs):
-    ident = runs["identity"]
+def test_run_writes_readable_reports(bench_runs):
+    ident = bench_runs["identity"]
     with open(os.path.join(ident, "summary.md")) as fh:
         md = fh.read()
     assert "None" not in md and "CLIP-I —" in md and "95% bootstrap CI [0.000, 0.000]" in md
@@ -72,11 +59,11 @@ def test_run_writes_readable_reports(runs):
             a = np.asarray(im.convert("L"))
         # an editor that executes nothing still gets axes, labels and a title: ink on the page
         assert (a < 128).mean() > 0.01
-    rows = rows_of(runs["corrupt:0.6"])
+    rows = rows_of(bench_runs["corrupt:0.6"])
     assert all(len(r["sub_instructions"]) == r["num_sub_edits"] for r in rows)
-    with Image.open(os.path.join(runs["corrupt:0.6"], "contact.png")) as im:
+    with Image.open(os.path.join(bench_runs["corrupt:0.6"], "contact.png")) as im:
         assert im.width == 6 + 2 * (3 * 256 + 2 * 6 + 2 * 6)  # two sets a row, three columns each
-    with open(os.path.join(runs["corrupt:0.6"], "report.html"), encoding="utf-8") as fh:
+    with open(os.path.join(bench_runs["corrupt:0.6"], "report.html"), encoding="utf-8") as fh:
         html = fh.read()
     data = json.loads(re.search(r'id="gallery-data">(.*?)</script>', html, re.S).group(1))
     by_id = {r["set_id"]: r for r in rows}
@@ -89,9 +76,9 @@ def test_run_writes_readable_reports(runs):
         assert [h for h, _ in it["img"]] == ["source", "expected", "output"]
 
 
-def test_bench_report_command_rewrites_the_page(runs, tmp_path, capsys):
+def test_bench_report_command_rewrites_the_page(bench_runs, tmp_path, capsys):
     page = str(tmp_path / "r.html")
-    assert main(["bench", "report", runs["oracle"], "--out", page]) == 0
+    assert main(["bench", "report", bench_runs["oracle"], "--out", page]) == 0
     with open(page, encoding="utf-8") as fh:
         html = fh.read()
     assert "CIE-Bench run: oracle" in html and "instruction compliance" in html
@@ -99,9 +86,9 @@ def test_bench_report_command_rewrites_the_page(runs, tmp_path, capsys):
     assert "not a bench run" in capsys.readouterr().err
 
 
-def test_compare_has_editor_columns_intervals_and_paired_differences(runs, tmp_path):
+def test_compare_has_editor_columns_intervals_and_paired_differences(bench_runs, tmp_path):
     out = str(tmp_path / "cmp")
-    order = [runs["corrupt:0.6"], runs["identity"], runs["oracle"]]
+    order = [bench_runs["corrupt:0.6"], bench_runs["identity"], bench_runs["oracle"]]
     assert main(["bench", "compare", *order, "--out", out]) == 0
     with open(os.path.join(out, "comparison.html"), encoding="utf-8") as fh:
         html = fh.read()
@@ -111,7 +98,7 @@ def test_compare_has_editor_columns_intervals_and_paired_differences(runs, tmp_p
         md = fh.read()
     assert "None" not in md
     ident = re.search(r"- identity: ([-+0-9.]+) \[([-+0-9.]+), ([-+0-9.]+)\]", md)
-    c = np.mean([r["compliance"] for r in rows_of(runs["corrupt:0.6"])])
+    c = np.mean([r["compliance"] for r in rows_of(bench_runs["corrupt:0.6"])])
     assert float(ident.group(1)) == pytest.approx(-c, abs=1e-4)  # identity executes nothing
     assert float(ident.group(3)) < 0  # and the interval says that is no noise
     assert html.count('<img class="chart"') == 2

@@ -112,3 +112,39 @@ def test_report_loads_filters_and_pages(browser, built, page_file, tmp_path):
     assert log.page_errors == [] and log.console_errors == []
     assert [u for u in log.off_machine() if u != url] == []  # only the page file itself
     page.context.close()
+
+
+def test_bench_pages_load_and_filter(browser, bench_runs, tmp_path):
+    from mcie.bench.report import compare
+
+    run = bench_runs["corrupt:0.6"]
+    with open(os.path.join(run, "samples.jsonl")) as fh:
+        rows = [json.loads(line) for line in fh]
+    page, log = new_page(browser, viewport={"width": 1280, "height": 900})
+    url = "file://" + os.path.join(run, "report.html")
+    page.goto(url)
+    page.wait_for_selector("#cards .card")
+    assert shown(page)[0] == len(rows)
+    page.select_option("#filter-st", "not all executed")
+    failed = [f"set {r['set_id']}" for r in rows if not r["all_executed"]]
+    assert (
+        failed
+        and visible_cards(page)
+        == failed[: page.evaluate("JSON.parse(document.getElementById('gallery-data').textContent).perPage")]
+    )
+    assert shown(page)[0] == len(failed)
+    # every visible card names the sub-instruction that failed with a ✗
+    assert (
+        page.locator("#cards .card:visible").count() == page.locator("#cards .card:visible:has(.bad)").count()
+    )
+    save_shot(page, tmp_path, "report_bench_run.png", full_page=True)
+    cmp_dir = str(tmp_path / "cmp")
+    compare([bench_runs[e] for e in ("corrupt:0.6", "identity", "oracle")], cmp_dir)
+    cmp_url = "file://" + os.path.join(cmp_dir, "comparison.html")
+    page.goto(cmp_url)
+    assert page.locator("img.chart").count() == 2
+    assert page.locator("#overall th").all_inner_texts()[1:] == ["corrupt:0.6", "identity", "oracle"]
+    save_shot(page, tmp_path, "report_bench_compare.png", full_page=True)
+    assert log.page_errors == [] and log.console_errors == []
+    assert [u for u in log.off_machine() if u not in (url, cmp_url)] == []
+    page.context.close()
