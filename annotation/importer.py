@@ -29,10 +29,11 @@ from mcie.annotation.verdicts import Decision, parse_annotation, resolve
 from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.reasons import Status
+from mcie.shards import REVIEW_DIR
 
 
 def review_dir(out: str) -> str:
-    return os.path.join(out, "review")
+    return os.path.join(out, REVIEW_DIR)
 
 
 def _as_dict(x: Any) -> dict[str, Any]:

@@ -10,16 +10,14 @@ sub-instruction with its mask colour, the judge's verdict ✓/✗ and score, wra
 from __future__ import annotations
 
 import io
-import json
 
 from PIL import Image
 
 from mcie import storage
-from mcie.images import decode_image, decode_mask
 from mcie.report.overlay import overlay
 from mcie.report.sheet import SheetCell
 from mcie.report.sheet import contact_sheet as draw_sheet
-from mcie.shards import read_tar
+from mcie.shards import INDEX_FILE, SHARDS_DIR, decode_sample, read_tar, shard_paths
 from mcie.tables import read_table
 
 STATUS_TONE = {"accepted": (46, 125, 50), "rejected": (198, 40, 40), "pending": (160, 110, 0)}
@@ -28,7 +26,7 @@ STATUS_TONE = {"accepted": (46, 125, 50), "rejected": (198, 40, 40), "pending": 
 def _index_status(out: str) -> dict[str, tuple[str, str]]:
     """key → (status, reason) from the index: the record of where a sample ended (a review in
     Label Studio changes it there); empty when the folder has no index."""
-    path = storage.join(out, "index.parquet")
+    path = storage.join(out, INDEX_FILE)
     if not storage.exists(path):
         return {}
     rows = read_table(path, columns=["key", "status", "reason"]).to_pylist()
@@ -36,11 +34,8 @@ def _index_status(out: str) -> dict[str, tuple[str, str]]:
 
 
 def _cell(key: str, members: dict[str, bytes], status: tuple[str, str] | None) -> SheetCell:
-    meta = json.loads(members["json"])
-    ext = "png" if "src.png" in members else "jpg"
-    src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
+    meta, src, tgt, masks = decode_sample(members)
     subs = meta["sub_edits"]
-    masks = [decode_mask(members[f"mask{k}.png"]) for k in range(len(subs))]
     st, reason = status or (meta.get("status", "?"), meta.get("reason") or "")
     return SheetCell(
         images=[src, overlay(tgt, masks)],
@@ -50,11 +45,11 @@ def _cell(key: str, members: dict[str, bytes], status: tuple[str, str] | None) -
     )
 
 
-def preview_cells(out: str, n: int = 16, shard_dir: str = "shards") -> list[SheetCell]:
+def preview_cells(out: str, n: int = 16, shard_dir: str = SHARDS_DIR) -> list[SheetCell]:
     """The cells of the first ``n`` samples (by shard, then key) of ``out/shard_dir``."""
     status = _index_status(out)
     cells: list[SheetCell] = []
-    for path in storage.glob(storage.join(storage.escape(out), shard_dir, "*.tar")):
+    for path in shard_paths(out, shard_dir):
         for key, members in read_tar(path):
             cells.append(_cell(key, members, status.get(key)))
             if len(cells) == n:
@@ -63,7 +58,7 @@ def preview_cells(out: str, n: int = 16, shard_dir: str = "shards") -> list[Shee
 
 
 def contact_sheet(
-    out: str, n: int = 16, columns: int = 4, shard_dir: str = "shards", tile: int = 256
+    out: str, n: int = 16, columns: int = 4, shard_dir: str = SHARDS_DIR, tile: int = 256
 ) -> Image.Image:
     """The first ``n`` samples (by shard, then key) of ``out/shard_dir`` as one image."""
     cells = preview_cells(out, n, shard_dir)
@@ -72,10 +67,10 @@ def contact_sheet(
     return draw_sheet(["source", "target + masks"], cells, tile=tile, per_row=columns)
 
 
-def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = "shards") -> str:
+def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = SHARDS_DIR) -> str:
     """Write the contact sheet of ``out`` to ``path`` (default ``out/preview.png``); either may
     be local or a storage URL."""
-    path = path or storage.join(out, "preview.png" if shard_dir == "shards" else f"preview-{shard_dir}.png")
+    path = path or storage.join(out, "preview.png" if shard_dir == SHARDS_DIR else f"preview-{shard_dir}.png")
     buf = io.BytesIO()
     contact_sheet(out, n=n, shard_dir=shard_dir).save(buf, format="PNG", optimize=True)
     storage.atomic_write(path, buf.getvalue())

@@ -18,6 +18,7 @@ from mcie import storage
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
+from mcie.shards import STATS_DIR
 
 from .finalize import finalize
 from .markers import finished_units
@@ -77,7 +78,7 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
     if todo:
         if done:
             log.info("resuming: %d of %d units already done", len(done), len(units))
-        stats_dir = storage.join(out, "stats")
+        stats_dir = storage.join(out, STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
         with reporter if run.progress else _null():

@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from mcie import storage
 from mcie.exitcodes import UsageError
-from mcie.images import decode_image, decode_mask
 from mcie.report import charts
 from mcie.report.overlay import jpeg_data_uri, thumbnail
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
-from mcie.shards import ShardError, read_tar
+from mcie.shards import INDEX_FILE, TRUTH_FILE, ShardError, decode_sample, read_tar
 from mcie.tables import read_table
 
 #: the index columns the report reads (no pixels)
@@ -69,7 +67,7 @@ class GalleryConfig:
 
 def read_index(out: str) -> list[dict[str, Any]]:
     """The index rows of the build in ``out`` (a UsageError when there is none)."""
-    path = storage.join(out, "index.parquet")
+    path = storage.join(out, INDEX_FILE)
     if not storage.exists(path):
         raise UsageError(f"{path} is missing: not the output folder of mcie build or mcie shard")
     return read_table(path, columns=list(INDEX_COLUMNS)).to_pylist()
@@ -157,10 +155,7 @@ def load_thumbnails(
 
 
 def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> list[list[str]]:
-    meta = json.loads(members["json"])
-    ext = "png" if "src.png" in members else "jpg"
-    src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
-    masks = [decode_mask(members[f"mask{k}.png"]) for k in range(len(meta["sub_edits"]))]
+    _, src, tgt, masks = decode_sample(members)
     return [
         ["source", jpeg_data_uri(thumbnail(src, masks, config.thumb), config.quality)],
         ["target", jpeg_data_uri(thumbnail(tgt, masks, config.thumb), config.quality)],
@@ -179,7 +174,7 @@ def _score_panels(index: list[dict[str, Any]]) -> list[tuple[str, dict[str, list
 
 
 def _audit_section(out: str) -> Section | None:
-    if not storage.exists(storage.join(out, "truth.parquet")):
+    if not storage.exists(storage.join(out, TRUTH_FILE)):
         return None
     from mcie.audit import audit
 
