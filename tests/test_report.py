@@ -171,6 +171,12 @@ def test_cli_exit_codes(built, tmp_path, capsys):
     assert main(["report", built, "--out", page, "--max-items", "10", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["gallery_items"] == 10 and s["path"] == page and os.path.getsize(page) == s["bytes"]
+    with open(page, encoding="utf-8") as fh:
+        assert "Audit against the truth" in fh.read()  # the build has a truth.parquet
+    assert main(["report", built, "--out", page, "--max-items", "10", "--no-audit"]) == 0
+    with open(page, encoding="utf-8") as fh:
+        assert "Audit against the truth" not in fh.read()
+    capsys.readouterr()
     assert main(["report", str(tmp_path)]) == 1  # no index.parquet: a usage error
     assert "index.parquet is missing" in capsys.readouterr().err
     assert main(["report", built, "--thumb", "5"]) == 1
