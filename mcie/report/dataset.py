@@ -338,12 +338,12 @@ def build_report(
 
 
 def write_build_report(
-    out: str, path: str | None = None, config: GalleryConfig | None = None
+    out: str, path: str | None = None, config: GalleryConfig | None = None, with_audit: bool = True
 ) -> dict[str, Any]:
     """Write the report of ``out`` to ``path`` (default ``out/report.html``; either may be a
     storage URL); returns the summary with ``path`` and ``bytes``."""
     storage.require_folder(out)
-    html, summary = build_report(out, config)
+    html, summary = build_report(out, config, with_audit)
     path = path or storage.join(out, "report.html")
     data = html.encode("utf-8")
     storage.atomic_write(path, data)
