@@ -55,7 +55,8 @@ def histograms(
     columns: int = 3,
 ) -> bytes:
     """Small multiples: one histogram per ``(metric label, {group: values})`` panel, groups
-    stacked in their status colour, with the count of values per group in the legend."""
+    stacked in their status colour on a log count axis, with the count of values per group in
+    the legend."""
     plt = _pyplot()
     rows = (len(panels) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.5 * rows), squeeze=False)
@@ -80,7 +81,9 @@ def histograms(
         ax.set_title(label)
         ax.locator_params(axis="x", nbins=5)  # fewer ticks: values like 0.9975 stay legible
         ax.set_xlabel(label)
-        ax.set_ylabel("candidates")
+        # log counts: most candidates sit at a perfect score, the few that do not are the story
+        ax.set_yscale("log")
+        ax.set_ylabel("count (log)")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(title)
