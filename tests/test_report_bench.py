@@ -102,3 +102,14 @@ def test_compare_has_editor_columns_intervals_and_paired_differences(bench_runs,
     assert float(ident.group(1)) == pytest.approx(-c, abs=1e-4)  # identity executes nothing
     assert float(ident.group(3)) < 0  # and the interval says that is no noise
     assert html.count('<img class="chart"') == 2
+
+
+def test_chart_text_is_literal():
+    from mcie.report import charts
+
+    # a $ in an editor name or path must not start matplotlib's math mode (an invalid one raises)
+    png = charts.bars(
+        {"mcie-e1:/ckpt/$x^{": {"2": 0.5, "3": None}}, "by $n$ — $bad{", "y", "x", counts={"2": 4}
+    )
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert charts.count_bars({"a$b$": 3}, "t$", "x")[:4] == b"\x89PNG"

@@ -40,6 +40,12 @@ def _pyplot():
     return plt
 
 
+def plain(text: object) -> str:
+    """``text`` as literal chart text: a ``$`` in an editor name or a path would otherwise start
+    matplotlib's math mode (and an invalid formula raises)."""
+    return str(text).replace("$", r"\$")
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     # no date or software stamp: the same data gives the same bytes
@@ -75,18 +81,18 @@ def histograms(
                 bins=edges,
                 stacked=True,
                 color=[STATUS_COLOURS.get(g, "#1565c0") for g in data],
-                label=[f"{g} (n={v.size})" for g, v in data.items()],
+                label=[plain(f"{g} (n={v.size})") for g, v in data.items()],
             )
             ax.legend(fontsize=7, frameon=False)
-        ax.set_title(label)
+        ax.set_title(plain(label))
         ax.locator_params(axis="x", nbins=5)  # fewer ticks: values like 0.9975 stay legible
-        ax.set_xlabel(label)
+        ax.set_xlabel(plain(label))
         # log counts: most candidates sit at a perfect score, the few that do not are the story
         ax.set_yscale("log")
         ax.set_ylabel("count (log)")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(plain(title))
     fig.tight_layout()
     return _png(fig)
 
@@ -119,7 +125,7 @@ def bars(
             lo = [heights[j] - errors[name].get(c, (heights[j], heights[j]))[0] for j, c in enumerate(cats)]
             hi = [errors[name].get(c, (heights[j], heights[j]))[1] - heights[j] for j, c in enumerate(cats)]
             kw = {"yerr": [lo, hi], "capsize": 2, "ecolor": "#333333"}
-        ax.bar(pos, heights, width * 0.92, label=name, color=SERIES[i % len(SERIES)], **kw)
+        ax.bar(pos, heights, width * 0.92, label=plain(name), color=SERIES[i % len(SERIES)], **kw)
         for p, y, c in zip(pos, ys, cats, strict=True):
             text = "n/a" if y is None else f"{y:.2f}"
             top = 0.0 if y is None else float(y)
@@ -129,13 +135,13 @@ def bars(
                         ha="center", va="bottom", fontsize=7)  # fmt: skip
     long = sum(len(str(c)) for c in cats) > 6 * len(cats) + 8  # long names overlap when flat
     sep = " " if long else "\n"
-    labels = [f"{c}{sep}(n={counts[c]})" if counts and c in counts else str(c) for c in cats]
+    labels = [plain(f"{c}{sep}(n={counts[c]})" if counts and c in counts else c) for c in cats]
     ax.set_xticks(x, labels, rotation=25 if long else 0, ha="right" if long else "center")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(plain(xlabel))
+    ax.set_ylabel(plain(ylabel))
     if ylim:
         ax.set_ylim(ylim[0], ylim[1] * 1.12)  # room for the value labels above a bar of 1.0
-    ax.set_title(title)
+    ax.set_title(plain(title))
     if len(series) > 1:
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
@@ -155,10 +161,10 @@ def count_bars(
     for yi, k in zip(y, names, strict=True):
         ax.annotate(str(counts[k]), (counts[k], yi), xytext=(3, 0), textcoords="offset points",
                     va="center", fontsize=8)  # fmt: skip
-    ax.set_yticks(y, names)
+    ax.set_yticks(y, [plain(n) for n in names])
     ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
+    ax.set_xlabel(plain(xlabel))
+    ax.set_title(plain(title))
     ax.set_xlim(0, max([1, *counts.values()]) * 1.15)
     fig.tight_layout()
     return _png(fig)
