@@ -197,7 +197,7 @@ class RunGallery:
                     "img": [
                         ["source", jpeg_data_uri(thumbnail(item.src, None, self.thumb))],
                         ["expected", jpeg_data_uri(thumbnail(item.expected, regions, self.thumb))],
-                        ["output", jpeg_data_uri(_outline_thumb(output, regions, self.thumb))],
+                        ["output", jpeg_data_uri(thumbnail(output, regions, self.thumb, alpha=0.0))],
                     ],
                 }
             )
@@ -211,14 +211,6 @@ class RunGallery:
         with open(os.path.join(out, "gallery.jsonl"), "w") as fh:
             for t in self.thumbs:
                 fh.write(json.dumps(t, sort_keys=True) + "\n")
-
-
-def _outline_thumb(img: np.ndarray, regions: list[np.ndarray], side: int) -> np.ndarray:
-    from mcie.report.overlay import shrink_mask
-
-    small = thumbnail(img, None, side)
-    size = (small.shape[1], small.shape[0])
-    return overlay(small, [shrink_mask(m, size) for m in regions], alpha=0.0)
 
 
 def _set_title(res: dict[str, Any]) -> str:

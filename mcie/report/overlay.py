@@ -67,16 +67,17 @@ def shrink_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img) >= 128
 
 
-def thumbnail(img: np.ndarray, masks: list[np.ndarray] | None, side: int) -> np.ndarray:
+def thumbnail(img: np.ndarray, masks: list[np.ndarray] | None, side: int, alpha: float = ALPHA) -> np.ndarray:
     """``img`` shrunk to ``side`` pixels on its long edge, with the masks overlaid at the
-    thumbnail's resolution (so outlines stay one pixel wide and visible)."""
+    thumbnail's resolution (so outlines stay one pixel wide and visible); ``alpha=0`` draws
+    the outlines only, leaving the image's colours true."""
     h, w = img.shape[:2]
     scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
     if not masks:
         return small
-    return overlay(small, [shrink_mask(m, size) for m in masks])
+    return overlay(small, [shrink_mask(m, size) for m in masks], alpha)
 
 
 def jpeg_data_uri(img: np.ndarray, quality: int = 80) -> str:
