@@ -22,6 +22,7 @@ import json
 import os
 from typing import Any
 
+from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.importer import review_dir
 from mcie.exitcodes import UsageError
@@ -118,10 +119,10 @@ def write_final(
             index.append(row)
     os.makedirs(os.path.join(final, STATS_DIR), exist_ok=True)
     write_rows(os.path.join(final, INDEX_FILE), index, INDEX_SCHEMA)
-    with open(os.path.join(final, STATS_DIR, "reviewed.json"), "w") as fh:  # what `mcie audit` adds up
-        stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
-        json.dump(stats, fh, indent=1, sort_keys=True)
-    with open(os.path.join(final, WIDS_FILES[SHARDS_DIR]), "w") as fh:
-        json.dump(wids_descriptor(final, SHARDS_DIR, "mcie-reviewed", counts), fh, indent=1, sort_keys=True)
+    # small files too are written atomically: a full disk never leaves a 0-byte descriptor
+    stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
+    storage.write_json(os.path.join(final, STATS_DIR, "reviewed.json"), stats)  # what `mcie audit` adds up
+    descriptor = wids_descriptor(final, SHARDS_DIR, "mcie-reviewed", counts)
+    storage.write_json(os.path.join(final, WIDS_FILES[SHARDS_DIR]), descriptor)
     decisions = collections.Counter((ri.review_of(rows[k]) or {}).get("decision", "unreviewed") for k in keys)
     return {"samples": len(keys), "shards": len(counts), "by_decision": dict(sorted(decisions.items()))}

@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.client import Connection, require_project
 from mcie.annotation.tasks import original_from_task
@@ -82,9 +83,7 @@ def _write_masks(out: str, key: str, d: Decision) -> None:
         os.remove(stale)
     for k, mask in d.masks.items():
         path = os.path.join(folder, f"{key}.mask{k}.png")
-        with open(f"{path}.tmp", "wb") as fh:
-            fh.write(encode_png(mask))
-        os.replace(f"{path}.tmp", path)
+        storage.atomic_write(path, encode_png(mask))
 
 
 def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:

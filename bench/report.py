@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.report import charts
 from mcie.report.overlay import jpeg_data_uri, overlay, thumbnail
@@ -58,6 +60,12 @@ SUMMARY_COLUMNS = (
     ("l2", "L2"),
 )
 RUN_FILES = ("summary.json", "samples.jsonl")
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -204,13 +212,15 @@ class RunGallery:
 
     def write(self, out: str) -> None:
         """``contact.png`` and ``gallery.jsonl`` into the run folder."""
+        # every report file is written atomically: a full disk never leaves a cut file
         if self.cells:
+            buf = io.BytesIO()
             contact_sheet(
                 ["source", "expected (regions)", f"output: {self.editor}"], self.cells, tile=256, per_row=2
-            ).save(os.path.join(out, "contact.png"), optimize=True)
-        with open(os.path.join(out, "gallery.jsonl"), "w") as fh:
-            for t in self.thumbs:
-                fh.write(json.dumps(t, sort_keys=True) + "\n")
+            ).save(buf, format="PNG", optimize=True)
+            storage.atomic_write(os.path.join(out, "contact.png"), buf.getvalue())
+        lines = "".join(json.dumps(t, sort_keys=True) + "\n" for t in self.thumbs)
+        storage.atomic_write(os.path.join(out, "gallery.jsonl"), lines)
 
 
 def _set_title(res: dict[str, Any]) -> str:
@@ -227,17 +237,14 @@ def write_run_reports(
     out: str, summary: dict[str, Any], rows: list[dict[str, Any]], gallery: RunGallery
 ) -> None:
     """Everything a run writes besides samples.jsonl: summary.json/.md/.csv, the two charts,
-    contact.png, gallery.jsonl and report.html."""
-    with open(os.path.join(out, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=1, sort_keys=True)
+    contact.png, gallery.jsonl and report.html; each atomically (whole or absent)."""
+    storage.write_json(os.path.join(out, "summary.json"), summary)
     stats = run_stats(rows)
     _write_summary_md(out, summary, stats)
     _write_summary_csv(out, summary)
     editor = summary["editor"]
-    with open(os.path.join(out, "compliance_by_num_sub_edits.png"), "wb") as fh:
-        fh.write(_chart_by_n({editor: stats}))
-    with open(os.path.join(out, "compliance_by_edit_type.png"), "wb") as fh:
-        fh.write(_chart_by_type({editor: stats}))
+    storage.atomic_write(os.path.join(out, "compliance_by_num_sub_edits.png"), _chart_by_n({editor: stats}))
+    storage.atomic_write(os.path.join(out, "compliance_by_edit_type.png"), _chart_by_type({editor: stats}))
     gallery.write(out)
     write_run_html(out)
 
@@ -273,8 +280,7 @@ def _write_summary_md(out: str, s: dict[str, Any], stats: dict[str, Any]) -> Non
     extra = {k: s.get(k) for k in ("clip_i", "clip_t", "dino", "lpips")}
     shown = ", ".join(f"{k.upper().replace('_', '-')} {fmt(v, 4)}" for k, v in extra.items())
     lines += ["", f"{shown} (—: not computed; {s.get('unavailable', '')})."]
-    with open(os.path.join(out, "summary.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    storage.atomic_write(os.path.join(out, "summary.md"), "\n".join(lines) + "\n")
 
 
 def _write_summary_csv(out: str, s: dict[str, Any]) -> None:
@@ -282,16 +288,14 @@ def _write_summary_csv(out: str, s: dict[str, Any]) -> None:
         "instruction_compliance", "ic_exact", "sub_instruction_compliance", "all_executed_rate",
         "background_ssim", "background_psnr", "background_l1", "l1", "l2",
     )  # fmt: skip
-    with open(os.path.join(out, "summary.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["group", "sets", *keys])
-        groups = [("overall", s)] + [(f"{k} sub-instructions", v) for k, v in s["by_num_sub_edits"].items()]
-        for name, v in groups:
-            w.writerow([name, v["sets"], *[v.get(k) for k in keys]])
-        for t, v in s["by_edit_type"].items():
-            row = dict.fromkeys(keys, "")
-            row["sub_instruction_compliance"] = v["compliance"]
-            w.writerow([f"type:{t}", v["sub_instructions"], *row.values()])
+    rows: list[list[Any]] = [["group", "sets", *keys]]
+    groups = [("overall", s)] + [(f"{k} sub-instructions", v) for k, v in s["by_num_sub_edits"].items()]
+    rows += [[name, v["sets"], *[v.get(k) for k in keys]] for name, v in groups]
+    for t, v in s["by_edit_type"].items():
+        row = dict.fromkeys(keys, "")
+        row["sub_instruction_compliance"] = v["compliance"]
+        rows.append([f"type:{t}", v["sub_instructions"], *row.values()])
+    storage.atomic_write(os.path.join(out, "summary.csv"), _csv(rows))
 
 
 # ---------------------------------------------------------------------------- charts
@@ -437,8 +441,7 @@ def write_run_html(run: str, path: str | None = None) -> str:
     ]
     html = render(f"CIE-Bench run: {editor}", sections, _gallery(rows, thumbs, editor), meta)
     path = path or os.path.join(run, "report.html")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(html)
+    storage.atomic_write(path, html)
     return path
 
 
@@ -465,14 +468,12 @@ def compare(runs: list[str], out: str) -> str:
         md += ["", f"Paired difference in instruction compliance against {names[0]} (same sets):", ""]
         md += [f"- {n}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for n, (d, lo, hi) in diffs.items()]
     md_path = os.path.join(out, "comparison.md")
-    with open(md_path, "w") as fh:
-        fh.write("\n".join(md) + "\n")
-    with open(os.path.join(out, "comparison.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow([*head, "compliance_ci_low", "compliance_ci_high"])
-        for n, (s, _, _) in zip(names, loaded, strict=True):
-            ci = stats_of[n]["overall"]["compliance"]["ci"] or (None, None)
-            w.writerow([n, *[s.get(k) for k in head[1:]], *ci])
+    storage.atomic_write(md_path, "\n".join(md) + "\n")
+    table_rows: list[list[Any]] = [[*head, "compliance_ci_low", "compliance_ci_high"]]
+    for n, (s, _, _) in zip(names, loaded, strict=True):
+        ci = stats_of[n]["overall"]["compliance"]["ci"] or (None, None)
+        table_rows.append([n, *[s.get(k) for k in head[1:]], *ci])
+    storage.atomic_write(os.path.join(out, "comparison.csv"), _csv(table_rows))
     sections = [Section("overall", "Overall (one column per editor)", _overall_table(stats_of))]
     if diffs:
         rows = [[n, f"{d:+.4f}", _ci_text((lo, hi), 4), "yes" if lo > 0 or hi < 0 else "no"]
@@ -489,8 +490,7 @@ def compare(runs: list[str], out: str) -> str:
     html = render(
         "CIE-Bench comparison", sections, None, meta + f" · {BOOTSTRAP} bootstrap resamples, seed {SEED}"
     )
-    with open(os.path.join(out, "comparison.html"), "w", encoding="utf-8") as fh:
-        fh.write(html)
+    storage.atomic_write(os.path.join(out, "comparison.html"), html)
     return md_path
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 
 from .editors import BenchItem, make_editor
@@ -126,7 +127,7 @@ def run_bench(
     results = []
     gallery = RunGallery(editor_spec)
     t0 = time.perf_counter()
-    with open(os.path.join(out, "samples.jsonl"), "w") as fh:
+    with storage.atomic_open(os.path.join(out, "samples.jsonl")) as fh:
         for n, row in enumerate(rows_in, 1):
             item = BenchItem.from_row(row)
             output, info = editor.edit(item, decomposition == "oracle")
@@ -169,7 +170,7 @@ def run_bench(
                         all_executed=all(vlm),
                         checker="vlm",
                     )
-            fh.write(json.dumps(res, sort_keys=True) + "\n")
+            fh.write((json.dumps(res, sort_keys=True) + "\n").encode())
             results.append(res)
             gallery.add(item, output, res)
             if n % 50 == 0 or n == len(rows_in):

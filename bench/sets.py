@@ -26,7 +26,7 @@ from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.images import PNG_LEVEL_FAST, encode_png
 from mcie.shards import INDEX_FILE, SHARDS_DIR, image_ext, read_tar, shard_paths
-from mcie.tables import read_table
+from mcie.tables import read_table, write_table
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.ladder import task_config
 from mcie.transforms.synthetic.planner import EDIT_TYPES, PlannedEdit
@@ -195,8 +195,7 @@ def build_training_shards(
             write_tar(os.path.join(shard_dir, f"train-{n_shards:05d}.tar"), batch)
             batch, n_shards = [], n_shards + 1
     manifest = {"samples": samples, "shards": n_shards, "seed": seed, "image_size": config.image_size}
-    with open(os.path.join(out, "train_set.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+    storage.write_json(os.path.join(out, "train_set.json"), manifest)
     return manifest
 
 
@@ -278,15 +277,14 @@ def check_no_overlap(bench_dir: str, train_globs: list[str]) -> None:
 
 def _write(out: str, rows: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
     table = pa.Table.from_pylist(rows, schema=BENCH_SCHEMA)
-    pq.write_table(table, os.path.join(out, "bench.parquet"), compression="zstd")
+    write_table(os.path.join(out, "bench.parquet"), table)  # atomic, zstd
     counts = {
         "sets": len(rows),
         "by_num_sub_edits": {str(k): sum(r["num_sub_edits"] == k for r in rows) for k in range(1, 6)},
         "by_edit_type": {t: sum(t in r["edit_types"] for r in rows) for t in EDIT_TYPES},
     }
     manifest = {**manifest, **counts}
-    with open(os.path.join(out, "bench.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+    storage.write_json(os.path.join(out, "bench.json"), manifest)
     return manifest
 
 

@@ -21,6 +21,7 @@ from mcie.runlock import LOCK_NAME, RunLock
 from mcie.shards import STATS_DIR
 
 from .finalize import finalize
+from .loopback import bind_local_servers_to_loopback
 from .markers import finished_units
 from .options import RunOptions, check_output_dir
 from .progress import ProgressReporter
@@ -81,6 +82,8 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
         stats_dir = storage.join(out, STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
+        if run.runner in ("FnApiRunner", "DirectRunner"):
+            bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
         with reporter if run.progress else _null():
             p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))
             attach(p, todo)

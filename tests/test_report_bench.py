@@ -113,3 +113,23 @@ def test_chart_text_is_literal():
     )
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert charts.count_bars({"a$b$": 3}, "t$", "x")[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "name", ["compliance_by_edit_type.png", "gallery.jsonl", "report.html", "comparison.html"]
+)
+def test_a_failed_report_write_leaves_no_partial_file(bench_runs, tmp_path, name):
+    """A write cut half-way (a real EFBIG, as on a full disk; the harness of
+    test_reliability_writes.py) leaves the report absent, never a cut file."""
+    from test_reliability_writes import _check_whole, _fail_writing, _snapshot
+
+    run = str(tmp_path / "run")
+    bench = os.path.join(os.path.dirname(bench_runs["identity"]), "bench")
+    if name == "comparison.html":
+        _fail_writing(name, "bench", "compare", bench_runs["identity"], "--out", run)
+    else:
+        _fail_writing(name, "bench", "run", "--bench", bench, "--editor", "identity", "--out", run)
+    files = _snapshot(run)
+    assert name not in files  # absent, not cut
+    for rel, data in files.items():
+        _check_whole(rel, data)
