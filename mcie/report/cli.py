@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from mcie import storage
 from mcie.exitcodes import ExitCode, UsageError
@@ -48,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
         config = GalleryConfig(per_group=args.per_group, max_items=args.max_items, thumb=args.thumb)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    s = write_build_report(args.out, args.page, config, with_audit=not args.no_audit)
+    s = write_build_report(
+        args.out,
+        args.page,
+        config,
+        with_audit=not args.no_audit,
+        progress=lambda line: print(f"[report] {line}", file=sys.stderr, flush=True),
+    )
     if args.json:
         print(json.dumps(s, sort_keys=True))
     else:

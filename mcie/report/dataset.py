@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mcie import storage
@@ -242,18 +242,25 @@ def _audit_section(out: str) -> Section | None:
 
 
 def build_report(
-    out: str, config: GalleryConfig | None = None, with_audit: bool = True
+    out: str,
+    config: GalleryConfig | None = None,
+    with_audit: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The page for the build in ``out`` and a summary (counts, gallery size, problems).
     ``with_audit=False`` leaves out the audit section: the audit reads and checks every sample
     (about 60% of the report's time on the demo), the rest reads the index and the gallery's
-    samples only."""
+    samples only. ``progress`` receives a line as each step starts."""
+    say = progress or (lambda line: None)
     config = config or GalleryConfig()
     t0 = time.perf_counter()
     index = read_index(out)
     c = counts(index)
     chosen = select_gallery(index, config)
+    shards = len({r["shard"] for r in chosen if r["shard"]})
+    say(f"{c['candidates']} candidates; gallery: {len(chosen)} samples from {shards} shards")
     thumbs, problems = load_thumbnails(out, chosen, config)
+    say("charts")
     items = [
         {
             "k": r["key"],
@@ -294,6 +301,8 @@ def build_report(
             figure(charts.histograms(_score_panels(index), "Scores by status (stacked)"), "score histograms"),
         ),
     ]
+    if with_audit:
+        say("audit against the truth (reads every sample; --no-audit skips it)")
     audit_section = _audit_section(out) if with_audit else None
     if audit_section:
         sections.append(audit_section)
@@ -338,12 +347,16 @@ def build_report(
 
 
 def write_build_report(
-    out: str, path: str | None = None, config: GalleryConfig | None = None, with_audit: bool = True
+    out: str,
+    path: str | None = None,
+    config: GalleryConfig | None = None,
+    with_audit: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write the report of ``out`` to ``path`` (default ``out/report.html``; either may be a
     storage URL); returns the summary with ``path`` and ``bytes``."""
     storage.require_folder(out)
-    html, summary = build_report(out, config, with_audit)
+    html, summary = build_report(out, config, with_audit, progress)
     path = path or storage.join(out, "report.html")
     data = html.encode("utf-8")
     storage.atomic_write(path, data)
