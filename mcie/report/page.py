@@ -129,7 +129,7 @@ def render(title: str, sections: list[Section], gallery: dict[str, Any] | None =
     if gallery is not None:
         parts += [
             '<section id="gallery"><h2>Gallery</h2>',
-            '<p class="note" id="gallery-note"></p>',
+            '<p class="note" id="gallery-note"></p><div id="legend"></div>',
             '<div id="filters"></div>',
             '<p id="gallery-status" aria-live="polite"></p>',
             '<div id="pager"><button id="prev" type="button">&larr; previous</button>'

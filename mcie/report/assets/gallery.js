@@ -74,5 +74,15 @@ function draw(){
 document.getElementById("prev").addEventListener("click", () => { state.page -= 1; draw(); });
 document.getElementById("next").addEventListener("click", () => { state.page += 1; draw(); });
 document.getElementById("gallery-note").textContent = D.note;
+(function legend(){
+  // the mask colours: sub-instruction k is tinted D.palette[k] in every thumbnail
+  const box = document.getElementById("legend");
+  box.appendChild(el("span", null, "mask colours: "));
+  D.palette.forEach((c, k) => {
+    const item = el("span", "legend-item"); const sw = el("span", "sw"); sw.style.background = c;
+    item.appendChild(sw); item.appendChild(el("span", null, " sub-instruction " + k)); box.appendChild(item);
+  });
+  box.appendChild(el("span", "legend-item", "dashed black/white line: the mask's edge"));
+})();
 buildFilters(); draw();
 })();
