@@ -78,13 +78,14 @@ def resize_mask(a: np.ndarray, res: int) -> torch.Tensor:
 class SampleDecoder:
     """Shard member dict → training tensors (picklable, so DataLoader workers can run it)."""
 
-    def __init__(self, tokenizer, resolution: int, max_sub_edits: int) -> None:
+    def __init__(self, tokenizer, resolution: int, max_sub_edits: int, sub_length: int | None = None) -> None:
         self.tokenizer, self.resolution, self.k = tokenizer, resolution, max_sub_edits
+        self.sub_length = sub_length  # None: the tokenizer's length, as the complex instruction
 
-    def _ids(self, texts: list[str]) -> torch.Tensor:
+    def _ids(self, texts: list[str], length: int | None = None) -> torch.Tensor:
         from mcie.model.tokenizer import token_ids
 
-        return token_ids(self.tokenizer, texts)
+        return token_ids(self.tokenizer, texts, length)
 
     def __call__(self, sample: dict) -> dict:
         key = sample["__key__"]
@@ -106,7 +107,7 @@ class SampleDecoder:
             "regions": regions,
             "n_sub": len(subs),
             "input_ids": self._ids([meta["instruction"]])[0],
-            "sub_ids": self._ids(texts),
+            "sub_ids": self._ids(texts, self.sub_length),
         }
 
 
@@ -118,9 +119,11 @@ def shard_dataset(
     shuffle_buffer: int = 64,
     seed: int = 0,
     repeat: bool = True,
+    sub_length: int | None = None,
 ) -> wds.WebDataset:
     """The sample stream: shards shuffled (``shardshuffle``) and split across nodes
-    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order)."""
+    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order).
+    ``sub_length``: tokens per sub-instruction (the model's ``cfg.sub_length``)."""
     urls = expand_shards(shards) if isinstance(shards, str) else list(shards)
     ds = wds.WebDataset(
         urls,
@@ -134,7 +137,7 @@ def shard_dataset(
         ds = ds.repeat()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
-    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits))
+    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits, sub_length))
 
 
 def shard_loader(
@@ -147,9 +150,10 @@ def shard_loader(
     shuffle_buffer: int = 64,
     seed: int = 0,
     repeat: bool = True,
+    sub_length: int | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of batches (dict of stacked tensors; ``key`` a list) over the shards."""
-    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat)
+    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat, sub_length)
     return torch.utils.data.DataLoader(
         ds.batched(batch_size, partial=True), batch_size=None, num_workers=workers
     )

@@ -345,11 +345,16 @@ class MCIEEditor(nn.Module):
         return [p for _, p in self.named_trainable_parameters() if p.requires_grad]
 
     # -- encoders ------------------------------------------------------------------------------
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """(N,) strings → (N, L) ids, padded/truncated to the tokenizer's max length."""
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> torch.Tensor:
+        """(N,) strings → (N, L) ids, padded/truncated to ``max_length`` (default: the
+        tokenizer's, which is the complex instruction's)."""
         from mcie.model.tokenizer import token_ids
 
-        return token_ids(self.tokenizer, texts)
+        return token_ids(self.tokenizer, texts, max_length)
+
+    def tokenize_subs(self, texts: list[str]) -> torch.Tensor:
+        """(K,) sub-instructions → (K, cfg.sub_length) ids."""
+        return self.tokenize(texts, self.cfg.sub_length)
 
     def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., L) ids → (..., L, D) text-encoder states; each row encoded on its own."""

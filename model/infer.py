@@ -76,8 +76,8 @@ def edit_image(
             r = torch.from_numpy(regions_px)[None]
             regions_px = (F.interpolate(r, size=(height, width), mode="area") > 0)[0].float().numpy()
         regions = model.latent_regions(torch.from_numpy(regions_px)[None].to(dev), (h, w))  # (1, K, h, w)
-        sub_text = model.encode_ids(model.tokenize([s.text for s in subs]))[None]  # (1, K, L, D)
-        empty_sub = empty[:, None].expand_as(sub_text)
+        sub_text = model.encode_ids(model.tokenize_subs([s.text for s in subs]))[None]  # (1, K, Ls, D)
+        empty_sub = model.encode_ids(model.tokenize_subs([""]))[:, None].expand_as(sub_text)
         cond.sub_text = torch.cat([sub_text, empty_sub, empty_sub])
         cond.regions = torch.cat([regions] * 3)  # blocks, never repeat_interleave
         if decomposition.all_located and len(subs) == len(decomposition.subs):

@@ -48,7 +48,7 @@ def test_loader_gives_consistent_tensors(shards):
     tok = MCIEEditor.from_config(cfg).tokenizer
     batch = next(iter(shard_loader(shards, tok, 32, cfg.max_sub_edits, 4, shuffle_buffer=0, repeat=False)))
     assert batch["src"].shape == batch["tgt"].shape == (4, 3, 32, 32)
-    assert batch["regions"].shape == (4, 5, 32, 32) and batch["sub_ids"].shape == (4, 5, 32)
+    assert batch["regions"].shape == (4, 5, 32, 32) and batch["sub_ids"].shape == (4, 5, cfg.max_length)
     assert batch["src"].min() >= -1 and batch["src"].max() <= 1
     # shuffle_buffer=0 keeps file order: the first sample is the first key of the first shard
     key, members = next(read_tar(sorted(glob.glob(shards))[0]))
