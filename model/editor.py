@@ -8,6 +8,8 @@ Checkpoint layout (diffusers-style folders, safetensors everywhere)::
     CKPT/tokenizer/    CLIPTokenizer
     CKPT/scheduler/    DDPMScheduler (training noise schedule)
     CKPT/mcie/config.json, CKPT/mcie/attn_processors.safetensors   SACA/BCCA weights
+    CKPT/model_index.json  (latent presets) so that the folder also loads as a plain
+                           ``StableDiffusionInstructPix2PixPipeline`` (without SACA/BCCA)
 
 The SACA/BCCA processors are ``nn.Module`` s and so become UNet submodules; saving swaps the
 stock processors in first so they stay out of the UNet's own weights.
@@ -16,6 +18,7 @@ stock processors in first so they stay out of the UNet's own weights.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import torch
@@ -80,6 +83,29 @@ def _load_part(path: str, part: str, cls):
         return cls.from_pretrained(path, subfolder=part, **kw)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot load {part}/ of {path!r} (safetensors weights only): {exc}") from exc
+
+
+def pipeline_index() -> dict:
+    """``model_index.json`` of a latent checkpoint: the folder loads with
+    ``StableDiffusionInstructPix2PixPipeline.from_pretrained(CKPT)`` as plain InstructPix2Pix
+    (the stock processors of ``unet/``; SACA and BCCA live in ``mcie/``, which diffusers skips).
+    The scheduler is the training one (DDPM), as diffusers' ``train_instruct_pix2pix.py`` saves
+    it; pass ``scheduler=`` to sample with another."""
+    import diffusers
+
+    return {
+        "_class_name": "StableDiffusionInstructPix2PixPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+    }
 
 
 def unet_from_config(cfg: MCIEConfig) -> UNet2DConditionModel:
@@ -290,6 +316,9 @@ class MCIEEditor(nn.Module):
         with open(os.path.join(path, "mcie", "config.json"), "w") as fh:
             fh.write(self.cfg.to_json())
         save_file(self.mcie_state_dict(), os.path.join(path, "mcie", ATTN_FILE))
+        if self.vae is not None:  # a pixel-space UNet has no diffusers pipeline to load into
+            with open(os.path.join(path, "model_index.json"), "w") as fh:
+                json.dump(pipeline_index(), fh, indent=2, sort_keys=True)
 
     @classmethod
     def load(cls, path: str, saca: bool | None = None, bcca: bool | None = None) -> MCIEEditor:
