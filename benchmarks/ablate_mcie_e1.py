@@ -90,6 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=2, help="runs at a time; 0: in this process")
     p.add_argument("--nice", type=int, default=5, help="niceness of the run subprocesses")
     p.add_argument("--contact-sets", type=int, default=8, help="benchmark sets on the contact sheet")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: evaluate the checkpoints written so far and report on them",
+    )
     args = p.parse_args(argv)
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -204,13 +209,53 @@ def one_run(args, shards: str, bench_dir: str, variant: str, seed: int) -> dict:
         with open(done, "w") as fh:
             json.dump(cost, fh)
     print(f"[ablate] trained {variant} seed {seed}: {cost}", file=sys.stderr, flush=True)
+    steps = list(range(args.eval_every, args.steps + 1, args.eval_every))
+    return {
+        "variant": variant,
+        "seed": seed,
+        "train": cost,
+        "rows": evaluate(args, bench_dir, variant, seed, steps),
+    }
+
+
+def partial_run(args, bench_dir: str, variant: str, seed: int) -> dict:
+    """``--report-only``: the checkpoints a run has written so far, evaluated (those not yet),
+    and its cost so far from ``log.jsonl`` (CPU time unknown while it trains)."""
+    run_dir = os.path.join(args.out, "runs", f"{variant}-s{seed}")
+    done = os.path.join(run_dir, "train_cost.json")
+    if os.path.isfile(done):
+        with open(done) as fh:
+            cost = json.load(fh)
+    else:
+        last = {}
+        if os.path.isfile(os.path.join(run_dir, "log.jsonl")):
+            with open(os.path.join(run_dir, "log.jsonl")) as fh:
+                last = [json.loads(line) for line in fh][-1]
+        cost = {"wall_s": last.get("elapsed_s"), "cpu_s": None, "partial_at_step": last.get("step")}
+    steps = [
+        s
+        for s in range(args.eval_every, args.steps + 1, args.eval_every)
+        if os.path.isdir(os.path.join(run_dir, f"checkpoint-{s}"))
+    ]
+    return {
+        "variant": variant,
+        "seed": seed,
+        "train": cost,
+        "rows": evaluate(args, bench_dir, variant, seed, steps),
+    }
+
+
+def evaluate(args, bench_dir: str, variant: str, seed: int, steps: list[int]) -> list[dict]:
+    """One row per step: that checkpoint scored by ``mcie bench run`` (kept; rerun only when
+    its summary is missing)."""
+    run_dir = os.path.join(args.out, "runs", f"{variant}-s{seed}")
     rows = []
-    for step in range(args.eval_every, args.steps + 1, args.eval_every):
+    for step in steps:
         ckpt = os.path.join(run_dir, f"checkpoint-{step}")
         ev = os.path.join(args.out, "eval", f"{variant}-s{seed}-{step}")
         if not os.path.isfile(os.path.join(ev, "summary.json")):
             shutil.rmtree(ev, ignore_errors=True)
-            run_mcie(eval_argv(args, bench_dir, ckpt, ev, seed), args, log)
+            run_mcie(eval_argv(args, bench_dir, ckpt, ev, seed), args, run_dir + ".log")
         with open(os.path.join(ev, "summary.json")) as fh:
             s = json.load(fh)
         rows.append({
@@ -222,7 +267,7 @@ def one_run(args, shards: str, bench_dir: str, variant: str, seed: int) -> dict:
         print(f"[ablate] {variant} seed {seed} step {step}: IC {s['instruction_compliance']}, "
               f"IC exact {s['ic_exact']}, bg SSIM {s['background_ssim']}, bg L1 {s['background_l1']}",
               file=sys.stderr, flush=True)  # fmt: skip
-    return {"variant": variant, "seed": seed, "train": cost, "rows": rows}
+    return rows
 
 
 # -- reports ----------------------------------------------------------------------------------------
@@ -260,13 +305,14 @@ def write_tables(out: str, result: dict) -> str:
         )
     lines += [
         "",
-        "| variant | seed | train wall s | train CPU s | load mean / max |",
-        "|---|---|---|---|---|",
+        "| variant | seed | steps trained | train wall s | train CPU s | load mean / max |",
+        "|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:
         t = run["train"]
+        steps = t.get("partial_at_step") or cfg["steps"]  # a run still training: its steps so far
         lines.append(
-            f"| {run['variant']} | {run['seed']} | {t['wall_s']} | {t['cpu_s']} | "
+            f"| {run['variant']} | {run['seed']} | {steps} | {t['wall_s']} | {t['cpu_s']} | "
             f"{t.get('load_mean')} / {t.get('load_max')} |"
         )
     path = os.path.join(out, "ablation.md")
@@ -317,8 +363,8 @@ def plot(path: str, rows: list[dict], variants: list[str], title: str) -> None:
     img.save(path)
 
 
-def contact_sheet(path: str, args, bench_dir: str, variants: list[str], seed: int) -> None:
-    """Source | expected | each variant's edit at the last step, for the first benchmark sets,
+def contact_sheet(path: str, args, bench_dir: str, variants: list[str], seed: int, step: int) -> None:
+    """Source | expected | each variant's edit at ``step``, for the first benchmark sets,
     4x nearest-neighbour (edited here through the bench's own MCIE-E1 editor, same sampling)."""
     from mcie.bench.editors import BenchItem, MCIEE1Editor
     from mcie.bench.sets import load_bench
@@ -326,13 +372,13 @@ def contact_sheet(path: str, args, bench_dir: str, variants: list[str], seed: in
     items = [BenchItem.from_row(r) for r in load_bench(bench_dir)[: args.contact_sets]]
     cols = [[it.src for it in items], [it.expected for it in items]]
     for v in variants:
-        ckpt = os.path.join(args.out, "runs", f"{v}-s{seed}", f"checkpoint-{args.steps}")
+        ckpt = os.path.join(args.out, "runs", f"{v}-s{seed}", f"checkpoint-{step}")
         editor = MCIEE1Editor(
             ckpt, seed=seed, steps=args.sample_steps, guidance_scale=args.guidance_scale,
             image_guidance_scale=args.image_guidance_scale, scheduler=args.scheduler,
         )  # fmt: skip
         cols.append([editor.edit(it, True)[0] for it in items])
-    names = ["source", "expected", *variants]
+    names = ["source", "expected", *(f"{v} @{step}" for v in variants)]
     s, z, gap = items[0].src.shape[0], 4, 6
     cell = s * z
     font = ImageFont.load_default(size=12)
@@ -356,7 +402,9 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [(v, s) for s in args.seed_list for v in args.variant_list]
     print(f"[ablate] {len(jobs)} runs of {args.steps} steps, {max(args.parallel, 1)} at a time; "
           f"load {os.getloadavg()}", file=sys.stderr, flush=True)  # fmt: skip
-    if args.parallel == 0:
+    if args.report_only:
+        runs = [partial_run(args, bench_dir, v, s) for v, s in jobs]
+    elif args.parallel == 0:
         runs = [one_run(args, shards, bench_dir, v, s) for v, s in jobs]
     else:
         with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
@@ -371,9 +419,17 @@ def main(argv: list[str] | None = None) -> dict:
     md = write_tables(args.out, result)
     title = f"MCIE-E1 ablation, {args.task} at {args.image_size} px, seeds {args.seeds} (mean)"
     plot(os.path.join(args.out, "ablation.png"), result["rows"], args.variant_list, title)
-    contact_sheet(
-        os.path.join(args.out, "contact.png"), args, bench_dir, args.variant_list, args.seed_list[0]
-    )
+    seed0 = args.seed_list[0]
+    common = [  # the last step every variant of the first seed reached
+        s
+        for s in range(args.steps, 0, -args.eval_every)
+        if all(any(r["step"] == s and r["seed"] == seed0 and r["variant"] == v for r in result["rows"])
+               for v in args.variant_list)
+    ]  # fmt: skip
+    if common:
+        contact_sheet(
+            os.path.join(args.out, "contact.png"), args, bench_dir, args.variant_list, seed0, common[0]
+        )
     with open(md) as fh:
         print(fh.read())
     print(f"[ablate] done in {result['wall_s']} s: {md}, ablation.png, contact.png", file=sys.stderr)
