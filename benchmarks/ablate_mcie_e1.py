@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--edit-loss-weight", type=float, default=4.0)
     p.add_argument("--train-arg", action="append", default=[], help="one more mcie train flag (repeatable)")
     p.add_argument("--sample-steps", type=int, default=20, help="denoising steps at evaluation")
+    p.add_argument(
+        "--eval-sets", type=int, default=None, help="evaluate on the first N benchmark sets (default all)"
+    )
     p.add_argument("--scheduler", default="ddim", choices=["ddim", "euler_a"])
     p.add_argument("--guidance-scale", type=float, default=3.0)
     p.add_argument("--image-guidance-scale", type=float, default=1.5)
@@ -189,6 +192,7 @@ def eval_argv(args, bench_dir: str, ckpt: str, out: str, seed: int) -> list[str]
         "--decomposition", "oracle", "--seed", str(seed), "--steps", str(args.sample_steps),
         "--scheduler", args.scheduler, "--guidance-scale", str(args.guidance_scale),
         "--image-guidance-scale", str(args.image_guidance_scale),
+        *(["--limit", str(args.eval_sets)] if args.eval_sets else []),
     ]  # fmt: skip
 
 
