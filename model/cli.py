@@ -8,6 +8,7 @@ import os
 import sys
 
 from mcie.exitcodes import ExitCode, UsageError
+from mcie.threads import THREADS_HELP, set_torch_threads
 
 COMMANDS = ("train", "edit")
 
@@ -183,19 +184,6 @@ def add_parsers(sub) -> None:
     e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
 
-THREADS_HELP = "torch CPU threads (default: 1 on machines with at most 4 cores, else half the cores up to 8)"
-
-
-def default_threads(cores: int | None = None) -> int:
-    """torch threads when ``--threads`` is not given: 1 on a machine with at most 4 cores, else
-    half the cores, at most 8. The tiny presets gain nothing from more threads, and on a
-    small or busy machine torch's default (every core) oversubscribes it: `mcie train --preset
-    tiny` ran at 0.10 step/s with the default against 0.88 with one thread on 2 shared cores
-    (issue 12)."""
-    cores = cores or os.cpu_count() or 1
-    return 1 if cores <= 4 else min(8, cores // 2)
-
-
 def _check_train(args) -> None:
     for name in (
         "max_steps",
@@ -223,12 +211,12 @@ def _check_train(args) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``mcie train`` or ``mcie edit``."""
     try:
-        import torch
+        import torch  # noqa: F401  (the model extra: fail early with its name)
     except ImportError as exc:  # the model extra is optional
         raise UsageError("MCIE-E1 needs the model extra: pip install 'mcie[model]'") from exc
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be >= 1")
-    torch.set_num_threads(args.threads or default_threads())
+    set_torch_threads(args.threads)
     if args.command == "train":
         from mcie.model.data import expand_shards
         from mcie.model.trainer import format_summary, train

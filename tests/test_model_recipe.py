@@ -68,6 +68,6 @@ def test_long_complex_instruction_is_read_to_its_last_sub_instruction(caplog):
 
 
 def test_default_threads_rule():
-    from mcie.model.cli import default_threads
+    from mcie.threads import default_threads
 
     assert [default_threads(c) for c in (1, 2, 4, 6, 8, 16, 64)] == [1, 1, 1, 3, 4, 8, 8]
