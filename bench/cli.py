@@ -167,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
         )
         print(json.dumps(manifest, sort_keys=True))
     elif args.bench_command == "run":
+        if not args.editor.startswith(("identity", "oracle", "corrupt")):
+            from mcie.threads import set_torch_threads
+
+            set_torch_threads()  # model editors: not one thread per core (mcie.threads)
         s = bench_run.run_bench(
             args.bench,
             args.editor,

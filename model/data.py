@@ -98,15 +98,16 @@ class SampleDecoder:
     sample that fails the sample validator → None (webdataset's ``map`` drops it), counted in
     ``skipped`` and reported in the next good sample's ``skipped``."""
 
-    def __init__(self, tokenizer, resolution: int, max_sub_edits: int) -> None:
+    def __init__(self, tokenizer, resolution: int, max_sub_edits: int, sub_length: int | None = None) -> None:
         self.tokenizer, self.resolution, self.k = tokenizer, resolution, max_sub_edits
+        self.sub_length = sub_length  # None: the tokenizer's length, as the complex instruction
         self.skipped = 0  # bad samples seen by this copy (one per loader worker)
         self._unreported = 0
 
-    def _ids(self, texts: list[str]) -> torch.Tensor:
+    def _ids(self, texts: list[str], length: int | None = None) -> torch.Tensor:
         from mcie.model.tokenizer import token_ids
 
-        return token_ids(self.tokenizer, texts)
+        return token_ids(self.tokenizer, texts, length)
 
     def __call__(self, sample: dict) -> dict | None:
         key = sample["__key__"]
@@ -135,7 +136,7 @@ class SampleDecoder:
             "regions": regions,
             "n_sub": len(subs),
             "input_ids": self._ids([meta["instruction"]])[0],
-            "sub_ids": self._ids(texts),
+            "sub_ids": self._ids(texts, self.sub_length),
             "skipped": skipped,
         }
 
@@ -148,9 +149,11 @@ def shard_dataset(
     shuffle_buffer: int = 64,
     seed: int = 0,
     repeat: bool = True,
+    sub_length: int | None = None,
 ) -> wds.WebDataset:
     """The sample stream: shards shuffled (``shardshuffle``) and split across nodes
-    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order)."""
+    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order).
+    ``sub_length``: tokens per sub-instruction (the model's ``cfg.sub_length``)."""
     urls = expand_shards(shards) if isinstance(shards, str) else list(shards)
     check_shards(urls)  # webdataset reads a tar cut at a member boundary as a shorter tar
     ds = wds.WebDataset(
@@ -165,7 +168,7 @@ def shard_dataset(
         ds = ds.repeat()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
-    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits))
+    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits, sub_length))
 
 
 def shard_loader(
@@ -178,9 +181,10 @@ def shard_loader(
     shuffle_buffer: int = 64,
     seed: int = 0,
     repeat: bool = True,
+    sub_length: int | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of batches (dict of stacked tensors; ``key`` a list) over the shards."""
-    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat)
+    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat, sub_length)
     return torch.utils.data.DataLoader(
         ds.batched(batch_size, partial=True), batch_size=None, num_workers=workers
     )

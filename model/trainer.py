@@ -379,6 +379,7 @@ def train(args) -> dict:
         shuffle_buffer=args.shuffle_buffer,
         seed=args.seed * 1_000_003 + step,  # equal on every rank; split_by_node gives each its shards
         repeat=False,
+        sub_length=cfg.sub_length,
     )
     gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step + rank * 1_000_000_007)  # noise per rank
     run_log = _RunLog(args, main)
