@@ -355,7 +355,7 @@ def plot(path: str, rows: list[dict], variants: list[str], title: str) -> None:
             d.line((x, y1, x, y1 + 4), fill="black")
             d.text((x - 10, y1 + 6), str(s), fill="black", font=font)
 
-        for v in variants:
+        for v in reversed(variants):  # the first variant (MCIE-E1) drawn last, on top
             pts = [
                 (x0 + (x1 - x0) * s / s_max, y1 - (y1 - y0) * (m - lo) / (hi - lo))
                 for s, m in mean_by_step(rows, v, key)
