@@ -8,52 +8,93 @@ import os
 import shutil
 import tempfile
 
+from mcie.cliargs import examples, input_argument, positive_int
 from mcie.exitcodes import UsageError
 
 
 def add_parsers(sub) -> None:
     """Register ``mcie bench`` and its subcommands."""
-    b = sub.add_parser("bench", help="CIE-Bench: build benchmark sets, run editors, compare runs")
-    bs = b.add_subparsers(dest="bench_command", required=True, parser_class=type(b))
-    g = bs.add_parser("build", help="write benchmark sets")
-    g.add_argument("--out", required=True, help="benchmark directory to write")
-    g.add_argument("--sets", type=int, default=400, help="synthetic sets (default 400, stratified)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
-    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets (render size)")
-    _generator_options(g)
-    g.add_argument(
-        "--from",
-        dest="from_build",
-        default=None,
-        help="instead: held-out sets from the accepted samples of this build directory",
+    b = sub.add_parser(
+        "bench",
+        help="CIE-Bench: build benchmark sets, run editors, compare runs",
+        description="CIE-Bench: build benchmark sets, run an editor over them, compare runs.",
+        epilog=examples(
+            "mcie bench build --out bench/ --sets 400",
+            "mcie bench run bench/ --editor oracle --out runs/oracle",
+            "mcie bench compare runs/oracle runs/corrupt --out runs/compare",
+        ),
     )
+    bs = b.add_subparsers(dest="bench_command", required=True, parser_class=type(b), metavar="COMMAND")
+    g = bs.add_parser(
+        "build",
+        help="write benchmark sets",
+        description="Write a benchmark: synthetic sets stratified by number of sub-instructions and\n"
+        "edit type, or (given BUILD) held-out sets from a build's accepted samples.",
+        epilog=examples(
+            "mcie bench build --out bench/ --sets 400",
+            "mcie bench build out/reviewed --out bench-real/ --holdout 0.1 --train-shards 'train/*.tar'",
+        ),
+    )
+    input_argument(
+        g,
+        "from_build",
+        "BUILD",
+        "held-out sets from the accepted samples of this build folder (default: synthetic sets)",
+        aliases=("--from",),
+        required=False,
+    )
+    g.add_argument("--out", required=True, help="benchmark directory to write")
+    g.add_argument("--sets", type=positive_int, default=400, help="synthetic sets (default 400, stratified)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
+    g.add_argument(
+        "--image-size", type=int, default=256, help="image side of synthetic sets (render size), 32-1024"
+    )
+    _generator_options(g)
     g.add_argument(
         "--overwrite", action="store_true", help="replace a benchmark already in --out (refused otherwise)"
     )
-    g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out with --from")
+    g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out from BUILD")
     g.add_argument(
         "--train-shards",
         action="append",
         default=[],
         metavar="GLOB",
-        help="refuse the benchmark if its source images appear in these training shards",
+        help="refuse the benchmark if its source images appear in these training shards, repeatable "
+        "(default: no check)",
     )
-    ts = bs.add_parser("train-set", help="write training shards of a task-ladder rung (fresh scenes)")
+    ts = bs.add_parser(
+        "train-set",
+        help="write training shards of a task-ladder rung (fresh scenes)",
+        description="Write training shards of a task-ladder rung: fresh synthetic scenes, from a seed\n"
+        "space the benchmark sets never use.",
+        epilog=examples("mcie bench train-set --out train/mini --task mini --samples 6000 --image-size 32"),
+    )
     ts.add_argument("--out", required=True, help="directory to write (shards/*.tar)")
-    ts.add_argument("--samples", type=int, default=4000, help="samples (default 4000)")
+    ts.add_argument("--samples", type=positive_int, default=4000, help="samples (default 4000)")
     ts.add_argument("--seed", type=int, default=0, help="seed (benchmark sets use a separate seed space)")
     ts.add_argument("--image-size", type=int, default=32, help="render size (default 32)")
-    ts.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    ts.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard (default 1000)")
     _generator_options(ts)
-    r = bs.add_parser("run", help="run an editor over a benchmark")
-    r.add_argument("--bench", required=True, help="benchmark directory")
+    r = bs.add_parser(
+        "run",
+        help="run an editor over a benchmark",
+        description="Run an editor over a benchmark and score it: instruction compliance,\n"
+        "background consistency, MagicBrush metrics; summary.json/.md/.csv, charts, a contact sheet.",
+        epilog=examples(
+            "mcie bench run bench/ --editor oracle --out runs/oracle",
+            "mcie bench run bench/ --editor corrupt:0.5 --out runs/corrupt --limit 40",
+            "mcie bench run bench/ --editor mcie-e1:run/checkpoint-50 --out runs/e1 --steps 20",
+        ),
+    )
+    input_argument(r, "bench", "BENCH", "benchmark directory (from mcie bench build)", aliases=("--bench",))
     r.add_argument(
         "--editor",
         required=True,
-        help="identity | oracle | corrupt[:RATE] | instruct-pix2pix:DIR | mcie-e1:CKPT",
+        type=editor_spec,
+        help="identity | oracle | corrupt[:RATE] (RATE in [0, 1]) | instruct-pix2pix:DIR | mcie-e1:CKPT",
     )
     r.add_argument("--out", required=True, help="run directory to write")
-    r.add_argument("--limit", type=int, default=None, help="only the first N sets")
+    r.add_argument("--limit", type=positive_int, default=None, help="only the first N sets (default: all)")
     r.add_argument(
         "--decomposition",
         default="none",
@@ -62,7 +103,9 @@ def add_parsers(sub) -> None:
     )
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
-    r.add_argument("--steps", type=int, default=20, help="denoising steps of diffusion editors (default 20)")
+    r.add_argument(
+        "--steps", type=positive_int, default=20, help="denoising steps of diffusion editors (default 20)"
+    )
     r.add_argument("--guidance-scale", type=float, default=None, help="text guidance (default: the editor's)")
     r.add_argument(
         "--image-guidance-scale", type=float, default=None, help="image guidance (default: the editor's)"
@@ -74,13 +117,55 @@ def add_parsers(sub) -> None:
         "--judge",
         default=None,
         metavar="MODELS_YAML",
-        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic ones)",
+        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic "
+        "ones; default: none, the exact checker)",
     )
-    r.add_argument("--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T")
-    r.add_argument("--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity")
-    c = bs.add_parser("compare", help="one comparison table over several runs")
+    r.add_argument(
+        "--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T (default: none)"
+    )
+    r.add_argument(
+        "--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity (default: none)"
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
+    c = bs.add_parser(
+        "compare",
+        help="one comparison table over several runs",
+        description="Compare several `mcie bench run` folders: comparison.md and comparison.csv.",
+        epilog=examples("mcie bench compare runs/* --out runs/compare"),
+    )
     c.add_argument("runs", nargs="+", help="run directories")
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
+
+
+#: the editors `--editor` names (their specs: see :func:`mcie.bench.editors.make_editor`)
+EDITOR_NAMES = ("identity", "oracle", "corrupt", "instruct-pix2pix", "mcie-e1")
+
+
+def editor_spec(text: str) -> str:
+    """argparse type of ``--editor``: a known name, a RATE in [0, 1], a path where one is
+    needed; checked before anything is loaded or written (a bad spec is a usage error)."""
+    name, _, arg = text.partition(":")
+    if name not in EDITOR_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"unknown editor {text!r}; allowed: identity, oracle, corrupt[:RATE], "
+            "instruct-pix2pix:DIR, mcie-e1:CKPT"
+        )
+    if name == "corrupt" and arg:
+        try:
+            rate = float(arg)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"corrupt:RATE needs a number, got {arg!r}") from None
+        if not 0.0 <= rate <= 1.0:
+            raise argparse.ArgumentTypeError(f"corrupt:RATE is a failure rate in [0, 1], got {rate:g}")
+    if name in ("instruct-pix2pix", "mcie-e1") and not arg:
+        raise argparse.ArgumentTypeError(f"{name} needs a folder: {name}:DIR")
+    return text
+
+
+def _check_out_folder(out: str) -> None:
+    """``--out`` must be a folder or not exist yet: a file there is a usage error (exit 1)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out!r} is a file, not a directory")
 
 
 def _generator_options(g) -> None:
@@ -147,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
     from . import run as bench_run
     from . import sets
 
+    if args.bench_command in ("build", "train-set", "run", "compare"):
+        _check_out_folder(args.out)
     if args.bench_command == "build":
         manifest = _build(args, sets)
         print(json.dumps(manifest, sort_keys=True))

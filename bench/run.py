@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mcie.exitcodes import UsageError
+from mcie.progress import track
 
 from .editors import BenchItem, make_editor
 from .metrics import judge_executed, score_set
@@ -126,7 +127,7 @@ def run_bench(
     results, sheet = [], []
     t0 = time.perf_counter()
     with open(os.path.join(out, "samples.jsonl"), "w") as fh:
-        for n, row in enumerate(rows_in, 1):
+        for n, row in enumerate(track(rows_in, "bench run", "sets"), 1):
             item = BenchItem.from_row(row)
             output, info = editor.edit(item, decomposition == "oracle")
             res = {

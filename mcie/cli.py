@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
-from mcie import logs, storage
+from mcie import logs, progress, storage
 from mcie.cliargs import Parser, examples, input_argument, positive_int, renamed_option
 from mcie.exitcodes import ExitCode, RunFailed, ServiceError, UsageError
 
@@ -38,7 +39,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FLAG",
-        help="extra Beam pipeline flag, repeatable (e.g. --beam-arg=--region=europe-west4)",
+        help="extra Beam pipeline flag, repeatable (e.g. --beam-arg=--region=europe-west4; default: none)",
     )
     g.add_argument(
         "--error-policy",
@@ -464,11 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()  # before anything imports Beam (its import-time warning; see mcie.logs)
     args = build_parser().parse_args(argv)
     logs.setup(args.verbose)
+    progress.configure(not getattr(args, "no_progress", False) and getattr(args, "progress", True))
+    new_out = _new_output_folder(args)
     try:
         code = int(_run(args))
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return code
     except UsageError as exc:
+        _remove_if_empty(new_out)  # a refused run leaves nothing behind
         print(f"mcie: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     except ServiceError as exc:
@@ -498,10 +502,29 @@ def _failed(args: argparse.Namespace, exc: BaseException) -> int:
 
 def _output_folder(args: argparse.Namespace) -> str | None:
     """The folder a command writes, when it exists (its failure logs go there), else None."""
-    if args.command in ("audit", "preview", "reasons") or args.command == "ls" and args.ls_command != "shard":
-        return None  # these read a build folder; they do not write logs into it
+    if args.command in ("audit", "preview", "edit"):
+        return None  # their positional is an input, or --out a file
     out = getattr(args, "out", None)
     return out if isinstance(out, str) and os.path.isdir(out) else None
+
+
+def _new_output_folder(args: argparse.Namespace) -> str | None:
+    """The local ``--out`` folder of a command when it does not exist yet (else None)."""
+    if args.command in ("audit", "preview", "edit"):
+        return None
+    out = getattr(args, "out", None)
+    if not isinstance(out, str) or storage.is_remote(out) or os.path.lexists(out):
+        return None
+    return out
+
+
+def _remove_if_empty(folder: str | None) -> None:
+    """Remove ``folder`` (and its empty sub-folders) if the command created it and left it
+    without a file: a refused run must not leave an empty output folder behind."""
+    if folder is None or not os.path.isdir(folder):
+        return
+    if not any(files for _, _, files in os.walk(folder)):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         if "default" in text.lower() or action.required:
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+        if action.default is None or action.default is False or action.default in (argparse.SUPPRESS, []):
             return text
         if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return text

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from mcie.cliargs import examples, input_argument, nonnegative_int, positive_int, renamed_option
 from mcie.exitcodes import ExitCode, UsageError
 
 COMMANDS = ("train", "edit")
@@ -14,11 +15,29 @@ COMMANDS = ("train", "edit")
 
 def add_parsers(sub) -> None:
     """Add the ``train`` and ``edit`` subcommands to ``mcie``'s subparsers."""
-    t = sub.add_parser("train", help="train MCIE-E1 on MCIE shards")
-    t.add_argument("--shards", required=True, help="shard glob, e.g. 'out/demo/shards/*.tar' (quote it)")
+    t = sub.add_parser(
+        "train",
+        help="train MCIE-E1 on MCIE shards",
+        description="Train MCIE-E1 (an InstructPix2Pix-style UNet with Spatial-Aware and\n"
+        "Background-Consistent Cross-Attention) on MCIE shards; checkpoints in diffusers layout.",
+        epilog=examples(
+            "mcie train 'out/demo/shards/*.tar' --out ckpt/ --preset tiny --max-steps 50",
+            "mcie train 'out/demo/shards/*.tar' --out run/ --preset tiny-pixel --max-steps 2000 --ema \\",
+            "    --batch-size 8 --lr 2e-3 --threads 1 --validate-every 500",
+            "mcie train 'out/demo/shards/*.tar' --out run/ --max-steps 4000 --resume",
+        ),
+    )
+    input_argument(
+        t, "shards", "SHARDS", "shard glob, e.g. 'out/demo/shards/*.tar' (quote it)", aliases=("--shards",)
+    )
     t.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
-    t.add_argument("--preset", default="tiny", choices=["tiny", "tiny-pixel", "sd15"], help="model size")
-    t.add_argument("--max-steps", type=int, required=True, help="optimiser steps to reach")
+    t.add_argument(
+        "--preset",
+        default="tiny",
+        choices=["tiny", "tiny-pixel", "sd15"],
+        help="model preset: tiny (CPU tests), tiny-pixel (pixel space, learns on a CPU), sd15",
+    )
+    t.add_argument("--max-steps", type=positive_int, required=True, help="optimiser steps to reach")
     t.add_argument("--batch-size", type=int, default=4, help="samples per step and device (default 4)")
     t.add_argument("--grad-accum", type=int, default=1, help="batches accumulated per step (default 1)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
@@ -69,8 +88,20 @@ def add_parsers(sub) -> None:
         help="extra loss weight inside the edit regions, normalised to mean 1 (default 0: plain MSE; "
         "4 helps small models, whose edit regions are a few %% of the pixels)",
     )
-    t.add_argument("--init-from", default=None, help="local SD1.5 / InstructPix2Pix folder to start from")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    t.add_argument(
+        "--init-from",
+        default=None,
+        help="local SD1.5 / InstructPix2Pix folder to start from (default: random weights of the preset)",
+    )
+    t.add_argument(
+        "--loader-workers",
+        dest="workers",
+        type=nonnegative_int,
+        default=0,
+        help="DataLoader worker processes (default 0: load in the training process)",
+    )
+    # `build --workers` counts Beam processes; a DataLoader's are --loader-workers
+    renamed_option(t, "--workers", "--loader-workers", "workers", type=nonnegative_int)
     t.add_argument(
         "--shuffle-buffer", type=int, default=64, help="sample shuffle buffer, 0 = off (default 64)"
     )
@@ -79,7 +110,7 @@ def add_parsers(sub) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (1 avoids oversubscribing a busy machine)",
+        help="torch CPU threads (default: torch's choice; 1 avoids oversubscribing a busy machine)",
     )
     t.add_argument(
         "--mixed-precision",
@@ -103,7 +134,7 @@ def add_parsers(sub) -> None:
         help="steps between validation images and scores in OUT/validation, 0 = off (default 0)",
     )
     t.add_argument(
-        "--validation-shards", default=None, help="shard glob of validation samples (default: --shards)"
+        "--validation-shards", default=None, help="shard glob of validation samples (default: SHARDS)"
     )
     t.add_argument(
         "--validation-samples", type=int, default=4, help="samples edited at each validation (default 4)"
@@ -117,17 +148,34 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="append each step's sample keys to OUT/keys-rank<r>.jsonl (audits the data split)",
     )
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="do not print log lines")
+    t.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar and no step lines"
+    )
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
-    e = sub.add_parser("edit", help="edit an image with an MCIE-E1 checkpoint")
+    e = sub.add_parser(
+        "edit",
+        help="edit an image with an MCIE-E1 checkpoint",
+        description="Edit one image with an MCIE-E1 checkpoint following a complex instruction; the\n"
+        "instruction is split into sub-instructions with regions (grammar, a VLM, or a JSON file).",
+        epilog=examples(
+            'mcie edit --checkpoint ckpt/checkpoint-50 --image photo.png --instruction "Make the red '
+            'circle blue and remove the star." --out edited.png',
+            'mcie edit --checkpoint run/ --image in.png --instruction "..." --decomposition subs.json '
+            "--out out.png --masks-out masks/",
+        ),
+    )
     e.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (newest checkpoint)"
     )
     e.add_argument("--image", required=True, help="source image file")
     e.add_argument("--instruction", required=True, help="the complex instruction")
     e.add_argument("--out", required=True, help="edited image file to write (PNG recommended)")
-    e.add_argument("--decomposition", default=None, help="JSON file of sub-instructions with boxes/masks")
+    e.add_argument(
+        "--decomposition",
+        default=None,
+        help="JSON file of sub-instructions with boxes/masks (default: --decomposer's)",
+    )
     e.add_argument(
         "--decomposer",
         default=None,
@@ -140,7 +188,7 @@ def add_parsers(sub) -> None:
         default=None,
         metavar="DIR_OR_MODELS_YAML",
         help="--decomposer mllm: a local VLM folder, or a models file whose 'decomposer' "
-        "(else 'planner') section names one",
+        "(else 'planner') section names one (default: none)",
     )
     e.add_argument(
         "--vlm-retries",
@@ -155,18 +203,21 @@ def add_parsers(sub) -> None:
         help="--decomposer mllm: when no attempt gives a valid decomposition, fail with exit 2 "
         "(none, default) or use the grammar decomposer",
     )
-    e.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    e.add_argument("--steps", type=positive_int, default=20, help="sampling steps (default 20)")
     e.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance (default 7.5)")
     e.add_argument("--image-guidance-scale", type=float, default=1.5, help="image guidance (default 1.5)")
     e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     e.add_argument(
         "--scheduler", default="euler_a", choices=["euler_a", "ddim"], help="sampler (default euler_a)"
     )
-    e.add_argument("--masks-out", default=None, help="folder to write the region masks used (mask{k}.png)")
+    e.add_argument(
+        "--masks-out", default=None, help="folder to write the region masks used (mask{k}.png; default: none)"
+    )
     e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
     e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def _check_train(args) -> None:
@@ -241,6 +292,7 @@ def _edit(args) -> int:
         )
     if args.decomposer != "mllm" and (args.vlm_retries is not None or args.fallback != "none"):
         raise UsageError("--vlm-retries and --fallback apply to --decomposer mllm only")
+    _check_image_out(args.out)  # before minutes of sampling, not after
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
         image = Image.open(args.image)
@@ -260,6 +312,7 @@ def _edit(args) -> int:
         image_guidance_scale=args.image_guidance_scale,
         seed=args.seed,
         scheduler=args.scheduler,
+        progress=args.progress,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     out.save(args.out)
@@ -270,6 +323,18 @@ def _edit(args) -> int:
                 fh.write(encode_png((np.asarray(r) > 0).astype(np.uint8) * 255))
     print(f"wrote {args.out} ({out.size[0]}x{out.size[1]}; {len(regions)} regions used)")
     return ExitCode.OK
+
+
+def _check_image_out(path: str) -> None:
+    """``mcie edit --out`` must name an image file PIL can write (by its extension), not a
+    folder: a usage error (exit 1) before any sampling."""
+    from PIL import Image
+
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path!r} is a directory; give the image file to write (.png, .jpg)")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in Image.registered_extensions():
+        raise UsageError(f"--out {path!r}: unknown image extension {ext or '(none)'!r}; use .png or .jpg")
 
 
 def _decompose(args, image):

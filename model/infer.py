@@ -23,6 +23,7 @@ from PIL import Image
 
 from mcie.model.decompose import Decomposition
 from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions
+from mcie.progress import track
 
 SCHEDULERS = {"euler_a": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler}
 
@@ -45,9 +46,11 @@ def edit_image(
     image_guidance_scale: float = 1.5,
     seed: int = 0,
     scheduler: str = "euler_a",
+    progress: bool = False,
 ) -> tuple[Image.Image, np.ndarray]:
     """Edit ``image`` following ``instruction``. Returns the edited image and the (K, H, W)
-    regions used (K = 0 without a usable decomposition)."""
+    regions used (K = 0 without a usable decomposition). ``progress``: a bar over the
+    sampling steps on a terminal (``mcie edit``; off for callers with their own bar)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
     model.eval()
@@ -94,7 +97,7 @@ def edit_image(
         step_kwargs["generator"] = generator
     if "eta" in params:
         step_kwargs["eta"] = 0.0
-    for t in sched.timesteps:
+    for t in track(sched.timesteps, "edit", "steps") if progress else sched.timesteps:
         x = sched.scale_model_input(torch.cat([latents] * 3), t)
         noise_text, noise_image, noise_uncond = model.unet_forward(x, t, cond).chunk(3)
         noise = (
