@@ -32,7 +32,7 @@ from mcie.annotation.client import Connection, find_project
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
-from mcie.progress import Progress, shown
+from mcie.progress import Progress, lines
 from mcie.reasons import Reason, Status
 from mcie.runlock import RunLock
 from mcie.shards import read_tar
@@ -235,7 +235,7 @@ def export_project(
             batches += 1
             batch = []
             bar.update(sent - bar.done)
-            if not shown():
+            if lines():
                 print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
             if _after_batch is not None:
                 _after_batch(batches)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mcie.exitcodes import UsageError
-from mcie.progress import track
+from mcie.progress import lines, track
 
 from .editors import BenchItem, make_editor
 from .metrics import judge_executed, score_set
@@ -172,7 +172,7 @@ def run_bench(
             results.append(res)
             if len(sheet) < 8:
                 sheet.append((item, output))
-            if n % 50 == 0 or n == len(rows_in):
+            if lines() and (n % 50 == 0 or n == len(rows_in)):  # a bar on a terminal
                 rate = n / (time.perf_counter() - t0)
                 print(
                     f"[bench {editor.name}] {n}/{len(rows_in)} sets, {rate:.1f} sets/s",

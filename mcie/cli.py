@@ -423,8 +423,13 @@ def _run(args: argparse.Namespace) -> int:
         from mcie.preview import write_preview
 
         storage.require_folder(args.out)
+        from mcie.shards import ShardError
+        from mcie.validate import SampleError
+
         try:
             path = write_preview(args.out, args.png, args.n, "rejected" if args.rejected else "shards")
+        except (ShardError, SampleError):
+            raise  # damaged data: the run failed (exit 2), naming shard and key
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         print(f"wrote {path}")
@@ -494,7 +499,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _failed(args: argparse.Namespace, exc: BaseException) -> int:
-    """One line on stderr for an unexpected exception; its traceback in a log file."""
+    """One line on stderr for an unexpected exception; its traceback in a log file. A damaged
+    shard or sample needs no traceback: its message names the shard and the key."""
+    from mcie.shards import ShardError
+    from mcie.validate import SampleError
+
+    if isinstance(exc, (ShardError, SampleError)):
+        print(f"mcie: run failed: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     path = logs.write_traceback(exc, _output_folder(args))
     print(f"mcie: run failed: {logs.one_line(exc)} (traceback: {path})", file=sys.stderr)
     return ExitCode.FAILED

@@ -14,6 +14,7 @@ from mcie import storage
 from mcie.images import decode_image, decode_mask
 from mcie.metrics import erode
 from mcie.shards import read_tar
+from mcie.validate import check_sample
 
 #: outline colours for sub-edits 0..4 (legend order)
 OUTLINE = [(255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 0, 255), (255, 140, 0)]
@@ -34,7 +35,8 @@ def contact_sheet(
     """The first ``n`` samples (by shard, then key) of ``out/shard_dir`` as one image."""
     samples = []
     for path in storage.glob(storage.join(storage.escape(out), shard_dir, "*.tar")):
-        for _, members in read_tar(path):
+        for key, members in read_tar(path):
+            check_sample(key, members, path)  # a damaged sample: an error naming shard and key
             samples.append(members)
             if len(samples) == n:
                 break

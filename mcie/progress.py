@@ -4,7 +4,8 @@ sampling steps, ``bench run`` sets, ``ls export/import`` tasks.
 A bar (tqdm, on stderr) shows only when stderr is a terminal and the command was not given
 ``--no-progress``; it ends with one summary line (``bench run: 400 sets in 12.3 s, 32.5
 sets/s``) in its place. Piped or logged output gets neither: stdout stays what the command
-prints. (Beam pipelines report progress from their units' done-markers instead:
+prints; commands print their plain progress lines there instead (:func:`lines`), unless
+``--no-progress``. (Beam pipelines report progress from their units' done-markers instead:
 :mod:`mcie.pipeline.progress`.)
 """
 
@@ -33,6 +34,12 @@ def shown(stream: IO[str] | None = None) -> bool:
         return _enabled and stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def lines() -> bool:
+    """Whether a command should print its plain progress lines instead: progress is on but
+    stderr is no terminal (a log file, a pipe)."""
+    return _enabled and not shown()
 
 
 class Progress:
