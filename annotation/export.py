@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mcie import storage
 from mcie.annotation import config as cfg
 from mcie.annotation import review_index as ri
 from mcie.annotation.client import Connection, find_project
@@ -307,7 +308,4 @@ def _write_once(path: str, data: bytes) -> None:
     """Write ``data`` unless an identical file is there (atomic: a re-run never sees half a file)."""
     if os.path.exists(path) and os.path.getsize(path) == len(data):
         return
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    storage.atomic_write(path, data)

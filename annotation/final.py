@@ -22,14 +22,14 @@ import json
 import os
 from typing import Any
 
+from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.importer import review_dir
 from mcie.exitcodes import UsageError
 from mcie.images import decode_mask
 from mcie.keys import check_shard_ref
-from mcie.pipeline.finalize import wids_descriptor
 from mcie.records import mask_box
-from mcie.shards import read_tar, write_tar
+from mcie.shards import INDEX_FILE, SHARDS_DIR, STATS_DIR, WIDS_FILES, read_tar, wids_descriptor, write_tar
 from mcie.tables import INDEX_SCHEMA, write_rows
 from mcie.validate import check_sample
 
@@ -108,7 +108,7 @@ def write_final(
     index, counts = [], {}
     for n, start in enumerate(range(0, len(keys), shard_size)):
         chunk = keys[start : start + shard_size]
-        rel = f"shards/mcie-{n:06d}.tar"
+        rel = f"{SHARDS_DIR}/mcie-{n:06d}.tar"
         counts[rel] = write_tar(os.path.join(final, rel), (samples[k] for k in chunk))
         for k in chunk:
             row = dict(rows[k])
@@ -117,12 +117,12 @@ def write_final(
             if rv:  # the same verdict as the sample's JSON (the review state stays in OUT)
                 row["verdict_json"] = json.dumps(_verdict(rv), sort_keys=True)
             index.append(row)
-    os.makedirs(os.path.join(final, "stats"), exist_ok=True)
-    write_rows(os.path.join(final, "index.parquet"), index, INDEX_SCHEMA)
-    with open(os.path.join(final, "stats", "reviewed.json"), "w") as fh:  # what `mcie audit` adds up
-        stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
-        json.dump(stats, fh, indent=1, sort_keys=True)
-    with open(os.path.join(final, "shards.json"), "w") as fh:
-        json.dump(wids_descriptor(final, "shards", "mcie-reviewed", counts), fh, indent=1, sort_keys=True)
+    os.makedirs(os.path.join(final, STATS_DIR), exist_ok=True)
+    write_rows(os.path.join(final, INDEX_FILE), index, INDEX_SCHEMA)
+    # small files too are written atomically: a full disk never leaves a 0-byte descriptor
+    stats = {"unit": 0, "candidates": len(index), "by_status": {"accepted": len(index)}, "by_reason": {}}
+    storage.write_json(os.path.join(final, STATS_DIR, "reviewed.json"), stats)  # what `mcie audit` adds up
+    descriptor = wids_descriptor(final, SHARDS_DIR, "mcie-reviewed", counts)
+    storage.write_json(os.path.join(final, WIDS_FILES[SHARDS_DIR]), descriptor)
     decisions = collections.Counter((ri.review_of(rows[k]) or {}).get("decision", "unreviewed") for k in keys)
     return {"samples": len(keys), "shards": len(counts), "by_decision": dict(sorted(decisions.items()))}

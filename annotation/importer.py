@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.client import Connection, require_project
 from mcie.annotation.tasks import original_from_task
@@ -30,10 +31,11 @@ from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.progress import track
 from mcie.reasons import Status
+from mcie.shards import REVIEW_DIR
 
 
 def review_dir(out: str) -> str:
-    return os.path.join(out, "review")
+    return os.path.join(out, REVIEW_DIR)
 
 
 def _as_dict(x: Any) -> dict[str, Any]:
@@ -82,9 +84,7 @@ def _write_masks(out: str, key: str, d: Decision) -> None:
         os.remove(stale)
     for k, mask in d.masks.items():
         path = os.path.join(folder, f"{key}.mask{k}.png")
-        with open(f"{path}.tmp", "wb") as fh:
-            fh.write(encode_png(mask))
-        os.replace(f"{path}.tmp", path)
+        storage.atomic_write(path, encode_png(mask))
 
 
 def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:

@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 
 from mcie.exitcodes import UsageError
 from mcie.keys import check_key
+from mcie.shards import INDEX_FILE
 from mcie.tables import INDEX_SCHEMA, write_rows
 
 
 def index_path(out: str) -> str:
-    return os.path.join(out, "index.parquet")
+    return os.path.join(out, INDEX_FILE)
 
 
 def read_index(out: str) -> dict[str, dict[str, Any]]:

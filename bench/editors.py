@@ -117,7 +117,10 @@ class InstructPix2PixEditor(Editor):
         import torch
         from diffusers import StableDiffusionInstructPix2PixPipeline
 
-        self.pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(path, safety_checker=None)
+        from mcie import weights
+
+        load = StableDiffusionInstructPix2PixPipeline.from_pretrained
+        self.pipe = weights.from_pretrained(load, path, "instruct-pix2pix", safety_checker=None)
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(device)
         self.torch, self.device = torch, device

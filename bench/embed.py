@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from mcie import weights
+
 
 class ClipScorer:
     """CLIP-I and CLIP-T with a CLIP model and processor from ``path``."""
@@ -24,7 +26,7 @@ class ClipScorer:
         from transformers import AutoProcessor, CLIPModel
 
         self.torch, self.device = torch, device
-        self.model = CLIPModel.from_pretrained(path).to(device).eval()
+        self.model = weights.from_pretrained(CLIPModel.from_pretrained, path, "CLIP").to(device).eval()
         self.processor = AutoProcessor.from_pretrained(path)
 
     def _image(self, arrays: list[np.ndarray]):
@@ -53,7 +55,7 @@ class DinoScorer:
         from transformers import AutoImageProcessor, AutoModel
 
         self.torch, self.device = torch, device
-        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.model = weights.from_pretrained(AutoModel.from_pretrained, path, "DINO").to(device).eval()
         self.processor = AutoImageProcessor.from_pretrained(path)
 
     def score(self, output: np.ndarray, reference: np.ndarray) -> dict[str, float]:

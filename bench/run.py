@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.progress import lines, track
 
@@ -126,7 +128,7 @@ def run_bench(
         scorers.append(lambda it, o: d.score(o, it.expected))
     results, sheet = [], []
     t0 = time.perf_counter()
-    with open(os.path.join(out, "samples.jsonl"), "w") as fh:
+    with storage.atomic_open(os.path.join(out, "samples.jsonl")) as fh:
         for n, row in enumerate(track(rows_in, "bench run", "sets"), 1):
             item = BenchItem.from_row(row)
             output, info = editor.edit(item, decomposition == "oracle")
@@ -168,7 +170,7 @@ def run_bench(
                         all_executed=all(vlm),
                         checker="vlm",
                     )
-            fh.write(json.dumps(res, sort_keys=True) + "\n")
+            fh.write((json.dumps(res, sort_keys=True) + "\n").encode())
             results.append(res)
             if len(sheet) < 8:
                 sheet.append((item, output))
@@ -207,8 +209,8 @@ def run_bench(
 
 
 def _write_reports(out: str, s: dict[str, Any]) -> None:
-    with open(os.path.join(out, "summary.json"), "w") as fh:
-        json.dump(s, fh, indent=1, sort_keys=True)
+    # every report is written atomically: a full disk never leaves a 0-byte summary
+    storage.write_json(os.path.join(out, "summary.json"), s)
     lines = [
         f"# CIE-Bench: {s['editor']}",
         "",
@@ -233,15 +235,26 @@ def _write_reports(out: str, s: dict[str, Any]) -> None:
         f"CLIP-I {s['clip_i']}, CLIP-T {s['clip_t']}, DINO {s['dino']}, LPIPS {s['lpips']}"
         f" (null: not computed — {s['unavailable']}).",
     ]
-    with open(os.path.join(out, "summary.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    with open(os.path.join(out, "summary.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["group", "sets", *SUMMARY_KEYS])
-        for name, v in table:
-            w.writerow([name, v["sets"], *[v.get(k) for k in SUMMARY_KEYS]])
-        for t, v in s["by_edit_type"].items():
-            w.writerow([f"type:{t}", v["sub_instructions"], "", "", v["compliance"], "", "", "", "", "", ""])
+    storage.atomic_write(os.path.join(out, "summary.md"), "\n".join(lines) + "\n")
+    rows = [["group", "sets", *SUMMARY_KEYS]]
+    rows += [[name, v["sets"], *[v.get(k) for k in SUMMARY_KEYS]] for name, v in table]
+    rows += [
+        [f"type:{t}", v["sub_instructions"], "", "", v["compliance"], "", "", "", "", "", ""]
+        for t, v in s["by_edit_type"].items()
+    ]
+    storage.atomic_write(os.path.join(out, "summary.csv"), _csv(rows))
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
+
+
+def _save_png(img: Image.Image, path: str) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    storage.atomic_write(path, buf.getvalue())
 
 
 def _plot(path: str, title: str, values: dict[str, float]) -> None:
@@ -259,7 +272,7 @@ def _plot(path: str, title: str, values: dict[str, float]) -> None:
         d.rectangle((x, y, x + 50, base), fill=(60, 110, 200))
         d.text((x, base + 5), str(k)[:10], fill="black", font=font)
         d.text((x, y - 16), f"{float(v or 0):.2f}", fill="black", font=font)
-    img.save(path)
+    _save_png(img, path)
 
 
 def _contact(path: str, sheet: list[tuple[BenchItem, np.ndarray]]) -> None:
@@ -274,7 +287,7 @@ def _contact(path: str, sheet: list[tuple[BenchItem, np.ndarray]]) -> None:
         for j, a in enumerate((item.src, item.expected, out)):
             img.paste(Image.fromarray(a), (j * (s + 4), y))
         d.text((2, y + s + 2), item.instruction[: 3 * s // 6], fill="black", font=font)
-    img.save(path)
+    _save_png(img, path)
 
 
 def compare(runs: list[str], out: str) -> str:
@@ -291,11 +304,8 @@ def compare(runs: list[str], out: str) -> str:
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(str(s.get(k)) for k in head) + " |" for s in rows]
     md_path = os.path.join(out, "comparison.md")
-    with open(md_path, "w") as fh:
-        fh.write("# CIE-Bench comparison\n\n" + "\n".join(md) + "\n")
-    with open(os.path.join(out, "comparison.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(head)
-        for s in rows:
-            w.writerow([s.get(k) for k in head])
+    storage.atomic_write(md_path, "# CIE-Bench comparison\n\n" + "\n".join(md) + "\n")
+    storage.atomic_write(
+        os.path.join(out, "comparison.csv"), _csv([head, *[[s.get(k) for k in head] for s in rows]])
+    )
     return md_path

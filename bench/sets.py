@@ -22,9 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.images import PNG_LEVEL_FAST, encode_png
-from mcie.shards import read_tar
+from mcie.shards import INDEX_FILE, SHARDS_DIR, image_ext, read_tar, shard_paths
+from mcie.tables import read_table, write_table
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.ladder import task_config
 from mcie.transforms.synthetic.planner import EDIT_TYPES, PlannedEdit
@@ -193,8 +195,7 @@ def build_training_shards(
             write_tar(os.path.join(shard_dir, f"train-{n_shards:05d}.tar"), batch)
             batch, n_shards = [], n_shards + 1
     manifest = {"samples": samples, "shards": n_shards, "seed": seed, "image_size": config.image_size}
-    with open(os.path.join(out, "train_set.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+    storage.write_json(os.path.join(out, "train_set.json"), manifest)
     return manifest
 
 
@@ -210,9 +211,9 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
     the validated ones."""
     if not 0 < fraction < 1:
         raise UsageError(f"--holdout must be in (0, 1), got {fraction}")
-    paths = sorted(glob.glob(os.path.join(build_dir, "shards", "*.tar")))
+    paths = shard_paths(build_dir)  # a local folder, gs:// or s3:// (mcie.storage)
     if not paths:
-        raise UsageError(f"{build_dir!r} has no shards/*.tar")
+        raise UsageError(f"{build_dir!r} has no {SHARDS_DIR}/*.tar")
     os.makedirs(out, exist_ok=True)
     rows = []
     for path in paths:
@@ -220,7 +221,7 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
             meta = check_sample(key, m, path)  # wrong-size or non-PNG masks never reach a benchmark
             if not _holdout(meta["source_hash"], fraction):
                 continue
-            ext = "png" if "src.png" in m else "jpg"
+            ext = image_ext(m)
             k = len(meta["sub_edits"])
             rows.append(
                 {
@@ -242,14 +243,13 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
     rows.sort(key=lambda r: r["key"])
     for i, r in enumerate(rows):
         r["set_id"] = i
-    return _write(out, rows, {"kind": "real", "from": os.path.abspath(build_dir), "holdout": fraction})
+    where = build_dir if storage.is_remote(build_dir) else os.path.abspath(build_dir)
+    return _write(out, rows, {"kind": "real", "from": where, "holdout": fraction})
 
 
 def training_split(build_dir: str, fraction: float) -> set[str]:
     """Source hashes a trainer must leave out to keep the held-out split clean."""
-    hashes = (
-        pq.read_table(os.path.join(build_dir, "index.parquet"), columns=["source_hash"]).column(0).to_pylist()
-    )
+    hashes = read_table(storage.join(build_dir, INDEX_FILE), columns=["source_hash"]).column(0).to_pylist()
     return {h for h in hashes if h and _holdout(h, fraction)}
 
 
@@ -277,15 +277,14 @@ def check_no_overlap(bench_dir: str, train_globs: list[str]) -> None:
 
 def _write(out: str, rows: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
     table = pa.Table.from_pylist(rows, schema=BENCH_SCHEMA)
-    pq.write_table(table, os.path.join(out, "bench.parquet"), compression="zstd")
+    write_table(os.path.join(out, "bench.parquet"), table)  # atomic, zstd
     counts = {
         "sets": len(rows),
         "by_num_sub_edits": {str(k): sum(r["num_sub_edits"] == k for r in rows) for k in range(1, 6)},
         "by_edit_type": {t: sum(t in r["edit_types"] for r in rows) for t in EDIT_TYPES},
     }
     manifest = {**manifest, **counts}
-    with open(os.path.join(out, "bench.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+    storage.write_json(os.path.join(out, "bench.json"), manifest)
     return manifest
 
 

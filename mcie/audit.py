@@ -26,11 +26,9 @@ import numpy as np
 from mcie import storage
 from mcie.images import decode_mask
 from mcie.metrics import iou
-from mcie.shards import read_tar
+from mcie.shards import INDEX_FILE, SHARD_DIRS, STATS_DIR, TRUTH_FILE, read_tar, shard_paths
 from mcie.tables import read_table
 from mcie.validate import sample_problems
-
-SHARD_DIRS = ("shards", "rejected", "pending")
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -40,7 +38,7 @@ def _ratio(a: int, b: int) -> float | None:
 def audit(out: str) -> dict[str, Any]:
     """Audit ``out``; returns a report with ``ok``, ``problems`` and the figures."""
     problems: list[str] = []
-    index_path = storage.join(out, "index.parquet")
+    index_path = storage.join(out, INDEX_FILE)
     if not storage.exists(index_path):
         return {"ok": False, "problems": [f"{index_path} is missing"]}
     index = read_table(index_path).to_pylist()
@@ -53,7 +51,7 @@ def audit(out: str) -> dict[str, Any]:
     masks_of: dict[str, list[np.ndarray]] = {}
     in_shards = 0
     for d in SHARD_DIRS:
-        for path in storage.glob(storage.join(storage.escape(out), d, "*.tar")):
+        for path in shard_paths(out, d):
             rel = storage.relpath(path, out)
             try:
                 samples = list(read_tar(path))
@@ -71,7 +69,7 @@ def audit(out: str) -> dict[str, Any]:
         problems.append(f"index names {expected} samples in shards, the shards hold {in_shards}")
     by_status = collections.Counter(r["status"] for r in index)
     stats_total = 0
-    for path in storage.list_folder(storage.join(out, "stats"), "*.json"):
+    for path in storage.list_folder(storage.join(out, STATS_DIR), "*.json"):
         stats_total += storage.read_json(path)["candidates"]
     if stats_total != len(index):
         problems.append(f"per-unit stats count {stats_total} candidates, the index {len(index)}")
@@ -83,7 +81,7 @@ def audit(out: str) -> dict[str, Any]:
         "by_status": dict(sorted(by_status.items())),
         "samples_in_shards": in_shards,
     }
-    truth_path = storage.join(out, "truth.parquet")
+    truth_path = storage.join(out, TRUTH_FILE)
     if storage.exists(truth_path):
         report.update(_against_truth(read_table(truth_path).to_pylist(), by_key, masks_of))
     return report

@@ -297,7 +297,7 @@ def _version() -> str:
 
 def _edit_weights(spec: str | None) -> tuple[tuple[str, float], ...]:
     """``--edit-types`` → the planner's (type, weight) pairs: the default weights, restricted."""
-    from mcie.transforms.synthetic.planner import DEFAULT_EDIT_WEIGHTS, EDIT_TYPES
+    from mcie.transforms.synthetic.edits import DEFAULT_EDIT_WEIGHTS, EDIT_TYPES, EDIT_WEIGHTS
 
     if spec is None:
         return tuple(DEFAULT_EDIT_WEIGHTS.items())
@@ -306,7 +306,7 @@ def _edit_weights(spec: str | None) -> tuple[tuple[str, float], ...]:
     if not types or unknown:
         allowed = ", ".join(EDIT_TYPES)
         raise ValueError(f"--edit-types: unknown or no edit types {unknown}; allowed: {allowed}")
-    return tuple((t, DEFAULT_EDIT_WEIGHTS[t]) for t in EDIT_TYPES if t in types)
+    return tuple((t, EDIT_WEIGHTS[t]) for t in EDIT_TYPES if t in types)
 
 
 def _run_options(args: argparse.Namespace):

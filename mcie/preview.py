@@ -4,16 +4,14 @@ its own colour on the target, and the instruction underneath — to look at what
 from __future__ import annotations
 
 import io
-import json
 import textwrap
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mcie import storage
-from mcie.images import decode_image, decode_mask
 from mcie.metrics import erode
-from mcie.shards import read_tar
+from mcie.shards import SHARDS_DIR, decode_sample, read_tar, shard_paths
 from mcie.validate import check_sample
 
 #: outline colours for sub-edits 0..4 (legend order)
@@ -30,11 +28,11 @@ def _outline(img: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
 
 
 def contact_sheet(
-    out: str, n: int = 16, columns: int = 4, shard_dir: str = "shards", tile: int = 256
+    out: str, n: int = 16, columns: int = 4, shard_dir: str = SHARDS_DIR, tile: int = 256
 ) -> Image.Image:
     """The first ``n`` samples (by shard, then key) of ``out/shard_dir`` as one image."""
     samples = []
-    for path in storage.glob(storage.join(storage.escape(out), shard_dir, "*.tar")):
+    for path in shard_paths(out, shard_dir):
         for key, members in read_tar(path):
             check_sample(key, members, path)  # a damaged sample: an error naming shard and key
             samples.append(members)
@@ -51,10 +49,7 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for i, members in enumerate(samples):
-        meta = json.loads(members["json"])
-        ext = "png" if "src.png" in members else "jpg"
-        src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
-        masks = [decode_mask(members[f"mask{k}.png"]) for k in range(len(meta["sub_edits"]))]
+        meta, src, tgt, masks = decode_sample(members)
         x, y = (i % columns) * cell_w, (i // columns) * cell_h
         sheet.paste(Image.fromarray(src).resize((tile, tile)), (x, y))
         sheet.paste(
@@ -73,10 +68,10 @@ def contact_sheet(
     return sheet
 
 
-def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = "shards") -> str:
+def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = SHARDS_DIR) -> str:
     """Write the contact sheet of ``out`` to ``path`` (default ``out/preview.png``); either may
     be local or a storage URL."""
-    path = path or storage.join(out, "preview.png" if shard_dir == "shards" else f"preview-{shard_dir}.png")
+    path = path or storage.join(out, "preview.png" if shard_dir == SHARDS_DIR else f"preview-{shard_dir}.png")
     buf = io.BytesIO()
     contact_sheet(out, n=n, shard_dir=shard_dir).save(buf, format="PNG", optimize=True)
     storage.atomic_write(path, buf.getvalue())

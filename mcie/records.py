@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,10 @@ from mcie.reasons import Reason, Status
 
 SCHEMA_VERSION = 1
 
-#: Edit types. The mask semantics (DESIGN.md) say which footprints a sub-edit's mask covers:
-#: ``add`` → its footprint in the target; ``remove`` → its footprint in the source; every other
-#: type → the union of its source and target footprints.
-EDIT_TYPES = ("add", "remove", "recolour", "move", "resize", "replace", "pattern")
+#: The one shape of an edit type's name. Which edit types exist, and their mask semantics, is
+#: each backend's to say (the synthetic registry: :mod:`mcie.transforms.synthetic.edits`); the
+#: record only checks that a name read from untrusted input is a plain lower-case word.
+EDIT_TYPE_RE = re.compile(r"[a-z][a-z_]{1,31}")
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive, pixels
 
@@ -62,8 +63,10 @@ class SubEdit:
     executed: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.edit_type not in EDIT_TYPES:
-            raise ValueError(f"edit_type {self.edit_type!r} not in {EDIT_TYPES}")
+        if not isinstance(self.edit_type, str) or not EDIT_TYPE_RE.fullmatch(self.edit_type):
+            raise ValueError(
+                f"edit_type {self.edit_type!r} is not a lower-case word ({EDIT_TYPE_RE.pattern})"
+            )
 
     def meta(self) -> dict[str, Any]:
         """JSON-able fields (no pixels)."""

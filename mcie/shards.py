@@ -13,12 +13,35 @@ import io
 import json
 import tarfile
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
 
 from mcie import storage
-from mcie.images import PNG_LEVEL_FAST, encode_jpeg, encode_png
+from mcie.images import PNG_LEVEL_FAST, decode_image, decode_mask, encode_jpeg, encode_png
 from mcie.keys import InvalidKeyError, check_key
 from mcie.records import EditSample
+
+# -- the layout of a build folder: every name in one place -------------------------------------
+#: accepted samples' shards (the dataset)
+SHARDS_DIR = "shards"
+#: rejected samples' shards (kept: a user may re-filter or review them)
+REJECTED_DIR = "rejected"
+#: samples waiting for a human verdict
+PENDING_DIR = "pending"
+#: per-unit stats, each the unit's done-marker
+STATS_DIR = "stats"
+#: per-unit index and truth parts, merged by the final step
+PARTS_DIR = "parts"
+#: masks repainted by reviewers (``mcie ls import``)
+REVIEW_DIR = "review"
+#: the index (one row per candidate) and the generator's truth
+INDEX_FILE = "index.parquet"
+TRUTH_FILE = "truth.parquet"
+#: folders holding shards, in the order readers walk them
+SHARD_DIRS = (SHARDS_DIR, REJECTED_DIR, PENDING_DIR)
+#: the wids descriptor of each shard folder that has one
+WIDS_FILES = {SHARDS_DIR: "shards.json", REJECTED_DIR: "rejected.json"}
 
 
 def sample_members(sample: EditSample, lossless: bool = False) -> list[tuple[str, bytes]]:
@@ -131,3 +154,45 @@ def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         raise ShardError(f"{path}: unreadable tar ({exc})") from exc
     if current is not None:
         yield current, members
+
+
+def shard_paths(out: str, shard_dir: str = SHARDS_DIR) -> list[str]:
+    """The tars of ``out/shard_dir`` (local or a storage URL), sorted; ``out`` is escaped, so
+    a folder name with glob characters cannot widen the match."""
+    return storage.glob(storage.join(storage.escape(out), shard_dir, "*.tar"))
+
+
+def image_ext(members: dict[str, bytes]) -> str:
+    """``png`` for a lossless build's sample, else ``jpg``."""
+    return "png" if "src.png" in members else "jpg"
+
+
+def decode_sample(
+    members: dict[str, bytes],
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[np.ndarray]]:
+    """A sample's JSON, source, target and masks (in sub-edit order) from its members as
+    :func:`read_tar` yields them. Check untrusted samples first (:func:`mcie.validate.check_sample`)."""
+    meta = json.loads(members["json"])
+    ext = image_ext(members)
+    masks = [decode_mask(members[f"mask{k}.png"]) for k in range(len(meta["sub_edits"]))]
+    return meta, decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"]), masks
+
+
+def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
+    """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder. Each
+    entry also carries the shard's ``sha256`` (wids ignores keys it does not know), so a
+    download can be checked against it."""
+    shardlist = []
+    for path, size in storage.glob_sizes(storage.join(storage.escape(out), shard_dir, "*.tar")):
+        rel = storage.relpath(path, out)
+        n = counts.get(rel, 0)
+        if n:  # wids cannot index an empty shard
+            shardlist.append(
+                {"url": rel, "nsamples": n, "filesize": size, "sha256": storage.digest(path).sha256}
+            )
+    return {
+        "__kind__": "wids-shard-index-v1",
+        "wids_version": 1,
+        "name": name,
+        "shardlist": shardlist,
+    }

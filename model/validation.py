@@ -15,18 +15,16 @@ The grid image has one row per sample: source | edited | target.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import torch
 from PIL import Image
 
-from mcie.images import decode_image, decode_mask
 from mcie.model.data import expand_shards, resize_image, resize_mask
 from mcie.model.decompose import Decomposition, SubInstruction
 from mcie.model.editor import MCIEEditor
 from mcie.model.infer import edit_image
-from mcie.shards import read_tar
+from mcie.shards import decode_sample, read_tar
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -67,20 +65,16 @@ class ValidationSet:
         items: list[ValidationSample] = []
         for path in expand_shards(pattern):
             for key, m in read_tar(path):
-                meta = json.loads(m["json"])
-                ext = "jpg" if "src.jpg" in m else "png"
+                meta, src, tgt, full_masks = decode_sample(m)
                 subs = meta["sub_edits"]
-                masks = [
-                    resize_mask(decode_mask(m[f"mask{i}.png"]), resolution).numpy() > 0
-                    for i in range(len(subs))
-                ]
+                masks = [resize_mask(mask, resolution).numpy() > 0 for mask in full_masks]
                 items.append(
                     ValidationSample(
                         key=key,
                         instruction=meta["instruction"],
                         subs=[s["instruction"] for s in subs],
-                        src=_to_uint8(resize_image(decode_image(m[f"src.{ext}"]), resolution)),
-                        tgt=_to_uint8(resize_image(decode_image(m[f"tgt.{ext}"]), resolution)),
+                        src=_to_uint8(resize_image(src, resolution)),
+                        tgt=_to_uint8(resize_image(tgt, resolution)),
                         masks=np.stack(masks) if masks else np.zeros((0, resolution, resolution), bool),
                     )
                 )

@@ -127,7 +127,7 @@ class SyntheticBackend(Backend):
             "generator": self.name,
             "seed": self.seed,
             "edit_types": [t for t, _ in self.synthetic.plan.edit_weights],
-            "templates": template_count(),
+            "templates": template_count([t for t, _ in self.synthetic.plan.edit_weights]),
             "connectives": len(CONNECTIVE_STYLES),
         }
 

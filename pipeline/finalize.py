@@ -15,27 +15,16 @@ import pyarrow.compute as pc
 
 from mcie import storage
 from mcie.card import write_card
+from mcie.shards import (
+    INDEX_FILE,
+    PARTS_DIR,
+    REJECTED_DIR,
+    SHARDS_DIR,
+    TRUTH_FILE,
+    WIDS_FILES,
+    wids_descriptor,
+)
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts, read_table
-
-
-def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int]) -> dict[str, Any]:
-    """A wids ``wids-shard-index-v1`` descriptor; URLs are relative to the JSON's folder. Each
-    entry also carries the shard's ``sha256`` (wids ignores keys it does not know), so a
-    download can be checked against it."""
-    shardlist = []
-    for path, size in storage.glob_sizes(storage.join(storage.escape(out), shard_dir, "*.tar")):
-        rel = storage.relpath(path, out)
-        n = counts.get(rel, 0)
-        if n:  # wids cannot index an empty shard
-            shardlist.append(
-                {"url": rel, "nsamples": n, "filesize": size, "sha256": storage.digest(path).sha256}
-            )
-    return {
-        "__kind__": "wids-shard-index-v1",
-        "wids_version": 1,
-        "name": name,
-        "shardlist": shardlist,
-    }
 
 
 def language_stats(instructions) -> dict[str, Any]:
@@ -67,16 +56,16 @@ def _counts(column: pa.ChunkedArray) -> dict[str, int]:
 
 def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Merge and describe ``out``; returns the summary (counts by status and reason)."""
-    parts = storage.join(storage.escape(out), "parts")
-    n = merge_parts(storage.join(parts, "index-*.parquet"), storage.join(out, "index.parquet"), INDEX_SCHEMA)
+    parts = storage.join(storage.escape(out), PARTS_DIR)
+    n = merge_parts(storage.join(parts, "index-*.parquet"), storage.join(out, INDEX_FILE), INDEX_SCHEMA)
     if storage.glob(storage.join(parts, "truth-*.parquet")):
         # the truth holds every mask: appended part by part (each sorted by key), never whole
-        concat_parts(storage.join(parts, "truth-*.parquet"), storage.join(out, "truth.parquet"), TRUTH_SCHEMA)
+        concat_parts(storage.join(parts, "truth-*.parquet"), storage.join(out, TRUTH_FILE), TRUTH_SCHEMA)
     columns = ["shard", "status", "reason", "instruction"]
-    table = read_table(storage.join(out, "index.parquet"), columns=columns)
+    table = read_table(storage.join(out, INDEX_FILE), columns=columns)
     per_shard = _counts(table.column("shard"))
-    for name, d in (("shards.json", "shards"), ("rejected.json", "rejected")):
-        storage.write_json(storage.join(out, name), wids_descriptor(out, d, f"mcie-{d}", per_shard))
+    for d in (SHARDS_DIR, REJECTED_DIR):
+        storage.write_json(storage.join(out, WIDS_FILES[d]), wids_descriptor(out, d, f"mcie-{d}", per_shard))
     reasons = pc.binary_join_element_wise(table.column("status"), table.column("reason"), ":")
     with_reason = pc.not_equal(table.column("reason"), "")
     accepted = table.filter(pc.equal(table.column("status"), "accepted")).column("instruction")
@@ -84,7 +73,7 @@ def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
         "candidates": n,
         "by_status": dict(sorted(_counts(table.column("status")).items())),
         "by_reason": dict(sorted(_counts(pc.filter(reasons, with_reason)).items())),
-        "shards": sum(1 for k in per_shard if k.startswith("shards/")),
+        "shards": sum(1 for k in per_shard if k.startswith(f"{SHARDS_DIR}/")),
         "language": language_stats(s for chunk in accepted.chunks for s in chunk.to_pylist()),
     }
     write_card(out, summary, meta)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mcie import storage
+from mcie.shards import PARTS_DIR, SHARD_DIRS, STATS_DIR
 
 from .units import unit_stats_path
 
@@ -51,7 +52,7 @@ def _sizes(out: str, markers: list[dict[str, Any]]) -> dict[str, int]:
 
 
 #: the folders a unit writes into (the sink's layout)
-UNIT_FOLDERS = ("stats", "shards", "rejected", "pending", "parts")
+UNIT_FOLDERS = (STATS_DIR, *SHARD_DIRS, PARTS_DIR)
 
 
 def remove_leftovers(out: str) -> int:
@@ -69,7 +70,7 @@ def finished_units(out: str, verify: bool = True) -> set[int]:
     if n := remove_leftovers(out):
         log.info("resume: deleted %d temporary file(s) of the interrupted run", n)
     markers: dict[int, dict[str, Any]] = {}
-    for path in storage.list_folder(storage.join(out, "stats"), "mcie-*.json"):
+    for path in storage.list_folder(storage.join(out, STATS_DIR), "mcie-*.json"):
         m = _MARKER.fullmatch(storage.basename(path))
         if m is None:
             continue

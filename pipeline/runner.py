@@ -18,8 +18,10 @@ from mcie import logs, storage
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
+from mcie.shards import STATS_DIR
 
 from .finalize import finalize
+from .loopback import bind_local_servers_to_loopback
 from .markers import finished_units
 from .options import RunOptions, check_output_dir
 from .progress import ProgressReporter
@@ -77,9 +79,11 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
     if todo:
         if done:
             log.info("resuming: %d of %d units already done", len(done), len(units))
-        stats_dir = storage.join(out, "stats")
+        stats_dir = storage.join(out, STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
+        if run.runner in ("FnApiRunner", "DirectRunner"):
+            bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
         # Beam's log and its workers' output go to a run log, kept in OUT/logs/ on failure
         with logs.run_log(out), reporter if run.progress else _null():
             p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))

@@ -17,12 +17,12 @@ from typing import Any
 from mcie import storage
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample
-from mcie.shards import sample_members, tar_into
+from mcie.shards import PARTS_DIR, PENDING_DIR, REJECTED_DIR, SHARDS_DIR, STATS_DIR, sample_members, tar_into
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, index_row, write_rows
 
 from .units import unit_stats_path
 
-SHARD_DIRS = {Status.ACCEPTED: "shards", Status.REJECTED: "rejected", Status.PENDING: "pending"}
+SHARD_DIRS = {Status.ACCEPTED: SHARDS_DIR, Status.REJECTED: REJECTED_DIR, Status.PENDING: PENDING_DIR}
 
 
 class UnitWriter:
@@ -84,7 +84,7 @@ class ShardSink:
         self.out = out
         self.lossless = lossless
         self.policy = policy
-        for d in ("parts", "stats", "shards", "rejected"):
+        for d in (PARTS_DIR, STATS_DIR, SHARDS_DIR, REJECTED_DIR):
             storage.makedirs(storage.join(out, d))
 
     def open_unit(self, unit_id: int) -> UnitWriter:

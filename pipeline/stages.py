@@ -3,7 +3,8 @@
 A record table is a folder with ``part-NNNNNN.parquet`` (full records, one per unit),
 ``stats/`` done-markers, ``run.json`` and, from ``generate``, ``truth.parquet``. A stage reads
 one table and writes another, so a user can re-score with other thresholds without
-regenerating. The truth file is carried forward by copying it, unread. Running the four
+regenerating. The truth file is carried forward by copying it, unread. Tables may live on
+any storage :mod:`mcie.storage` reaches (a local folder, ``gs://``, ``s3://``). Running the four
 stages gives the same shards and index as ``mcie build`` with the same options, for every
 backend: each command runs the same :class:`~mcie.pipeline.build.UnitFn` over a cut of the
 backend's steps (:data:`~mcie.pipeline.build.CUTS`), reading and writing a table instead of
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
-import json
 import os
-import shutil
 from typing import Any
 
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.records import EditSample
+from mcie.shards import PARTS_DIR, STATS_DIR, TRUTH_FILE
 from mcie.tables import TRUTH_SCHEMA, concat_parts, read_records, write_records, write_rows
 
 from .build import UnitFn, open_shard_writer, read_source, unit_pipeline
@@ -32,29 +32,23 @@ from .units import Unit, unit_stats_path
 
 
 def _part(table: str, unit_id: int) -> str:
-    return os.path.join(table, f"part-{unit_id:06d}.parquet")
+    return storage.join(table, f"part-{unit_id:06d}.parquet")
 
 
 def _write_stats(table: str, unit_id: int, samples: list[EditSample]) -> dict[str, Any]:
     stats = unit_stats(unit_id, samples)
-    os.makedirs(os.path.join(table, "stats"), exist_ok=True)
-    tmp = unit_stats_path(table, unit_id) + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(stats, fh, sort_keys=True, indent=1)
-    os.replace(tmp, unit_stats_path(table, unit_id))
+    storage.write_json(unit_stats_path(table, unit_id), stats)  # atomic: the done-marker
     return stats
 
 
 def table_units(table: str) -> list[Unit]:
     """The units of a record table, from its parts; sizes from its stats."""
-    if not os.path.isdir(table):
+    if not storage.is_remote(table) and not os.path.isdir(table):
         raise UsageError(f"input table {table!r} does not exist")
     units = []
-    for path in sorted(glob.glob(os.path.join(table, "part-*.parquet"))):
-        uid = int(os.path.basename(path)[5:11])
-        with open(unit_stats_path(table, uid)) as fh:
-            n = json.load(fh)["candidates"]
-        units.append(Unit(uid, 0, n))
+    for path in storage.glob(storage.join(storage.escape(table), "part-*.parquet")):
+        uid = int(storage.basename(path)[5:11])
+        units.append(Unit(uid, 0, storage.read_json(unit_stats_path(table, uid))["candidates"]))
     if not units:
         raise UsageError(f"input table {table!r} has no part-*.parquet files; is it a record table?")
     return units
@@ -62,16 +56,14 @@ def table_units(table: str) -> list[Unit]:
 
 def table_meta(table: str) -> dict[str, Any]:
     """The ``meta`` a table's ``run.json`` carries (generator, seed, thresholds...)."""
-    with open(os.path.join(table, "run.json")) as fh:
-        return json.load(fh).get("meta", {})
+    return storage.read_json(storage.join(table, "run.json")).get("meta", {})
 
 
 def summarize_table(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """A record table's summary: counts summed from its stats."""
     total, by_status, by_reason = 0, collections.Counter(), collections.Counter()
-    for path in glob.glob(os.path.join(out, "stats", "*.json")):
-        with open(path) as fh:
-            st = json.load(fh)
+    for path in storage.list_folder(storage.join(out, STATS_DIR), "*.json"):
+        st = storage.read_json(path)
         total += st["candidates"]
         by_status.update(st["by_status"])
         by_reason.update(st["by_reason"])
@@ -98,10 +90,9 @@ class TableWriter:
             self.truth.append(truth)
 
     def close(self) -> dict[str, Any]:
-        os.makedirs(os.path.join(self.out, "parts"), exist_ok=True)
         write_records(_part(self.out, self.unit_id), self.samples)
         if self.has_truth:
-            path = os.path.join(self.out, "parts", f"truth-{self.unit_id:06d}.parquet")
+            path = storage.join(self.out, PARTS_DIR, f"truth-{self.unit_id:06d}.parquet")
             write_rows(path, self.truth, TRUTH_SCHEMA)
         return _write_stats(self.out, self.unit_id, self.samples)
 
@@ -134,8 +125,8 @@ def run_generate(opts: BuildOptions) -> dict[str, Any]:
         if not opts.backend.has_truth:
             return summarize_table(out, meta)
         concat_parts(  # as the build writes it: part by part, never the whole truth in memory
-            os.path.join(out, "parts", "truth-*.parquet"),
-            os.path.join(out, "truth.parquet"),
+            storage.join(storage.escape(out), PARTS_DIR, "truth-*.parquet"),
+            storage.join(out, TRUTH_FILE),
             TRUTH_SCHEMA,
         )
         return summarize_table(out, meta)
@@ -167,7 +158,7 @@ def run_map_stage(stage: str, src: str, opts: BuildOptions) -> dict[str, Any]:
     meta = table_meta(src)
     if stage == "score":
         meta = {**meta, "thresholds": dataclasses.asdict(opts.thresholds)}
-    fingerprint = {"input": os.path.abspath(src), **opts.stage_fingerprint(stage)}
+    fingerprint = {"input": _where(src), **opts.stage_fingerprint(stage)}
     fn = UnitFn(opts, stage, TableReader(src), open_table_writer, count=stage == "score")
     summary = run_pipeline(
         command=stage,
@@ -194,7 +185,7 @@ def run_shard(src: str, opts: BuildOptions) -> dict[str, Any]:
         out=opts.out,
         units=units,
         total_samples=sum(u.stop for u in units),
-        fingerprint={"input": os.path.abspath(src), "lossless": opts.lossless},
+        fingerprint={"input": _where(src), "lossless": opts.lossless},
         run=opts.run,
         resume=opts.resume,
         attach=lambda p, todo: unit_pipeline(p, todo, fn),
@@ -206,6 +197,11 @@ def run_shard(src: str, opts: BuildOptions) -> dict[str, Any]:
 
 def _carry_truth(src_table: str, out: str) -> None:
     """Copy truth.parquet forward byte for byte (no stage reads it)."""
-    path = os.path.join(src_table, "truth.parquet")
-    if os.path.exists(path):
-        shutil.copyfile(path, os.path.join(out, "truth.parquet"))
+    path = storage.join(src_table, TRUTH_FILE)
+    if storage.exists(path):
+        storage.copy(path, storage.join(out, TRUTH_FILE))
+
+
+def _where(table: str) -> str:
+    """A table's place in a fingerprint: a local folder as an absolute path, a URL as is."""
+    return table if storage.is_remote(table) else os.path.abspath(table)

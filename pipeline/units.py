@@ -12,6 +12,7 @@ import json
 
 from mcie import storage
 from mcie.exitcodes import UsageError
+from mcie.shards import STATS_DIR
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -35,7 +36,7 @@ def plan_units(samples: int, shard_size: int) -> list[Unit]:
 
 def unit_stats_path(out: str, unit_id: int) -> str:
     """Where a unit's stats file (its done-marker) lives."""
-    return storage.join(out, "stats", f"mcie-{unit_id:06d}.json")
+    return storage.join(out, STATS_DIR, f"mcie-{unit_id:06d}.json")
 
 
 def load_run_manifest(out: str) -> dict | None:

@@ -11,7 +11,7 @@ from mcie.transforms.judge import FilterThresholds, JudgeFilter
 from mcie.transforms.synthetic.editor import FAILURE_TYPES, FailureConfig
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.judge import PixelJudge
-from mcie.transforms.synthetic.planner import EDIT_TYPES, PlanConfig
+from mcie.transforms.synthetic.planner import DEFAULT_EDIT_WEIGHTS, PlanConfig
 
 SIZE = 256  # the default; at 128 px a small shape is ~7 px across and a pattern a dot or two
 
@@ -30,7 +30,7 @@ def _only(edit_type, failures=None, rate=0.0):
     return SyntheticSource(SyntheticConfig(image_size=SIZE, plan=plan, failures=fc))
 
 
-@pytest.mark.parametrize("edit_type", EDIT_TYPES)
+@pytest.mark.parametrize("edit_type", DEFAULT_EDIT_WEIGHTS)  # opt-in types: their own tests
 def test_every_edit_type_clean_gets_its_mask_semantics_and_is_accepted(edit_type):
     source = _only(edit_type)
     n = 0

@@ -14,6 +14,7 @@ from mcie.shards import read_tar, sample_members, write_tar
 from mcie.tables import RECORD_SCHEMA, read_records, write_records
 from mcie.transforms.annotate import MaskAnnotator
 from mcie.transforms.judge import JudgeFilter
+from mcie.transforms.synthetic.edits import edit_type
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.judge import PixelJudge
 
@@ -111,7 +112,9 @@ def test_reason_codes_are_one_list():
 
 def test_sub_edit_validation_and_boxes():
     with pytest.raises(ValueError, match="edit_type"):
-        SubEdit("explode", "x", "y")
+        SubEdit("../explode", "x", "y")  # a name from untrusted input has one shape
+    with pytest.raises(ValueError, match="unknown edit type 'explode'; allowed: recolour, remove, add"):
+        edit_type("explode")  # which types exist is the registry's to say
     m = np.zeros((8, 8), dtype=bool)
     assert mask_box(m) is None
     m[2:4, 3:7] = True

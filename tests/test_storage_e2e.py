@@ -131,11 +131,45 @@ def test_resume_redoes_an_altered_unit_of_the_same_size(bucket, capsys):
     assert {k for k in after if after[k] != before[k]} == {"parts/index-000001.parquet"}
 
 
-def test_train_reads_shards_from_the_bucket(object_stores, shards, tmp_path):
-    """``mcie train --shards 'gs://…/*.tar'``: five steps on shards copied to the bucket."""
+def test_stages_one_at_a_time_through_a_bucket_give_the_bytes_of_a_build(bucket, built):
+    """``mcie generate | annotate | score | shard`` with every table in the bucket."""
+    from conftest import SMALL
+
+    assert main(["generate", "--out", f"{bucket}/t0", *SMALL]) == 0
+    assert main(["annotate", "--in", f"{bucket}/t0", "--out", f"{bucket}/t1", "--no-progress"]) == 0
+    assert main(["score", "--in", f"{bucket}/t1", "--out", f"{bucket}/t2", "--no-progress"]) == 0
+    assert main(["shard", "--in", f"{bucket}/t2", "--out", f"{bucket}/out", "--no-progress"]) == 0
+    got, want = remote_files(f"{bucket}/out"), local_files(built)
+    # what test_build compares too (run.json names the input table; stats differ by command)
+    outputs = ("index.parquet", "truth.parquet", "shards.json", "rejected.json", "README.md")
+    same = [k for k in want if k in outputs or k.endswith(".tar")]
+    assert len(same) > 10 and [k for k in same if got.get(k) != want[k]] == []
+    assert storage.exists(f"{bucket}/out/truth.parquet")  # carried forward, unread
+
+
+def test_bench_build_from_a_bucket_matches_one_from_a_folder(bucket, built, tmp_path):
+    """``mcie bench build --from gs://…|s3://…``: the held-out sets of a build in a bucket."""
+    url = f"{bucket}/build"
+    for name, data in local_files(built).items():
+        if name == "index.parquet" or name.startswith("shards/"):
+            put_on_server(f"{url}/{name}", data)
+    local, remote = str(tmp_path / "local"), str(tmp_path / "remote")
+    assert main(["bench", "build", "--from", built, "--out", local, "--holdout", "0.5"]) == 0
+    assert main(["bench", "build", "--from", url, "--out", remote, "--holdout", "0.5"]) == 0
+    a, b = pq.read_table(f"{local}/bench.parquet"), pq.read_table(f"{remote}/bench.parquet")
+    assert a.num_rows > 5 and a.equals(b)
+    with open(f"{remote}/bench.json") as fh:
+        assert json.load(fh)["from"] == url
+    assert main(["bench", "build", "--from", f"{bucket}/nothing", "--out", str(tmp_path / "x")]) == 1
+
+
+@pytest.mark.parametrize("kind", ["gs", "s3"])
+def test_train_reads_shards_from_the_bucket(object_stores, shards, tmp_path, kind):
+    """``mcie train --shards 'gs://…/*.tar'`` (and ``s3://``): five steps on shards copied to
+    the bucket."""
     import glob
 
-    url = f"{object_stores['gs']}/train-{uuid.uuid4().hex[:8]}"
+    url = f"{object_stores[kind]}/train-{uuid.uuid4().hex[:8]}"
     for path in sorted(glob.glob(shards)):
         storage.copy(path, f"{url}/shards/{os.path.basename(path)}")
     run = str(tmp_path / "run")

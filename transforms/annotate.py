@@ -6,7 +6,9 @@ new footprints (``add``, ``move``, ``resize``). Never the target scene, never th
 
 Mask semantics (DESIGN.md): ``add`` → footprint in the target; ``remove`` → footprint in the
 source; every other type → union of source and target footprints. The target footprint is
-the set of changed pixels inside the planner's box.
+the set of changed pixels inside the planner's boxes; which params hold those boxes, and
+whether the grounded source footprint belongs to the mask, is each edit type's to say
+(:mod:`mcie.transforms.synthetic.edits`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import numpy as np
 
 from mcie.metrics import changed, dilate
 from mcie.records import EditSample, mask_box
-
-#: edit types whose target footprint is new (found in the target inside the planner's box)
-NEW_FOOTPRINT_BOX = {"add": "box", "move": "to_box", "resize": "to_box", "replace": "to_box"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +55,7 @@ class MaskAnnotator:
         boxes = [self._box_region(sub, h, w, 0) for sub in sample.sub_edits]
         for k, sub in enumerate(sample.sub_edits):
             mask = np.zeros((h, w), dtype=bool)
-            if sub.ground_mask is not None:
+            if sub.ground_mask is not None and _edit_type(sub.edit_type).mask_from != "target":
                 mask |= sub.ground_mask
             region = self._box_region(sub, h, w, self.config.box_margin)
             if region is not None:
@@ -77,14 +76,22 @@ class MaskAnnotator:
 
     @staticmethod
     def _box_region(sub, h: int, w: int, margin: int) -> np.ndarray | None:
-        """The planner's box for a new footprint, grown by ``margin``, as a mask (or None)."""
-        key = NEW_FOOTPRINT_BOX.get(sub.edit_type)
-        if key is None or key not in sub.params:
+        """The planner's boxes for new footprints, grown by ``margin``, as a mask (or None)."""
+        boxes = _edit_type(sub.edit_type).new_boxes(sub.params)
+        if not boxes:
             return None
-        x0, y0, x1, y1 = sub.params[key]
         region = np.zeros((h, w), dtype=bool)
-        region[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
+        for x0, y0, x1, y1 in boxes:
+            region[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
         return region
+
+
+def _edit_type(name: str):
+    # The planner's edit types say where their new footprints are; imported here, not at the
+    # top, so the real-model backend (RegionAnnotator) does not load the synthetic domain.
+    from mcie.transforms.synthetic.edits import edit_type
+
+    return edit_type(name)
 
 
 @dataclasses.dataclass(frozen=True)

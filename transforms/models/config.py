@@ -24,6 +24,7 @@ import os
 from typing import Any
 
 from mcie.exitcodes import UsageError
+from mcie.weights import require_safetensors
 
 STAGES = ("planner", "grounder", "editor", "judge")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -128,6 +129,10 @@ def load_models_config(path: str) -> ModelsConfig:
             options=sec,
             **common,
         )
+    for s in [*stages.values(), *extras.values()]:  # refused on the launcher, before any worker starts
+        for folder in (s.model, s.sam):
+            if folder:
+                require_safetensors(folder, f"--models {s.stage}")
     return ModelsConfig(**stages, path=os.path.abspath(path), extras=extras)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from mcie import weights
 from mcie.records import EditSample, mask_box
 
 
@@ -35,9 +36,10 @@ def load_grounder(detector: str, sam: str, device: str = "cpu", dtype: str = "fl
 
     dt = getattr(torch, dtype)
     det_p = AutoProcessor.from_pretrained(detector)
-    det_m = Owlv2ForObjectDetection.from_pretrained(detector, dtype=dt).to(device).eval()
+    det_m = weights.from_pretrained(Owlv2ForObjectDetection.from_pretrained, detector, "detector", dtype=dt)
+    det_m = det_m.to(device).eval()
     sam_p = AutoProcessor.from_pretrained(sam)
-    sam_m = SamModel.from_pretrained(sam, dtype=dt).to(device).eval()
+    sam_m = weights.from_pretrained(SamModel.from_pretrained, sam, "sam", dtype=dt).to(device).eval()
     return det_p, det_m, sam_p, sam_m
 
 

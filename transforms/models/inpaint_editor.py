@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
+from mcie import weights
 from mcie.metrics import dilate
 from mcie.records import EditSample, mask_box
 
@@ -50,7 +51,8 @@ def load_inpaint(name: str, device: str = "cpu", dtype: str = "float32"):
     import torch
     from diffusers import AutoPipelineForInpainting
 
-    pipe = AutoPipelineForInpainting.from_pretrained(name, torch_dtype=getattr(torch, dtype))
+    load = AutoPipelineForInpainting.from_pretrained
+    pipe = weights.from_pretrained(load, name, "inpainting editor", torch_dtype=getattr(torch, dtype))
     if getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None  # a dataset builder keeps its own filters; no black frames
     pipe.set_progress_bar_config(disable=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from mcie import weights
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,8 @@ def load_vlm(name: str, device: str = "cpu", dtype: str = "float32"):
     processor = AutoProcessor.from_pretrained(name)
     tok = getattr(processor, "tokenizer", processor)
     tok.padding_side = "left"  # decoder-only generation pads on the left
-    model = AutoModelForImageTextToText.from_pretrained(name, dtype=getattr(torch, dtype))
+    load = AutoModelForImageTextToText.from_pretrained
+    model = weights.from_pretrained(load, name, "VLM", dtype=getattr(torch, dtype))
     return processor, model.to(device).eval()
 
 

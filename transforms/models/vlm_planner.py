@@ -30,10 +30,11 @@ from importlib import resources
 
 import numpy as np
 
-from mcie.records import EDIT_TYPES, SubEdit
+from mcie.records import SubEdit
 
 from .vlm import RegexConstraint, generate
 
+#: the edit types the inpainting editor can carry out (the real backend's list of edit types)
 INPAINT_EDIT_TYPES = ("add", "remove", "recolour", "replace", "pattern")
 CONSTRAINTS = ("schema", "none")
 
@@ -62,9 +63,9 @@ class PlannerConfig:
         object.__setattr__(self, "edit_types", tuple(self.edit_types))
         if not 1 <= self.min_edits <= self.max_edits:
             raise ValueError(f"need 1 <= min_edits <= max_edits, got {self.min_edits}, {self.max_edits}")
-        bad = set(self.edit_types) - set(EDIT_TYPES)
+        bad = set(self.edit_types) - set(INPAINT_EDIT_TYPES)
         if bad or not self.edit_types:
-            raise ValueError(f"edit_types {sorted(bad)} not in {EDIT_TYPES}")
+            raise ValueError(f"edit_types {sorted(bad)} not in {INPAINT_EDIT_TYPES}")
         if self.constraint not in CONSTRAINTS:
             raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
         if self.retries < 0 or self.max_new_tokens < 1:

@@ -21,17 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mcie.transforms.synthetic.planner import PlannedEdit, hue_shift
-from mcie.transforms.synthetic.scene import Scene, SceneObject, footprints, render, visible_footprint
+from mcie.transforms.synthetic.edits import edit_type
+from mcie.transforms.synthetic.edits.base import PlannedEdit, hue_shift
+from mcie.transforms.synthetic.scene import Scene, footprints, render
 
 FAILURE_TYPES = ("wrong_object", "missed", "partial", "background_drift", "colour_off")
-#: edit types each failure can hit
-FAILURE_EDITS = {
-    "wrong_object": ("recolour", "remove", "pattern"),
-    "missed": ("recolour", "remove", "add", "move", "resize", "replace", "pattern"),
-    "partial": ("recolour", "remove", "add", "pattern"),
-    "colour_off": ("recolour", "add"),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,30 +59,7 @@ def apply_edit(
     """Apply one planned edit to ``scene`` in place; ``target`` may differ from the plan's
     (wrong-object failure), ``rgb`` overrides the colour (colour-off failure). Removed objects
     become None; the caller drops them."""
-    objs, p = scene.objects, edit.params
-    if edit.edit_type == "add":
-        objs.append(
-            SceneObject(
-                p["shape"], p["colour"], p["size"], p["center"][0], p["center"][1], p["r"], p["pattern"], rgb
-            )
-        )
-        return
-    o = objs[target]
-    t = edit.edit_type
-    if t == "recolour":
-        objs[target] = dataclasses.replace(o, colour=p["to"], rgb=rgb)
-    elif t == "remove":
-        objs[target] = None
-    elif t == "move":
-        objs[target] = dataclasses.replace(o, cx=p["to_center"][0], cy=p["to_center"][1])
-    elif t == "resize":
-        objs[target] = dataclasses.replace(o, r=o.r * p["scale"])
-    elif t == "replace":
-        objs[target] = dataclasses.replace(o, shape=p["to_shape"])
-    elif t == "pattern":
-        objs[target] = dataclasses.replace(o, pattern=p["to_pattern"])
-    else:
-        raise ValueError(f"the synthetic editor cannot {t!r}")
+    edit_type(edit.edit_type).apply(scene.objects, edit, target, rgb)
 
 
 def _edited(
@@ -107,19 +78,9 @@ def _edited(
 
 
 def intended_masks(source: Scene, edits: list[PlannedEdit], src_fp: list[np.ndarray]) -> list[np.ndarray]:
-    """The region each sub-edit may change, per the mask semantics, from visible footprints:
-    remove → source footprint; add → target footprint; others → the union of both."""
-    out = []
-    for e in edits:
-        m = np.zeros((source.size, source.size), dtype=bool)
-        if e.target is not None:
-            m |= src_fp[e.target]
-        if e.edit_type != "remove":
-            after = source.copy()
-            apply_edit(after, e, e.target)
-            m |= visible_footprint(after, len(after.objects) - 1 if e.edit_type == "add" else e.target)
-        out.append(m)
-    return out
+    """The region each sub-edit may change, per its type's mask semantics, from visible
+    footprints (:meth:`~mcie.transforms.synthetic.edits.base.EditType.mask`)."""
+    return [edit_type(e.edit_type).mask(source, e, src_fp) for e in edits]
 
 
 class SceneEditor:
@@ -161,7 +122,7 @@ class SceneEditor:
                     failure["distractor"] = extra
                 elif kind == "colour_off":
                     deg = float(rng.uniform(20, 45)) * (1 if rng.random() < 0.5 else -1)
-                    base = edits[k].params["to_rgb" if edits[k].edit_type == "recolour" else "rgb"]
+                    base = edits[k].params[edit_type(edits[k].edit_type).colour_key]
                     rgb[k] = hue_shift(tuple(base), deg)
                     failure["hue_degrees"] = round(deg, 1)
                 elif kind == "partial":
@@ -190,20 +151,17 @@ class SceneEditor:
         """Every (failure type, sub-edit index, extra) that can be injected into this plan."""
         types = self.config.types
         objs = source.objects
-        targets = {e.target for e in edits if e.target is not None}
+        targets = {t for e in edits for t in edit_type(e.edit_type).targets(e)}
         out: list[tuple[str, int, Any]] = []
         for k, e in enumerate(edits):
+            et = edit_type(e.edit_type)
             for kind in ("missed", "partial", "colour_off"):
-                if kind in types and e.edit_type in FAILURE_EDITS[kind]:
+                if kind in types and kind in et.failures:
                     out.append((kind, k, None))
-            if "wrong_object" in types and e.edit_type in FAILURE_EDITS["wrong_object"]:
+            if "wrong_object" in types and "wrong_object" in et.failures:
                 o = objs[e.target]
                 for j, d in enumerate(objs):
-                    if j in targets or d.shape != o.shape:
-                        continue
-                    if e.edit_type == "recolour" and d.colour == e.params["to"]:
-                        continue
-                    if e.edit_type == "pattern" and d.pattern == e.params["to_pattern"]:
+                    if j in targets or d.shape != o.shape or not et.distractor_ok(d, e):
                         continue
                     # the distractor must not touch any target, or its change would hide in a mask
                     if all(np.hypot(d.cx - objs[t].cx, d.cy - objs[t].cy) > d.r + objs[t].r for t in targets):

@@ -15,6 +15,7 @@ import numpy as np
 from mcie.images import PNG_LEVEL_FAST, encode_png, pixel_hash
 from mcie.records import EditSample, SubEdit, content_key, mask_box
 from mcie.transforms.synthetic.editor import FailureConfig, SceneEditor
+from mcie.transforms.synthetic.edits import edit_type
 from mcie.transforms.synthetic.planner import PlanConfig, ScenePlanner
 from mcie.transforms.synthetic.scene import footprints, random_scene, render
 
@@ -92,7 +93,7 @@ class SyntheticSource:
         subs = []
         for e in edits:
             # The grounder's answer: the visible footprint of the target phrase in the source.
-            gmask = None if e.target is None else src_fp[e.target]
+            gmask = edit_type(e.edit_type).ground(e, src_fp)
             subs.append(
                 SubEdit(
                     edit_type=e.edit_type,

@@ -1,0 +1,47 @@
+"""``pattern``: an object becomes plain, striped or dotted (its colour kept)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mcie.transforms.synthetic.scene import PATTERNS
+
+from . import register
+from .base import PATTERN_ASKS, JudgeCrop, TargetEdit
+
+
+@register
+class Pattern(TargetEdit):
+    name = "pattern"
+    order = 70
+    weight = 1.0
+    default = True
+    templates = (
+        "make {ref} {pattern_adj}",
+        "give {ref} {pattern_noun}",
+        "cover {ref} with {pattern_noun}",
+        "change the pattern of {ref} to {pattern_noun}",
+    )
+    failures = ("missed", "partial", "wrong_object")
+
+    def plan_target(self, ctx, i, o, ref, template, params, rng):
+        to = str(rng.choice([p for p in PATTERNS if p != o.pattern]))
+        params.update(to_pattern=to)
+        adj, noun = PATTERN_ASKS[to]
+        return template.format(ref=ref, pattern_adj=adj, pattern_noun=noun)
+
+    def apply(self, objs, edit, target, rgb) -> None:
+        objs[target] = dataclasses.replace(objs[target], pattern=edit.params["to_pattern"])
+
+    def distractor_ok(self, d, edit) -> bool:
+        return d.pattern != edit.params["to_pattern"]
+
+    def check(self, c: JudgeCrop) -> float:
+        """The colour is kept and the share of tint matches the new pattern in each half of
+        the object (so a half-done edit fails)."""
+        j, p = c.judge, c.p
+        inside = j.inside(c.g)
+        if not c.g.any():
+            return 0.0
+        purity = float(j.has(c.tgt[inside], j.colours(p["rgb"], "striped")).mean())
+        return purity * j.pattern_ok(c.tgt, inside, p["rgb"], p["to_pattern"])
