@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from mcie.cliargs import examples, positive_int
+from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode
 
 
@@ -116,7 +116,7 @@ def add_parsers(subparsers) -> None:
     )
     f.add_argument("build", metavar="BUILD", help="output folder of mcie build, after mcie ls import")
     f.add_argument("--out", required=True, help="folder for the final shards (must be empty)")
-    f.add_argument("--shard-size", type=positive_int, default=500, help="samples per shard (default 500)")
+    f.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
     f.add_argument(
         "--include-unreviewed",
         action="store_true",

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from mcie.cliargs import examples, input_argument, positive_int
+from mcie.cliargs import check_min, examples, input_argument
 from mcie.exitcodes import UsageError
 
 
@@ -44,7 +44,7 @@ def add_parsers(sub) -> None:
         required=False,
     )
     g.add_argument("--out", required=True, help="benchmark directory to write")
-    g.add_argument("--sets", type=positive_int, default=400, help="synthetic sets (default 400, stratified)")
+    g.add_argument("--sets", type=int, default=400, help="synthetic sets (default 400, stratified)")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
     g.add_argument(
         "--image-size", type=int, default=256, help="image side of synthetic sets (render size), 32-1024"
@@ -70,10 +70,10 @@ def add_parsers(sub) -> None:
         epilog=examples("mcie bench train-set --out train/mini --task mini --samples 6000 --image-size 32"),
     )
     ts.add_argument("--out", required=True, help="directory to write (shards/*.tar)")
-    ts.add_argument("--samples", type=positive_int, default=4000, help="samples (default 4000)")
+    ts.add_argument("--samples", type=int, default=4000, help="samples (default 4000)")
     ts.add_argument("--seed", type=int, default=0, help="seed (benchmark sets use a separate seed space)")
     ts.add_argument("--image-size", type=int, default=32, help="render size (default 32)")
-    ts.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard (default 1000)")
+    ts.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     _generator_options(ts)
     r = bs.add_parser(
         "run",
@@ -90,11 +90,10 @@ def add_parsers(sub) -> None:
     r.add_argument(
         "--editor",
         required=True,
-        type=editor_spec,
         help="identity | oracle | corrupt[:RATE] (RATE in [0, 1]) | instruct-pix2pix:DIR | mcie-e1:CKPT",
     )
     r.add_argument("--out", required=True, help="run directory to write")
-    r.add_argument("--limit", type=positive_int, default=None, help="only the first N sets (default: all)")
+    r.add_argument("--limit", type=int, default=None, help="only the first N sets (default: all)")
     r.add_argument(
         "--decomposition",
         default="none",
@@ -103,9 +102,7 @@ def add_parsers(sub) -> None:
     )
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
-    r.add_argument(
-        "--steps", type=positive_int, default=20, help="denoising steps of diffusion editors (default 20)"
-    )
+    r.add_argument("--steps", type=int, default=20, help="denoising steps of diffusion editors (default 20)")
     r.add_argument("--guidance-scale", type=float, default=None, help="text guidance (default: the editor's)")
     r.add_argument(
         "--image-guidance-scale", type=float, default=None, help="image guidance (default: the editor's)"
@@ -141,12 +138,12 @@ def add_parsers(sub) -> None:
 EDITOR_NAMES = ("identity", "oracle", "corrupt", "instruct-pix2pix", "mcie-e1")
 
 
-def editor_spec(text: str) -> str:
-    """argparse type of ``--editor``: a known name, a RATE in [0, 1], a path where one is
-    needed; checked before anything is loaded or written (a bad spec is a usage error)."""
+def check_editor_spec(text: str) -> None:
+    """``--editor``: a known name, a RATE in [0, 1], a path where one is needed; checked before
+    anything is loaded or written (a bad spec is a usage error, exit 1)."""
     name, _, arg = text.partition(":")
     if name not in EDITOR_NAMES:
-        raise argparse.ArgumentTypeError(
+        raise UsageError(
             f"unknown editor {text!r}; allowed: identity, oracle, corrupt[:RATE], "
             "instruct-pix2pix:DIR, mcie-e1:CKPT"
         )
@@ -154,12 +151,11 @@ def editor_spec(text: str) -> str:
         try:
             rate = float(arg)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"corrupt:RATE needs a number, got {arg!r}") from None
+            raise UsageError(f"corrupt:RATE needs a number, got {arg!r}") from None
         if not 0.0 <= rate <= 1.0:
-            raise argparse.ArgumentTypeError(f"corrupt:RATE is a failure rate in [0, 1], got {rate:g}")
+            raise UsageError(f"corrupt:RATE is a failure rate in [0, 1], got {rate:g}")
     if name in ("instruct-pix2pix", "mcie-e1") and not arg:
-        raise argparse.ArgumentTypeError(f"{name} needs a folder: {name}:DIR")
-    return text
+        raise UsageError(f"{name} needs a folder: {name}:DIR")
 
 
 def _check_out_folder(out: str) -> None:
@@ -234,6 +230,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bench_command in ("build", "train-set", "run", "compare"):
         _check_out_folder(args.out)
+    if args.bench_command == "build":
+        check_min(args, sets=1)
+    elif args.bench_command == "train-set":
+        check_min(args, samples=1, shard_size=1)
+    elif args.bench_command == "run":
+        check_min(args, limit=1, steps=1)
+        check_editor_spec(args.editor)
     if args.bench_command == "build":
         manifest = _build(args, sets)
         print(json.dumps(manifest, sort_keys=True))

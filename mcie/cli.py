@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from mcie import logs, progress, storage
-from mcie.cliargs import Parser, examples, input_argument, positive_int, renamed_option
+from mcie.cliargs import Parser, check_min, examples, input_argument, renamed_option
 from mcie.exitcodes import ExitCode, RunFailed, ServiceError, UsageError
 
 #: named build sizes; explicit --samples / --shard-size win over them
@@ -25,7 +25,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument(
         "--workers",
-        type=positive_int,
+        type=int,
         default=1,
         help="Beam worker processes (FnApiRunner); the output does not depend on it (default 1)",
     )
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("out", metavar="BUILD", help="output directory of mcie build or mcie shard")
     v.add_argument("--out", dest="png", default=None, help="PNG file to write (default BUILD/preview.png)")
     renamed_option(v, "--png", "--out", "png")
-    v.add_argument("--n", type=positive_int, default=16, help="number of samples (default 16)")
+    v.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     v.add_argument("--rejected", action="store_true", help="show rejected samples instead of accepted ones")
 
     from mcie.bench.cli import add_parsers as add_bench_parsers
@@ -421,11 +421,11 @@ def _run(args: argparse.Namespace) -> int:
         return run_bench_cli(args)
     if args.command == "preview":
         from mcie.preview import write_preview
-
-        storage.require_folder(args.out)
         from mcie.shards import ShardError
         from mcie.validate import SampleError
 
+        storage.require_folder(args.out)
+        check_min(args, n=1)
         try:
             path = write_preview(args.out, args.png, args.n, "rejected" if args.rejected else "shards")
         except (ShardError, SampleError):

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from mcie.exitcodes import ExitCode
+from mcie.exitcodes import ExitCode, UsageError
 
 #: namespace prefixes: a value given under a deprecated spelling, and a required positional
 _ALIAS = "_alias__"
@@ -140,21 +140,11 @@ def renamed_option(p: argparse.ArgumentParser, old: str, new: str, dest: str, **
     )
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (``--limit 0`` or ``-1`` must not mean "all")."""
-    return _int_at_least(text, 1)
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
+def check_min(args: argparse.Namespace, **lows: int) -> None:
+    """Raise :class:`UsageError` (exit 1) unless each named option is at least its bound; an
+    option not given (None) passes. ``--limit 0`` or ``-1`` must not quietly mean "all" or
+    "all but one"."""
+    for name, low in lows.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")

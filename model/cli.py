@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from mcie.cliargs import examples, input_argument, nonnegative_int, positive_int, renamed_option
+from mcie.cliargs import examples, input_argument, renamed_option
 from mcie.exitcodes import ExitCode, UsageError
 
 COMMANDS = ("train", "edit")
@@ -37,7 +37,7 @@ def add_parsers(sub) -> None:
         choices=["tiny", "tiny-pixel", "sd15"],
         help="model preset: tiny (CPU tests), tiny-pixel (pixel space, learns on a CPU), sd15",
     )
-    t.add_argument("--max-steps", type=positive_int, required=True, help="optimiser steps to reach")
+    t.add_argument("--max-steps", type=int, required=True, help="optimiser steps to reach")
     t.add_argument("--batch-size", type=int, default=4, help="samples per step and device (default 4)")
     t.add_argument("--grad-accum", type=int, default=1, help="batches accumulated per step (default 1)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
@@ -96,12 +96,12 @@ def add_parsers(sub) -> None:
     t.add_argument(
         "--loader-workers",
         dest="workers",
-        type=nonnegative_int,
+        type=int,
         default=0,
         help="DataLoader worker processes (default 0: load in the training process)",
     )
     # `build --workers` counts Beam processes; a DataLoader's are --loader-workers
-    renamed_option(t, "--workers", "--loader-workers", "workers", type=nonnegative_int)
+    renamed_option(t, "--workers", "--loader-workers", "workers", type=int)
     t.add_argument(
         "--shuffle-buffer", type=int, default=64, help="sample shuffle buffer, 0 = off (default 64)"
     )
@@ -203,7 +203,7 @@ def add_parsers(sub) -> None:
         help="--decomposer mllm: when no attempt gives a valid decomposition, fail with exit 2 "
         "(none, default) or use the grammar decomposer",
     )
-    e.add_argument("--steps", type=positive_int, default=20, help="sampling steps (default 20)")
+    e.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     e.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance (default 7.5)")
     e.add_argument("--image-guidance-scale", type=float, default=1.5, help="image guidance (default 1.5)")
     e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -231,6 +231,8 @@ def _check_train(args) -> None:
     ):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.workers < 0:
+        raise UsageError(f"--loader-workers must be >= 0, got {args.workers}")
     if not 0 <= args.conditioning_dropout < 1 / 3:
         raise UsageError("--conditioning-dropout must be in [0, 1/3)")
     if args.gate_lr_mult <= 0 or args.edit_loss_weight < 0:
