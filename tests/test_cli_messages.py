@@ -334,3 +334,31 @@ def test_progress_bar_only_on_a_terminal_and_ends_with_a_summary(bench_dir, tmp_
         "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "q"), "--no-progress"
     )
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_switches():
+    from mcie import progress
+
+    tty, pipe = _Terminal(), io.StringIO()
+    with progress.Progress(3, "train", "steps", stream=tty) as bar:
+        for _ in range(3):
+            bar.update(1, loss="0.1234")
+    drawn = tty.getvalue()
+    assert "train:   0%|" in drawn and "| 0/3 [" in drawn  # the bar (redrawn at most every 0.1 s)
+    assert re.fullmatch(r"train: 3 steps in \d+\.\d s, [\d.e+]+ steps/s\n", drawn.split("\r")[-1])
+    with progress.Progress(3, "train", "steps", stream=pipe) as bar:
+        bar.update(3)
+    assert pipe.getvalue() == "" and bar.summary().startswith("train: 3 steps in ")
+    progress.configure(False)  # --no-progress
+    try:
+        off = _Terminal()
+        with progress.Progress(3, "train", "steps", stream=off) as bar:
+            bar.update(3)
+        assert off.getvalue() == "" and not progress.lines()
+    finally:
+        progress.configure(True)
