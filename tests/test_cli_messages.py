@@ -362,3 +362,21 @@ def test_progress_bar_switches():
         assert off.getvalue() == "" and not progress.lines()
     finally:
         progress.configure(True)
+
+
+def test_pipeline_progress_redraws_one_line_on_a_terminal(tmp_path, monkeypatch):
+    import time
+
+    from mcie.pipeline.progress import ProgressReporter
+
+    def printed(stream) -> str:
+        monkeypatch.setattr(sys, "stderr", stream)
+        with ProgressReporter(str(tmp_path / "stats"), 3, 30, "build x", interval=0.02):
+            time.sleep(0.2)
+        return stream.getvalue()
+
+    tty = printed(_Terminal())
+    assert tty.startswith("\r[build x] units 0/3  samples 0/30")
+    assert tty.count("\n") == 1 and tty.endswith("\n")  # one line, redrawn with \r
+    log = printed(io.StringIO())  # a log file or pipe: one line per interval, as before
+    assert log.count("\n") >= 2 and "\r" not in log and log.startswith("[build x] units 0/3")
