@@ -45,8 +45,8 @@ class ProgressReporter:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
-        if self._redrawn:  # end the line redrawn in place
-            print(file=sys.stderr, flush=True)
+        if self._redrawn:  # the final counts, and end the line redrawn in place
+            print(f"\r{self.line()}\x1b[K", file=sys.stderr, flush=True)
 
     def done(self) -> tuple[int, int]:
         """(units finished in this run, their candidates)."""
