@@ -292,8 +292,8 @@ def test_input_given_twice_or_not_at_all_is_a_usage_error(capsys):
 
 
 def test_ls_shard_calls_its_input_build():
-    text = build_parser()._subparsers._group_actions[0].choices["ls"]
-    shard = text._subparsers._group_actions[0].choices["shard"]
+    ls = build_parser()._subparsers._group_actions[0].choices["ls"]
+    shard = ls._subparsers._group_actions[0].choices["shard"]
     args = build_parser().parse_args(["ls", "shard", "out/demo", "--out", "out/final"])
     assert (args.build, args.out) == ("out/demo", "out/final")
     assert shard.format_usage().split()[-1] == "BUILD"
