@@ -36,7 +36,7 @@ APITOOLS_WARNING = "apitools not found"
 #: the format of every line we log, on the terminal and in run logs
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 #: loggers whose records stay off the terminal unless -v (they still reach the run log)
-QUIET_LOGGERS = ("apache_beam", "__main__")
+QUIET_LOGGERS = ("apache_beam",)
 
 
 class _DropApitoolsWarning(logging.Filter):
@@ -45,7 +45,7 @@ class _DropApitoolsWarning(logging.Filter):
 
 
 class _QuietBeam(logging.Filter):
-    """Keeps Beam's records (and its workers' ``__main__`` harness) off the terminal."""
+    """Keeps Beam's records (its workers' too: the runner relays them) off the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(record.name == n or record.name.startswith(n + ".") for n in QUIET_LOGGERS)

