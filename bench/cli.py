@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 
+from mcie import storage
 from mcie.cliargs import check_min, examples, input_argument
 from mcie.exitcodes import UsageError
 
@@ -154,8 +155,11 @@ def check_editor_spec(text: str) -> None:
             raise UsageError(f"corrupt:RATE needs a number, got {arg!r}") from None
         if not 0.0 <= rate <= 1.0:
             raise UsageError(f"corrupt:RATE is a failure rate in [0, 1], got {rate:g}")
-    if name in ("instruct-pix2pix", "mcie-e1") and not arg:
-        raise UsageError(f"{name} needs a folder: {name}:DIR")
+    if name in ("instruct-pix2pix", "mcie-e1"):
+        if not arg:
+            raise UsageError(f"{name} needs a folder: {name}:DIR")
+        if not storage.is_remote(arg) and not os.path.exists(arg):
+            raise UsageError(f"--editor {text}: no such folder {arg!r}")
 
 
 def _check_out_folder(out: str) -> None:

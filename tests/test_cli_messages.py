@@ -202,6 +202,7 @@ RUN = ["bench", "run", "{bench}", "--out", "{new}", "--editor"]
     [
         ([*RUN, "corrupt:7"], "corrupt:RATE is a failure rate in [0, 1], got 7"),
         ([*RUN, "nope"], "unknown editor 'nope'"),
+        ([*RUN, "instruct-pix2pix:{new}/none"], "no such folder"),  # before: exit 2, HFValidationError
         ([*RUN, "oracle", "--limit", "0"], "must be >= 1, got 0"),
         ([*RUN, "oracle", "--limit", "-1"], "must be >= 1, got -1"),
         ([*RUN, "oracle", "--steps", "0"], "must be >= 1, got 0"),
