@@ -162,12 +162,6 @@ def check_editor_spec(text: str) -> None:
             raise UsageError(f"--editor {text}: no such folder {arg!r}")
 
 
-def _check_out_folder(out: str) -> None:
-    """``--out`` must be a folder or not exist yet: a file there is a usage error (exit 1)."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out!r} is a file, not a directory")
-
-
 def _generator_options(g) -> None:
     g.add_argument(
         "--task",
@@ -205,8 +199,6 @@ def _build(args: argparse.Namespace, sets) -> dict:
     by a later check leaves the old one, and no new folder, behind."""
     if any(os.path.exists(os.path.join(args.out, n)) for n in BENCH_FILES) and not args.overwrite:
         raise UsageError(f"{args.out!r} already holds a benchmark; pick a new directory or pass --overwrite")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out!r} is a file, not a directory")
     parent, name = os.path.split(os.path.abspath(args.out))
     os.makedirs(parent, exist_ok=True)
     stage = tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent)
@@ -233,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     from . import sets
 
     if args.bench_command in ("build", "train-set", "run", "compare"):
-        _check_out_folder(args.out)
+        storage.check_folder(args.out)  # a file there is a usage error (exit 1), not exit 2 later
     if args.bench_command == "build":
         check_min(args, sets=1)
     elif args.bench_command == "train-set":

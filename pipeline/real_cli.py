@@ -5,8 +5,8 @@ here; this module never imports :mod:`mcie.cli` (no cycle)."""
 from __future__ import annotations
 
 import argparse
-import os
 
+from mcie import storage
 from mcie.cliargs import DeprecatedAlias, examples
 from mcie.exitcodes import ExitCode, UsageError
 
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if (args.out is None) == (args.dir is None):
             raise UsageError("give the folder to write once: --out DIR")
         out = args.out or args.dir
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise UsageError(f"--out {out!r} is a file, not a directory")
+        storage.check_folder(out)  # a file there: exit 1, not a FileExistsError later
         path = write_tiny_models(out, args.seed)
         print(f"wrote tiny models and {path}")
         return ExitCode.OK

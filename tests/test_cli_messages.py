@@ -206,10 +206,10 @@ RUN = ["bench", "run", "{bench}", "--out", "{new}", "--editor"]
         ([*RUN, "oracle", "--limit", "0"], "must be >= 1, got 0"),
         ([*RUN, "oracle", "--limit", "-1"], "must be >= 1, got -1"),
         ([*RUN, "oracle", "--steps", "0"], "must be >= 1, got 0"),
-        (["bench", "run", "{bench}", "--editor", "oracle", "--out", "{file}"], "is a file, not a directory"),
-        (["bench", "compare", "{bench}", "--out", "{file}"], "is a file, not a directory"),
+        (["bench", "run", "{bench}", "--editor", "oracle", "--out", "{file}"], "is not a directory"),
+        (["bench", "compare", "{bench}", "--out", "{file}"], "exists and is not a directory"),
         (["bench", "build", "--image-size", "7", "--out", "{new}"], "image_size must be a multiple of 8"),
-        (["models", "tiny", "--out", "{file}"], "is a file, not a directory"),
+        (["models", "tiny", "--out", "{file}"], "exists and is not a directory"),
         (["preview", "{bench}", "--n", "0"], "must be >= 1, got 0"),
         (["train", "{new}/*.tar", "--out", "{new}", "--max-steps", "0"], "--max-steps must be >= 1"),
         # refused after its folder was made (before: an empty folder stayed behind)
