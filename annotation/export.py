@@ -17,7 +17,6 @@ a remote server is refused with a clear message (cloud storage is not supported 
 from __future__ import annotations
 
 import collections
-import json
 import os
 import random
 import re
@@ -36,7 +35,7 @@ from mcie.keys import check_shard_ref
 from mcie.progress import Progress, lines
 from mcie.reasons import Reason, Status
 from mcie.runlock import RunLock
-from mcie.shards import read_tar
+from mcie.shards import INDEX_FILE, read_tar
 from mcie.validate import check_sample
 
 ENV_DOCUMENT_ROOT = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
@@ -54,8 +53,7 @@ def project_folder(project: str) -> str:
 
 def _thresholds(out: str) -> dict[str, float]:
     try:
-        with open(os.path.join(out, "run.json")) as fh:
-            return json.load(fh)["meta"]["thresholds"]
+        return storage.read_json(storage.join(out, "run.json"))["meta"]["thresholds"]
     except (OSError, KeyError, ValueError):
         return {"bg_ssim_min": 0.98}
 
@@ -243,7 +241,7 @@ def export_project(
 
         for shard in sorted(by_shard):
             wanted = set(by_shard[shard])
-            for key, members in read_tar(os.path.join(out, check_shard_ref(shard, "index.parquet"))):
+            for key, members in read_tar(storage.join(out, check_shard_ref(shard, INDEX_FILE))):
                 if key not in wanted:
                     continue
                 meta = check_sample(key, members, shard)  # never send a broken sample to reviewers

@@ -63,7 +63,7 @@ def _final_members(
     for i, sub in enumerate(meta["sub_edits"]):
         data = members[f"mask{i}.png"]
         if i in corrected:
-            with open(os.path.join(review_dir(out), f"{key}.mask{i}.png"), "rb") as fh:
+            with storage.open_read(storage.join(review_dir(out), f"{key}.mask{i}.png")) as fh:
                 data = fh.read()
             box = mask_box(decode_mask(data))
             sub["box"] = list(box) if box else None
@@ -95,7 +95,7 @@ def write_final(
         wanted_by_shard[rows[k]["shard"]].add(k)
     samples: dict[str, list[tuple[str, bytes]]] = {}
     for shard in sorted(wanted_by_shard):
-        path = os.path.join(out, check_shard_ref(shard, ri.index_path(out)))
+        path = storage.join(out, check_shard_ref(shard, ri.index_path(out)))
         for key, members in read_tar(path):
             if key in wanted_by_shard[shard]:
                 check_sample(key, members, path)

@@ -17,8 +17,6 @@ twice gives the same index and files.
 from __future__ import annotations
 
 import collections
-import glob
-import os
 import time
 from typing import Any
 
@@ -35,7 +33,7 @@ from mcie.shards import REVIEW_DIR
 
 
 def review_dir(out: str) -> str:
-    return os.path.join(out, REVIEW_DIR)
+    return storage.join(out, REVIEW_DIR)
 
 
 def _as_dict(x: Any) -> dict[str, Any]:
@@ -79,12 +77,9 @@ def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: 
 def _write_masks(out: str, key: str, d: Decision) -> None:
     check_key(key, "ls import")  # the key names files and a glob below
     folder = review_dir(out)
-    os.makedirs(folder, exist_ok=True)
-    for stale in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(key)}.mask*.png")):
-        os.remove(stale)
+    storage.delete(storage.glob(storage.join(storage.escape(folder), f"{storage.escape(key)}.mask*.png")))
     for k, mask in d.masks.items():
-        path = os.path.join(folder, f"{key}.mask{k}.png")
-        storage.atomic_write(path, encode_png(mask))
+        storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), encode_png(mask))
 
 
 def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:

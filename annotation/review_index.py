@@ -10,28 +10,27 @@ the pipeline decided.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.keys import check_key
 from mcie.shards import INDEX_FILE
-from mcie.tables import INDEX_SCHEMA, write_rows
+from mcie.tables import INDEX_SCHEMA, read_table, write_rows
 
 
 def index_path(out: str) -> str:
-    return os.path.join(out, INDEX_FILE)
+    return storage.join(out, INDEX_FILE)
 
 
 def read_index(out: str) -> dict[str, dict[str, Any]]:
-    """The index rows of build output ``out`` by key. Every key is checked against our keys'
-    shape (:mod:`mcie.keys`) before anything names a file or a glob from it."""
+    """The index rows of build output ``out`` (a folder, ``gs://`` or ``s3://``) by key. Every
+    key is checked against our keys' shape (:mod:`mcie.keys`) before anything names a file or a
+    glob from it."""
     path = index_path(out)
-    if not os.path.isfile(path):
+    if not storage.exists(path):
         raise UsageError(f"{out!r} has no index.parquet: not an output directory of mcie build")
-    return {check_key(r["key"], path): r for r in pq.read_table(path, schema=INDEX_SCHEMA).to_pylist()}
+    return {check_key(r["key"], path): r for r in read_table(path, schema=INDEX_SCHEMA).to_pylist()}
 
 
 def write_index(out: str, rows: dict[str, dict[str, Any]]) -> None:

@@ -254,13 +254,14 @@ def training_split(build_dir: str, fraction: float) -> set[str]:
 
 
 def check_no_overlap(bench_dir: str, train_globs: list[str]) -> None:
-    """Refuse a benchmark whose source images appear in the given training shards."""
+    """Refuse a benchmark whose source images appear in the given training shards (globs,
+    local or storage URLs)."""
     bench_hashes = set(
         pq.read_table(os.path.join(bench_dir, "bench.parquet"), columns=["source_hash"]).column(0).to_pylist()
     )
     clash = set()
     for pattern in train_globs:
-        paths = sorted(glob.glob(pattern))
+        paths = storage.glob(pattern)  # local or gs:// / s3:// shards, sorted
         if not paths:
             raise UsageError(f"--train-shards {pattern!r} matches no file")
         for path in paths:

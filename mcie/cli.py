@@ -262,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     v.add_argument("--rejected", action="store_true", help="show rejected samples instead of accepted ones")
 
+    from mcie.report.cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
     from mcie.bench.cli import add_parsers as add_bench_parsers
 
     add_bench_parsers(sub)
@@ -419,6 +423,10 @@ def _run(args: argparse.Namespace) -> int:
         from mcie.bench.cli import run as run_bench_cli
 
         return run_bench_cli(args)
+    if args.command == "report":
+        from mcie.report.cli import run as run_report
+
+        return run_report(args)
     if args.command == "preview":
         from mcie.preview import write_preview
         from mcie.shards import ShardError
@@ -514,7 +522,7 @@ def _failed(args: argparse.Namespace, exc: BaseException) -> int:
 
 def _output_folder(args: argparse.Namespace) -> str | None:
     """The folder a command writes, when it exists (its failure logs go there), else None."""
-    if args.command in ("audit", "preview", "edit"):
+    if args.command in ("audit", "preview", "report", "edit"):
         return None  # their positional is an input, or --out a file
     out = getattr(args, "out", None)
     return out if isinstance(out, str) and os.path.isdir(out) else None
@@ -522,7 +530,7 @@ def _output_folder(args: argparse.Namespace) -> str | None:
 
 def _new_output_folder(args: argparse.Namespace) -> str | None:
     """The local ``--out`` folder of a command when it does not exist yet (else None)."""
-    if args.command in ("audit", "preview", "edit"):
+    if args.command in ("audit", "preview", "report", "edit"):
         return None
     out = getattr(args, "out", None)
     if not isinstance(out, str) or storage.is_remote(out) or os.path.lexists(out):

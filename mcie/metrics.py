@@ -23,6 +23,24 @@ _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 
 
+def any_channel(x: np.ndarray) -> np.ndarray:
+    """``x.any(axis=-1)`` for (..., C) arrays: OR of the channel planes, the same values ~10x
+    faster than numpy's reduction over a short last axis (it runs once per pixel)."""
+    out = x[..., 0].astype(bool)
+    for c in range(1, x.shape[-1]):
+        out |= x[..., c].astype(bool)
+    return out
+
+
+def max_channel(x: np.ndarray) -> np.ndarray:
+    """``x.max(axis=-1)`` for (..., C) arrays, as the element-wise maximum of the planes
+    (exact, ~3x faster for the same reason as :func:`any_channel`)."""
+    out = x[..., 0].copy()
+    for c in range(1, x.shape[-1]):
+        np.maximum(out, x[..., c], out=out)
+    return out
+
+
 def box_sum(x: np.ndarray, r: int) -> np.ndarray:
     """Sum of ``x`` over the (2r+1)x(2r+1) window around each pixel (zero padding), via an
     integral image: O(HW) whatever ``r``. Masks are summed in int32 (exact and ~2x faster)."""
@@ -33,16 +51,44 @@ def box_sum(x: np.ndarray, r: int) -> np.ndarray:
     return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
 
 
+#: up to this radius, dilation and erosion OR shifted copies (separable: rows, then columns);
+#: beyond it the integral image's O(HW) wins. Both give the same masks.
+_SHIFT_MAX_R = 4
+
+
+def _or_shifts(m: np.ndarray, r: int, axis: int, outside: bool) -> np.ndarray:
+    """OR of ``m`` over the window [-r, r] along ``axis``; pixels whose window leaves the
+    image count ``outside`` there."""
+    out = m.copy()
+    n = m.shape[axis]
+    lo = (slice(None),) * axis
+    for k in range(1, min(r, n) + 1):
+        out[lo + (slice(None, -k),)] |= m[lo + (slice(k, None),)]
+        out[lo + (slice(k, None),)] |= m[lo + (slice(None, -k),)]
+    if outside:
+        out[lo + (slice(None, min(r, n)),)] = True
+        out[lo + (slice(max(n - r, 0), None),)] = True
+    return out
+
+
 def dilate(mask: np.ndarray, r: int) -> np.ndarray:
     """Binary dilation of ``mask`` by a (2r+1)-pixel square."""
-    return mask.copy() if r <= 0 else box_sum(mask.astype(bool), r) > 0
+    if r <= 0:
+        return mask.copy()
+    m = mask.astype(bool)
+    if r <= _SHIFT_MAX_R:
+        return _or_shifts(_or_shifts(m, r, 0, False), r, 1, False)
+    return box_sum(m, r) > 0
 
 
 def erode(mask: np.ndarray, r: int) -> np.ndarray:
     """Binary erosion of ``mask`` by a (2r+1)-pixel square (outside the image counts as out)."""
     if r <= 0:
         return mask.copy()
-    return box_sum(mask.astype(bool), r) == (2 * r + 1) ** 2
+    m = mask.astype(bool)
+    if r <= _SHIFT_MAX_R:  # the complement's dilation, the outside counting as in
+        return ~_or_shifts(_or_shifts(~m, r, 0, True), r, 1, True)
+    return box_sum(m, r) == (2 * r + 1) ** 2
 
 
 def luma(img: np.ndarray) -> np.ndarray:
@@ -83,7 +129,7 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, background: np.ndarray) -> float:
     total = int(m.sum())
     if total == 0:
         return 1.0
-    diff = (a != b).any(axis=-1)
+    diff = any_channel(a != b)
     if not diff.any():
         return 1.0
     r = SSIM_WINDOW // 2
@@ -132,7 +178,7 @@ def masked_l1(a: np.ndarray, b: np.ndarray, background: np.ndarray) -> float:
 
 def changed(a: np.ndarray, b: np.ndarray, tol: int) -> np.ndarray:
     """``bool`` (H, W): pixels where any channel differs by more than ``tol`` levels."""
-    return (np.abs(a.astype(np.int16) - b.astype(np.int16)) > tol).any(axis=-1)
+    return any_channel(np.abs(a.astype(np.int16) - b.astype(np.int16)) > tol)
 
 
 def changed_fraction(a: np.ndarray, b: np.ndarray, background: np.ndarray, tol: int = 16) -> float:
@@ -157,7 +203,7 @@ def background_metrics(src: np.ndarray, tgt: np.ndarray, background: np.ndarray)
     an editor that composites on the source) returns the perfect values without further work,
     and the sums only visit pixels that differ — same results as the individual functions.
     """
-    diff = (src != tgt).any(axis=-1) & background
+    diff = any_channel(src != tgt) & background
     n = int(background.sum())
     if n == 0 or not diff.any():
         return {"bg_ssim": 1.0, "bg_psnr": PSNR_CAP, "bg_l1": 0.0, "bg_changed": 0.0}
@@ -167,5 +213,5 @@ def background_metrics(src: np.ndarray, tgt: np.ndarray, background: np.ndarray)
         "bg_ssim": masked_ssim(src, tgt, background),
         "bg_psnr": psnr_from_mse(float(sq)),
         "bg_l1": float(d.sum() / (3 * n) / 255.0),
-        "bg_changed": float((d > 16).any(axis=-1).sum() / n),
+        "bg_changed": float(any_channel(d > 16).sum() / n),
     }

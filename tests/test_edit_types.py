@@ -114,3 +114,15 @@ def test_swap_never_enters_the_default_mix():
         sample, _ = source.generate(5, i)
         seen |= {s.edit_type for s in sample.sub_edits}
     assert "swap" not in seen and len(seen) >= 6
+
+
+def test_opt_in_types_add_no_words_to_the_model_vocabulary(monkeypatch):
+    # MCIE-E1's tokenizer has a whole-word token for every word the grammar can write: a new
+    # word would renumber the vocabulary and change every default model's outputs
+    from mcie.model.tokenizer import grammar_words
+    from mcie.transforms.synthetic import planner
+
+    every = grammar_words()
+    defaults = {n: t for n, t in planner.TEMPLATES.items() if n in DEFAULT_EDIT_WEIGHTS}
+    monkeypatch.setattr(planner, "TEMPLATES", defaults)
+    assert grammar_words() == every and "swap" in every

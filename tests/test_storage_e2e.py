@@ -72,10 +72,17 @@ def test_build_to_a_bucket_gives_the_bytes_of_a_local_build(bucket, built, capsy
     assert main(["preview", url, "--png", png, "--n", "4"]) == 0
     from PIL import Image
 
+    from mcie.report.sheet import GAP
+
     with Image.open(png) as im:
-        assert im.size == (4 * (2 * 256 + 12), 256 + 104)
+        assert im.width == GAP + 4 * (2 * 256 + 3 * GAP)  # four (source | target) cells
     assert main(["preview", url]) == 0  # default: next to the shards, in the bucket
     assert storage.read_bytes(f"{url}/preview.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    # the HTML report reads the bucket and writes into it
+    assert main(["report", url, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["candidates"] == 60 and summary["problems"] == [] and summary["gallery_thumbnails"] > 0
+    assert storage.read_bytes(f"{url}/report.html").startswith(b"<!DOCTYPE html>")
     assert main(["audit", f"{bucket}/nothing-here"]) == 1
 
 
@@ -179,3 +186,72 @@ def test_train_reads_shards_from_the_bucket(object_stores, shards, tmp_path, kin
     assert os.path.isdir(os.path.join(run, "checkpoint-5"))
     with open(os.path.join(run, "checkpoint-5", "trainer_state.json")) as fh:
         assert json.load(fh)["step"] == 5
+
+
+def test_label_studio_review_of_a_build_in_a_bucket(object_stores, ls_server, monkeypatch, tmp_path, capsys):
+    """``mcie ls export | import | shard`` with the build in a bucket: the index is rewritten
+    there and a repainted mask lands in its ``review/`` folder (the images reviewers see are
+    still files under Label Studio's local-files document root)."""
+    import numpy as np
+
+    from mcie.annotation import config as cfg
+    from mcie.annotation.client import Connection
+    from mcie.annotation.tasks import mask_to_rle
+    from mcie.images import decode_mask
+    from mcie.shards import read_tar
+
+    server, creds = ls_server
+    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", creds["LABEL_STUDIO_USER_TOKEN"])
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", server.config.document_root)
+    url, project = f"{object_stores['s3']}/ls-{uuid.uuid4().hex[:8]}", f"bucket-{uuid.uuid4().hex[:6]}"
+    args = ["--samples", "12", "--seed", "4", "--shard-size", "6", "--image-size", "64", "--no-progress"]
+    assert main(["build", "--out", url, *args]) == 0
+    assert main(["ls", "export", url, "--project", project, "--select", "random:3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["exported"] == 3
+
+    ls = Connection(server.url, creds["LABEL_STUDIO_USER_TOKEN"]).client()
+    pid = next(p.id for p in ls.projects.list(title=project) if p.title == project)
+    tasks = sorted(ls.tasks.list(project=pid, fields="all"), key=lambda t: t.data["key"])
+    accept, repaint = tasks[0], tasks[1]
+    pred = accept.predictions[0]
+    pred = pred if isinstance(pred, dict) else pred.model_dump()
+    ls.annotations.create(id=accept.id, result=[*pred["result"], _verdict("accept")])
+    w, h = repaint.data["width"], repaint.data["height"]
+    painted = np.zeros((h, w), bool)
+    painted[4:20, 6:30] = True
+    brush = {
+        "id": "repaint0",
+        "type": "brushlabels",
+        "from_name": cfg.mask_control(0),
+        "to_name": "tgt",
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": mask_to_rle(painted), "brushlabels": [cfg.mask_label(0)]},
+    }
+    pred = repaint.predictions[0]
+    pred = pred if isinstance(pred, dict) else pred.model_dump()
+    kept = [dict(x) for x in pred["result"] if x["from_name"] != cfg.mask_control(0)]
+    ls.annotations.create(id=repaint.id, result=[*kept, brush, _verdict("fixed")])
+
+    assert main(["ls", "import", url, "--project", project, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["by_decision"] == {"accept": 1, "fixed": 1, "pending": 1}
+    index = {r["key"]: r for r in pq.read_table(storage.open_read(f"{url}/index.parquet")).to_pylist()}
+    assert index[accept.data["key"]]["status"] == "accepted"
+    mask_url = f"{url}/review/{repaint.data['key']}.mask0.png"
+    assert np.array_equal(decode_mask(storage.read_bytes(mask_url)), painted)
+
+    final = str(tmp_path / "final")
+    assert main(["ls", "shard", url, "--out", final]) == 0
+    got = {}
+    for path in sorted(os.listdir(os.path.join(final, "shards"))):
+        got.update(dict(read_tar(os.path.join(final, "shards", path))))
+    assert sorted(got) == sorted([accept.data["key"], repaint.data["key"]])
+    assert np.array_equal(decode_mask(got[repaint.data["key"]]["mask0.png"]), painted)
+
+
+def _verdict(value: str) -> dict:
+    choices = {"choices": [value]}
+    return {"id": "verdict", "type": "choices", "from_name": "verdict", "to_name": "tgt", "value": choices}

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from mcie.metrics import background_metrics, dilate, erode
+from mcie.metrics import background_metrics, dilate, erode, max_channel
 from mcie.records import EditSample, SubEdit
 from mcie.transforms.judge import Judge
 from mcie.transforms.synthetic.edits import edit_type
@@ -74,7 +74,7 @@ class PixelJudge(Judge):
         px = pixels.astype(np.int16)
         hit = np.zeros(px.shape[:-1], dtype=bool)
         for c in colours:
-            hit |= np.abs(px - np.asarray(c, dtype=np.int16)).max(axis=-1) <= self.config.colour_tol
+            hit |= max_channel(np.abs(px - np.asarray(c, dtype=np.int16))) <= self.config.colour_tol
         return hit
 
     @staticmethod
@@ -128,7 +128,7 @@ class PixelJudge(Judge):
             if denom < 1.0:
                 continue
             a = np.clip((px - bg) @ d / denom, 0.0, 1.0)
-            off = np.abs(px - bg - a[:, None] * d).max(axis=-1)
+            off = max_channel(np.abs(px - bg - a[:, None] * d))
             best = np.maximum(best, np.where(off <= 24, a, 0.0))
         return best
 

@@ -139,27 +139,51 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
     raise ValueError(f"unknown shape {shape!r}; allowed: {SHAPES}")
 
 
-@functools.lru_cache(maxsize=512)
 def coverage(obj: SceneObject, size: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Anti-aliased coverage of ``obj``: its pixel box (x0, y0, x1, y1) on the canvas and a
-    read-only ``float32`` array of that box's shape with values in [0, 1]. Cached: the source,
-    the target and each single-edit scene share most objects."""
-    x0 = max(int(math.floor(obj.cx - obj.r)) - 1, 0)
-    y0 = max(int(math.floor(obj.cy - obj.r)) - 1, 0)
-    x1 = min(int(math.ceil(obj.cx + obj.r)) + 2, size)
-    y1 = min(int(math.ceil(obj.cy + obj.r)) + 2, size)
+    read-only ``float32`` array of that box's shape with values in [0, 1]. Cached by geometry
+    (shape, centre, radius): the source, the target and each single-edit scene share most
+    objects, and a recoloured or re-patterned object keeps its outline."""
+    return _coverage(obj.shape, obj.cx, obj.cy, obj.r, size)
+
+
+@functools.lru_cache(maxsize=512)
+def _coverage(
+    shape: str, ocx: float, ocy: float, orr: float, size: int
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    x0 = max(int(math.floor(ocx - orr)) - 1, 0)
+    y0 = max(int(math.floor(ocy - orr)) - 1, 0)
+    x1 = min(int(math.ceil(ocx + orr)) + 2, size)
+    y1 = min(int(math.ceil(ocy + orr)) + 2, size)
     s = SUPERSAMPLE
     img = Image.new("L", ((x1 - x0) * s, (y1 - y0) * s), 0)
     draw = ImageDraw.Draw(img)
     # pixel (i, j) covers [i, i+1) x [j, j+1); supersample centres sit at (k + 0.5) / s
-    cx, cy, r = (obj.cx - x0) * s - 0.5, (obj.cy - y0) * s - 0.5, obj.r * s
-    if obj.shape == "circle":
+    cx, cy, r = (ocx - x0) * s - 0.5, (ocy - y0) * s - 0.5, orr * s
+    if shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     else:
-        draw.polygon(_polygon(obj.shape, cx, cy, r), fill=255)
-    a = np.asarray(img, dtype=np.float32).reshape(y1 - y0, s, x1 - x0, s).mean(axis=(1, 3)) / 255.0
+        draw.polygon(_polygon(shape, cx, cy, r), fill=255)
+    a = _box_mean(np.asarray(img)) / 255.0
     a.setflags(write=False)
     return (x0, y0, x1, y1), a
+
+
+def _box_mean(img: np.ndarray) -> np.ndarray:
+    """Mean of each SUPERSAMPLE x SUPERSAMPLE block of a ``uint8`` image, as ``float32``.
+
+    Summed as integers (exact: 16 x 255 fits ``uint16``), by strided adds instead of a float
+    mean over two axes: ~9x faster, and the same bits, since a float32 sum of small integers is
+    exact in any order and dividing by 16 is exact too."""
+    s = SUPERSAMPLE
+    u = img.astype(np.uint16)
+    rows = u[0::s].copy()
+    for k in range(1, s):
+        rows += u[k::s]
+    out = rows[:, 0::s].copy()
+    for k in range(1, s):
+        out += rows[:, k::s]
+    return out.astype(np.float32) / np.float32(s * s)
 
 
 def _fill(obj: SceneObject, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -171,7 +195,8 @@ def _fill(obj: SceneObject, box: tuple[int, int, int, int]) -> np.ndarray:
     out[:] = base
     if obj.pattern == "solid":
         return out
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    # open grids: the same values as a full mgrid, element by element, without its arrays
+    yy, xx = (g.astype(np.float32) for g in np.ogrid[y0:y1, x0:x1])
     dx, dy = xx + 0.5 - obj.cx, yy + 0.5 - obj.cy
     if obj.pattern == "striped":
         period = max(4.0, obj.r / 2.5)
@@ -199,7 +224,7 @@ def background(scene: Scene) -> np.ndarray:
     rng = np.random.default_rng(scene.background_seed)
     if scene.background_kind == "gradient":
         a = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
+        yy, xx = (g.astype(np.float32) / n - 0.5 for g in np.ogrid[0:n, 0:n])
         ramp = (np.cos(a) * xx + np.sin(a) * yy) * 28.0  # about +/-14 levels corner to corner
         img += ramp[..., None]
     elif scene.background_kind == "texture":
@@ -208,7 +233,7 @@ def background(scene: Scene) -> np.ndarray:
         img += np.asarray(small, dtype=np.float32)[..., None]
     else:
         raise ValueError(f"unknown background kind {scene.background_kind!r}; allowed: {BACKGROUND_KINDS}")
-    return np.clip(img, 0, 255)
+    return np.clip(img, 0, 255, out=img)
 
 
 @functools.lru_cache(maxsize=8)
@@ -229,7 +254,7 @@ def render(scene: Scene) -> np.ndarray:
         a3 = a[..., None]
         region *= 1.0 - a3
         region += _fill(obj, box) * a3
-    return np.rint(img).astype(np.uint8)
+    return np.rint(img, out=img).astype(np.uint8)  # in place: one full-size array less
 
 
 def visible_footprint(scene: Scene, i: int) -> np.ndarray:
