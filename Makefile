@@ -39,6 +39,7 @@ demo: install
 	$(BIN)/mcie build --out out/demo --samples $(DEMO_SAMPLES) --seed 0 --workers 2 --shard-size 200
 	$(BIN)/mcie audit out/demo
 	$(BIN)/mcie preview out/demo
+	$(BIN)/mcie report out/demo
 
 test: install install-ls
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

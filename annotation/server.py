@@ -47,6 +47,21 @@ NO_SENTRY = {
     for name in ("SENTRY_DSN", "FRONTEND_SENTRY_DSN")
 }
 
+#: Label Studio 1.23's /heidi-tips view (called on every page load) fetches tips from
+#: raw.githubusercontent.com with ``requests`` (label_studio/core/views.py); no setting turns it
+#: off. ``requests`` honours the proxy variables: a proxy on a closed loopback port (9, discard)
+#: makes that fetch fail at once, without a name lookup, and the view answers 404 as in an
+#: air-gapped install. Loopback (the local-files storage, our API calls) bypasses it through
+#: NO_PROXY. Both spellings are set: ``requests`` reads the lower-case one first.
+DEAD_PROXY = "http://127.0.0.1:9"
+NO_EGRESS = {
+    **{
+        name: DEAD_PROXY
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+    },
+    **{name: ",".join(LOOPBACK) for name in ("NO_PROXY", "no_proxy")},
+}
+
 _STARTED = re.compile(r"Starting development server at https?://[^:/\s]+:(\d+)/")
 
 
@@ -148,6 +163,7 @@ class LabelStudioServer:
                 "LATEST_VERSION_CHECK": "false",
                 "COLLECT_ANALYTICS": "false",
                 **NO_SENTRY,
+                **NO_EGRESS,
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -78,9 +78,20 @@ def add_parsers(sub) -> None:
     )
     r.add_argument("--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T")
     r.add_argument("--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity")
-    c = bs.add_parser("compare", help="one comparison table over several runs")
+    c = bs.add_parser(
+        "compare", help="compare runs: tables, charts and an HTML page with confidence intervals"
+    )
     c.add_argument("runs", nargs="+", help="run directories")
-    c.add_argument("--out", required=True, help="where to write comparison.md/.csv")
+    c.add_argument("--out", required=True, help="where to write comparison.md/.csv/.html")
+    rp = bs.add_parser(
+        "report",
+        help="(re)write a run's static HTML page (report.html)",
+        description="Write one self-contained HTML page for a bench run: figures with 95%% bootstrap "
+        "intervals, breakdowns by number of sub-instructions and edit type, charts, and a gallery of "
+        "sets. Example: mcie bench report runs/oracle",
+    )
+    rp.add_argument("run", help="run directory of mcie bench run")
+    rp.add_argument("--out", default=None, metavar="FILE", help="page to write (default RUN/report.html)")
 
 
 def _generator_options(g) -> None:
@@ -156,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
         )
         print(json.dumps(manifest, sort_keys=True))
     elif args.bench_command == "run":
+        if not args.editor.startswith(("identity", "oracle", "corrupt")):
+            from mcie.threads import set_torch_threads
+
+            set_torch_threads()  # model editors: not one thread per core (mcie.threads)
         s = bench_run.run_bench(
             args.bench,
             args.editor,
@@ -179,6 +194,13 @@ def run(args: argparse.Namespace) -> int:
             },
         )
         print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
+    elif args.bench_command == "report":
+        from .report import write_run_html
+
+        print(f"wrote {write_run_html(args.run, args.out)}")
     else:
-        print(f"wrote {bench_run.compare(args.runs, args.out)}")
+        from .report import compare
+
+        md = compare(args.runs, args.out)
+        print(f"wrote {md} and {os.path.join(args.out, 'comparison.html')}")
     return 0

@@ -2,14 +2,13 @@
 
 Writes into the run folder: ``samples.jsonl`` (one line per set), ``summary.json``,
 ``summary.md``, ``summary.csv`` (overall, by number of sub-instructions, by edit type), PNG bar
-charts and a contact sheet (source | expected | output).
+charts, a contact sheet (source | expected | output) and ``report.html`` (see
+:mod:`mcie.bench.report`, which also holds ``compare``).
 """
 
 from __future__ import annotations
 
 import collections
-import csv
-import io
 import json
 import os
 import sys
@@ -17,13 +16,13 @@ import time
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from mcie import storage
 from mcie.exitcodes import UsageError
 
 from .editors import BenchItem, make_editor
 from .metrics import judge_executed, score_set
+from .report import RunGallery, compare, write_run_reports  # noqa: F401 (compare: bench CLI)
 from .sets import load_bench, plan_from_json, scene_from_json
 
 SUMMARY_KEYS = (
@@ -125,7 +124,8 @@ def run_bench(
 
         d = DinoScorer(dino, device)
         scorers.append(lambda it, o: d.score(o, it.expected))
-    results, sheet = [], []
+    results = []
+    gallery = RunGallery(editor_spec)
     t0 = time.perf_counter()
     with storage.atomic_open(os.path.join(out, "samples.jsonl")) as fh:
         for n, row in enumerate(rows_in, 1):
@@ -137,6 +137,7 @@ def run_bench(
                 "num_sub_edits": len(item.sub_instructions),
                 "edit_types": item.edit_types,
                 "instruction": item.instruction,
+                "sub_instructions": item.sub_instructions,
                 **score_set(item.src, item.expected, output, item.regions),
                 **info,
                 **{k: v for f in scorers for k, v in f(item, output).items()},
@@ -171,8 +172,7 @@ def run_bench(
                     )
             fh.write((json.dumps(res, sort_keys=True) + "\n").encode())
             results.append(res)
-            if len(sheet) < 8:
-                sheet.append((item, output))
+            gallery.add(item, output, res)
             if n % 50 == 0 or n == len(rows_in):
                 rate = n / (time.perf_counter() - t0)
                 print(
@@ -192,119 +192,5 @@ def run_bench(
             "seconds": round(time.perf_counter() - t0, 2),
         },
     )
-    _write_reports(out, summary)
-    _plot(
-        os.path.join(out, "compliance_by_num_sub_edits.png"),
-        "Instruction compliance by number of sub-instructions",
-        {k: v["instruction_compliance"] for k, v in summary["by_num_sub_edits"].items()},
-    )
-    _plot(
-        os.path.join(out, "compliance_by_edit_type.png"),
-        "Sub-instruction compliance by edit type",
-        {k: v["compliance"] for k, v in summary["by_edit_type"].items()},
-    )
-    _contact(os.path.join(out, "contact.png"), sheet)
+    write_run_reports(out, summary, results, gallery)
     return summary
-
-
-def _write_reports(out: str, s: dict[str, Any]) -> None:
-    # every report is written atomically: a full disk never leaves a 0-byte summary
-    storage.write_json(os.path.join(out, "summary.json"), s)
-    lines = [
-        f"# CIE-Bench: {s['editor']}",
-        "",
-        f"{s['sets']} sets, decomposition: {s['decomposition']}; compliance checker: {s.get('checker')}"
-        " (IC exact: the exact-target checker)",
-        "",
-        "| group | sets | compliance | IC exact | all executed | bg SSIM | bg PSNR | bg L1 | L1 | L2 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    table = [("overall", s)] + [(f"{k} sub-instructions", v) for k, v in s["by_num_sub_edits"].items()]
-    for name, v in table:
-        lines.append(
-            f"| {name} | {v['sets']} | {v['instruction_compliance']} | {v['ic_exact']} | "
-            f"{v['all_executed_rate']} | "
-            f"{v['background_ssim']} | {v['background_psnr']} | {v['background_l1']} | "
-            f"{v['l1']} | {v['l2']} |"
-        )
-    lines += ["", "| edit type | sub-instructions | compliance |", "|---|---|---|"]
-    lines += [f"| {t} | {v['sub_instructions']} | {v['compliance']} |" for t, v in s["by_edit_type"].items()]
-    lines += [
-        "",
-        f"CLIP-I {s['clip_i']}, CLIP-T {s['clip_t']}, DINO {s['dino']}, LPIPS {s['lpips']}"
-        f" (null: not computed — {s['unavailable']}).",
-    ]
-    storage.atomic_write(os.path.join(out, "summary.md"), "\n".join(lines) + "\n")
-    rows = [["group", "sets", *SUMMARY_KEYS]]
-    rows += [[name, v["sets"], *[v.get(k) for k in SUMMARY_KEYS]] for name, v in table]
-    rows += [
-        [f"type:{t}", v["sub_instructions"], "", "", v["compliance"], "", "", "", "", "", ""]
-        for t, v in s["by_edit_type"].items()
-    ]
-    storage.atomic_write(os.path.join(out, "summary.csv"), _csv(rows))
-
-
-def _csv(rows: list[list[Any]]) -> str:
-    buf = io.StringIO(newline="")
-    csv.writer(buf).writerows(rows)
-    return buf.getvalue()
-
-
-def _save_png(img: Image.Image, path: str) -> None:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    storage.atomic_write(path, buf.getvalue())
-
-
-def _plot(path: str, title: str, values: dict[str, float]) -> None:
-    """A plain bar chart (PIL; no plotting library needed)."""
-    w, h, pad = 120 + 90 * len(values), 340, 40
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=13)
-    d.text((pad, 10), title, fill="black", font=font)
-    base, top = h - pad, 50
-    d.line((pad, base, w - 10, base), fill="black")
-    for i, (k, v) in enumerate(values.items()):
-        x = pad + 20 + i * 90
-        y = base - (base - top) * float(v or 0)
-        d.rectangle((x, y, x + 50, base), fill=(60, 110, 200))
-        d.text((x, base + 5), str(k)[:10], fill="black", font=font)
-        d.text((x, y - 16), f"{float(v or 0):.2f}", fill="black", font=font)
-    _save_png(img, path)
-
-
-def _contact(path: str, sheet: list[tuple[BenchItem, np.ndarray]]) -> None:
-    if not sheet:
-        return
-    s = sheet[0][0].src.shape[0]
-    font = ImageFont.load_default(size=12)
-    img = Image.new("RGB", (3 * s + 8, len(sheet) * (s + 40)), "white")
-    d = ImageDraw.Draw(img)
-    for i, (item, out) in enumerate(sheet):
-        y = i * (s + 40)
-        for j, a in enumerate((item.src, item.expected, out)):
-            img.paste(Image.fromarray(a), (j * (s + 4), y))
-        d.text((2, y + s + 2), item.instruction[: 3 * s // 6], fill="black", font=font)
-    _save_png(img, path)
-
-
-def compare(runs: list[str], out: str) -> str:
-    """One table (Markdown + CSV) over several runs; returns the Markdown path."""
-    rows = []
-    for r in runs:
-        path = os.path.join(r, "summary.json")
-        if not os.path.exists(path):
-            raise UsageError(f"{r!r} is not a bench run (no summary.json)")
-        with open(path) as fh:
-            rows.append(json.load(fh))
-    os.makedirs(out, exist_ok=True)
-    head = ["editor", "sets", *SUMMARY_KEYS]
-    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(str(s.get(k)) for k in head) + " |" for s in rows]
-    md_path = os.path.join(out, "comparison.md")
-    storage.atomic_write(md_path, "# CIE-Bench comparison\n\n" + "\n".join(md) + "\n")
-    storage.atomic_write(
-        os.path.join(out, "comparison.csv"), _csv([head, *[[s.get(k) for k in head] for s in rows]])
-    )
-    return md_path

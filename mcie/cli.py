@@ -207,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     v.add_argument("--rejected", action="store_true", help="show rejected samples instead of accepted ones")
 
+    from mcie.report.cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
     from mcie.bench.cli import add_parsers as add_bench_parsers
 
     add_bench_parsers(sub)
@@ -347,6 +351,10 @@ def _run(args: argparse.Namespace) -> int:
         from mcie.bench.cli import run as run_bench_cli
 
         return run_bench_cli(args)
+    if args.command == "report":
+        from mcie.report.cli import run as run_report
+
+        return run_report(args)
     if args.command == "preview":
         from mcie.preview import write_preview
 

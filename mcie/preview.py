@@ -1,69 +1,70 @@
-"""``mcie preview OUT``: a contact sheet (PNG) of samples with each sub-edit's mask outlined in
-its own colour on the target, and the instruction underneath — to look at what a build made."""
+"""``mcie preview OUT``: a contact sheet (PNG) of samples, to look at what a build made.
+
+Each cell: the source and the target under column headers, each sub-edit's mask as a filled
+tint in its own colour with a dashed black-and-white outline (:mod:`mcie.report.overlay`: a
+plain coloured outline vanished on objects of its own colour), then the sample's status as the
+index records it (after a Label Studio review too) with its reason and key, and every
+sub-instruction with its mask colour, the judge's verdict ✓/✗ and score, wrapped, never cut.
+"""
 
 from __future__ import annotations
 
 import io
-import textwrap
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from mcie import storage
-from mcie.metrics import erode
-from mcie.shards import SHARDS_DIR, decode_sample, read_tar, shard_paths
+from mcie.report.overlay import overlay
+from mcie.report.sheet import SheetCell
+from mcie.report.sheet import contact_sheet as draw_sheet
+from mcie.shards import INDEX_FILE, SHARDS_DIR, decode_sample, read_tar, shard_paths
+from mcie.tables import read_table
 
-#: outline colours for sub-edits 0..4 (legend order)
-OUTLINE = [(255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 0, 255), (255, 140, 0)]
+STATUS_TONE = {"accepted": (46, 125, 50), "rejected": (198, 40, 40), "pending": (160, 110, 0)}
 
 
-def _outline(img: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-    out = img.copy()
-    for k, m in enumerate(masks):
-        edge = m & ~erode(m, 1)
-        edge |= np.roll(edge, 1, axis=0) & m  # 2 px thick, still inside the mask
-        out[edge] = OUTLINE[k % len(OUTLINE)]
-    return out
+def _index_status(out: str) -> dict[str, tuple[str, str]]:
+    """key → (status, reason) from the index: the record of where a sample ended (a review in
+    Label Studio changes it there); empty when the folder has no index."""
+    path = storage.join(out, INDEX_FILE)
+    if not storage.exists(path):
+        return {}
+    rows = read_table(path, columns=["key", "status", "reason"]).to_pylist()
+    return {r["key"]: (r["status"], r["reason"] or "") for r in rows}
+
+
+def _cell(key: str, members: dict[str, bytes], status: tuple[str, str] | None) -> SheetCell:
+    meta, src, tgt, masks = decode_sample(members)
+    subs = meta["sub_edits"]
+    st, reason = status or (meta.get("status", "?"), meta.get("reason") or "")
+    return SheetCell(
+        images=[src, overlay(tgt, masks)],
+        title=f"[{st}{': ' + reason if reason else ''}] {key}",
+        title_colour=STATUS_TONE.get(st, (60, 60, 60)),
+        subs=[(s["instruction"], s.get("executed"), (s.get("scores") or {}).get("compliance")) for s in subs],
+    )
+
+
+def preview_cells(out: str, n: int = 16, shard_dir: str = SHARDS_DIR) -> list[SheetCell]:
+    """The cells of the first ``n`` samples (by shard, then key) of ``out/shard_dir``."""
+    status = _index_status(out)
+    cells: list[SheetCell] = []
+    for path in shard_paths(out, shard_dir):
+        for key, members in read_tar(path):
+            cells.append(_cell(key, members, status.get(key)))
+            if len(cells) == n:
+                return cells
+    return cells
 
 
 def contact_sheet(
     out: str, n: int = 16, columns: int = 4, shard_dir: str = SHARDS_DIR, tile: int = 256
 ) -> Image.Image:
     """The first ``n`` samples (by shard, then key) of ``out/shard_dir`` as one image."""
-    samples = []
-    for path in shard_paths(out, shard_dir):
-        for _, members in read_tar(path):
-            samples.append(members)
-            if len(samples) == n:
-                break
-        if len(samples) == n:
-            break
-    if not samples:
+    cells = preview_cells(out, n, shard_dir)
+    if not cells:
         raise ValueError(f"no samples in {storage.join(out, shard_dir)}")
-    font = ImageFont.load_default(size=13)
-    text_h = 104  # five sub-instructions and the status line
-    cell_w, cell_h = 2 * tile + 12, tile + text_h
-    rows = (len(samples) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, members in enumerate(samples):
-        meta, src, tgt, masks = decode_sample(members)
-        x, y = (i % columns) * cell_w, (i // columns) * cell_h
-        sheet.paste(Image.fromarray(src).resize((tile, tile)), (x, y))
-        sheet.paste(
-            Image.fromarray(_outline(tgt, masks)).resize((tile, tile), Image.NEAREST), (x + tile + 4, y)
-        )
-        lines = []
-        for k, sub in enumerate(meta["sub_edits"]):
-            lines.append((OUTLINE[k % len(OUTLINE)], f"{k}: {sub['instruction']}"))
-        ty = y + tile + 2
-        for colour, line in lines:
-            for part in textwrap.wrap(line, width=80)[:1]:
-                draw.text((x + 2, ty), part, fill=colour, font=font)
-                ty += 16
-        draw.text((x + 2, ty), f"[{meta['status']}{': ' + meta['reason'] if meta['reason'] else ''}]",
-                  fill=(90, 90, 90), font=font)  # fmt: skip
-    return sheet
+    return draw_sheet(["source", "target + masks"], cells, tile=tile, per_row=columns)
 
 
 def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = SHARDS_DIR) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -125,9 +125,11 @@ def check_tar_complete(path: str) -> int:
     return n
 
 
-def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+def read_tar(path: str, keys: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {suffix: bytes})`` per sample of a shard, in file order; a key is
-    everything before the first dot of a member name, as in WebDataset.
+    everything before the first dot of a member name, as in WebDataset. With ``keys``, only
+    those samples are yielded and the other members' bytes are never read (every key is still
+    checked, and the tar's end too).
 
     A key of the wrong shape (:mod:`mcie.keys`) or a truncated tar raises :class:`ShardError`
     naming the file: a damaged shard is an error, never a shorter shard."""
@@ -139,7 +141,7 @@ def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
                 if not info.isfile():
                     continue
                 key, _, suffix = info.name.partition(".")
-                if key != current and current is not None:
+                if key != current and current is not None and members:
                     yield current, members
                     members = {}
                 if key != current:
@@ -148,11 +150,12 @@ def read_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
                     except InvalidKeyError as exc:
                         raise ShardError(str(exc)) from exc
                 current = key
-                members[suffix] = tar.extractfile(info).read()
+                if keys is None or key in keys:
+                    members[suffix] = tar.extractfile(info).read()
             _check_end(path, fh, tar.offset)
     except tarfile.TarError as exc:
         raise ShardError(f"{path}: unreadable tar ({exc})") from exc
-    if current is not None:
+    if current is not None and members:
         yield current, members
 
 

@@ -10,6 +10,7 @@ be one mask per sub-edit (``mask0.png`` … in order), and each mask must be a P
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -33,58 +34,83 @@ class SampleError(ValueError):
     """A sample that breaks the shard format; the message names where it was read and the key."""
 
 
-def _mask_problem(data: bytes, size: tuple[int, int]) -> str | None:
+@dataclasses.dataclass
+class CheckedSample:
+    """What validating a sample decoded: its problems (empty when valid), JSON (None when it
+    does not parse), source and target (H, W, 3) and masks (H, W) ``bool``, in sub-edit order
+    (None where not decoded), so a reader that goes on needs no second decode."""
+
+    problems: list[str]
+    meta: dict[str, Any] | None = None
+    src: np.ndarray | None = None
+    tgt: np.ndarray | None = None
+    masks: list[np.ndarray] | None = None
+
+
+def _mask(data: bytes, size: tuple[int, int]) -> tuple[str | None, np.ndarray | None]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.format != "PNG":
-                return f"is {im.format}, not PNG"
+                return f"is {im.format}, not PNG", None
             if im.mode not in MASK_MODES:
-                return f"has mode {im.mode}, not 8-bit grey"
+                return f"has mode {im.mode}, not 8-bit grey", None
             if im.size != size:
-                return f"is {im.size[0]}x{im.size[1]}, the images {size[0]}x{size[1]}"
-            values = set(np.unique(np.asarray(im.convert("L"))).tolist())
+                return f"is {im.size[0]}x{im.size[1]}, the images {size[0]}x{size[1]}", None
+            grey = np.asarray(im.convert("L"))
     except Exception as exc:
-        return f"unreadable ({type(exc).__name__}: {exc})"
-    if not values <= {0, 255}:
-        return f"holds values other than 0 and 255 ({sorted(values)[:4]}...)"
-    return None
+        return f"unreadable ({type(exc).__name__}: {exc})", None
+    inside = grey > 127
+    if np.count_nonzero(grey[~inside]) or np.count_nonzero(grey[inside] != 255):
+        values = np.unique(grey).tolist()
+        return f"holds values other than 0 and 255 ({values[:4]}...)", None
+    return None, inside
 
 
-def sample_problems(key: str, members: dict[str, bytes]) -> tuple[list[str], dict[str, Any] | None]:
-    """The problems of one sample (``{suffix: bytes}`` as :func:`mcie.shards.read_tar` yields)
-    and its parsed JSON (None when it does not parse)."""
+def check_members(key: str, members: dict[str, bytes]) -> CheckedSample:
+    """Validate one sample (``{suffix: bytes}`` as :func:`mcie.shards.read_tar` yields) and
+    keep what was decoded (see :class:`CheckedSample`)."""
     if not is_valid_key(key):
-        return [f"invalid sample key {key[:80]!r}"], None
+        return CheckedSample([f"invalid sample key {key[:80]!r}"])
     odd = sorted(n for n in members if not MEMBER_PATTERN.fullmatch(n))
     if odd:  # member names become file names (ls export): only the known ones pass
-        return [f"{key}: unexpected members {[n[:40] for n in odd[:3]]}"], None
+        return CheckedSample([f"{key}: unexpected members {[n[:40] for n in odd[:3]]}"])
     try:
         meta = json.loads(members["json"])
         subs = meta["sub_edits"]
         if not isinstance(subs, list):
             raise TypeError("sub_edits is not a list")
     except Exception as exc:
-        return [f"{key}: unreadable JSON member ({type(exc).__name__}: {exc})"], None
+        return CheckedSample([f"{key}: unreadable JSON member ({type(exc).__name__}: {exc})"])
     ext = "png" if "src.png" in members else "jpg"
     try:
         src, tgt = decode_image(members[f"src.{ext}"]), decode_image(members[f"tgt.{ext}"])
     except Exception as exc:
-        return [f"{key}: unreadable image member ({type(exc).__name__}: {exc})"], meta
-    problems = []
+        return CheckedSample([f"{key}: unreadable image member ({type(exc).__name__}: {exc})"], meta)
+    checked = CheckedSample([], meta, src, tgt)
     if src.shape != tgt.shape:
         (h, w), (th, tw) = src.shape[:2], tgt.shape[:2]
-        problems.append(f"{key}: source {w}x{h} and target {tw}x{th} differ")
+        checked.problems.append(f"{key}: source {w}x{h} and target {tw}x{th} differ")
     k = len(subs)
     mask_names = sorted(n for n in members if n.startswith("mask"))
     if mask_names != sorted(f"mask{i}.png" for i in range(k)):
-        problems.append(f"{key}: {len(mask_names)} masks for {k} sub-edits")
-        return problems, meta
+        checked.problems.append(f"{key}: {len(mask_names)} masks for {k} sub-edits")
+        return checked
     size = (src.shape[1], src.shape[0])
+    masks = []
     for i in range(k):
-        p = _mask_problem(members[f"mask{i}.png"], size)
-        if p:
-            problems.append(f"{key}: mask{i}.png {p}")
-    return problems, meta
+        problem, mask = _mask(members[f"mask{i}.png"], size)
+        if problem:
+            checked.problems.append(f"{key}: mask{i}.png {problem}")
+        masks.append(mask)
+    checked.masks = masks
+    return checked
+
+
+def sample_problems(key: str, members: dict[str, bytes]) -> tuple[list[str], dict[str, Any] | None]:
+    """The problems of one sample (``{suffix: bytes}`` as :func:`mcie.shards.read_tar` yields)
+    and its parsed JSON (None when it does not parse)."""
+    checked = check_members(key, members)
+    return checked.problems, checked.meta
 
 
 def check_sample(key: str, members: dict[str, bytes], where: str) -> dict[str, Any]:

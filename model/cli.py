@@ -8,6 +8,7 @@ import os
 import sys
 
 from mcie.exitcodes import ExitCode, UsageError
+from mcie.threads import THREADS_HELP, set_torch_threads
 
 COMMANDS = ("train", "edit")
 
@@ -79,7 +80,7 @@ def add_parsers(sub) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (1 avoids oversubscribing a busy machine)",
+        help=THREADS_HELP,
     )
     t.add_argument(
         "--mixed-precision",
@@ -124,8 +125,22 @@ def add_parsers(sub) -> None:
     e.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (newest checkpoint)"
     )
-    e.add_argument("--image", required=True, help="source image file")
-    e.add_argument("--instruction", required=True, help="the complex instruction")
+    e.add_argument("--image", default=None, help="source image file (default: --from-shard's source)")
+    e.add_argument("--instruction", default=None, help="the complex instruction (default: --from-shard's)")
+    e.add_argument(
+        "--from-shard",
+        default=None,
+        metavar="SHARD_OR_DIR",
+        help="take the sub-instructions with their masks (and, by default, the image and the "
+        "instruction) from a sample of MCIE shards: a .tar, a folder of them, or a build folder",
+    )
+    e.add_argument("--key", default=None, help="--from-shard: the sample's key (default: the first sample)")
+    e.add_argument(
+        "--resolution",
+        default="model",
+        help="sampling size: 'model' (default: the shorter side at the checkpoint's training "
+        "resolution, then resized back), 'native' (the image's own size) or a number of pixels",
+    )
     e.add_argument("--out", required=True, help="edited image file to write (PNG recommended)")
     e.add_argument("--decomposition", default=None, help="JSON file of sub-instructions with boxes/masks")
     e.add_argument(
@@ -166,7 +181,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
     e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
 
 def _check_train(args) -> None:
@@ -196,16 +211,16 @@ def _check_train(args) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``mcie train`` or ``mcie edit``."""
     try:
-        import torch
+        import torch  # noqa: F401  (the model extra: fail early with its name)
     except ImportError as exc:  # the model extra is optional
         raise UsageError("MCIE-E1 needs the model extra: pip install 'mcie[model]'") from exc
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be >= 1")
+    set_torch_threads(args.threads)
     if args.command == "train":
         from mcie.model.data import expand_shards
         from mcie.model.trainer import format_summary, train
+        from mcie.shards import ShardError
 
         _check_train(args)
         try:
@@ -213,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
             if args.validate_every and args.validation_shards:
                 expand_shards(args.validation_shards)
             summary = train(args)
+        except ShardError:
+            raise  # a damaged shard fails the run (exit 2); it is not a usage error
         except (FileNotFoundError, FileExistsError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         if summary["process_index"] == 0:  # under `accelerate launch`, one summary for the run
@@ -227,6 +244,7 @@ def _edit(args) -> int:
     from PIL import Image
 
     from mcie.images import encode_png
+    from mcie.model.decompose import shard_sample_decomposition
     from mcie.model.editor import MCIEEditor
     from mcie.model.infer import edit_image
     from mcie.model.trainer import resolve_checkpoint
@@ -241,15 +259,33 @@ def _edit(args) -> int:
         )
     if args.decomposer != "mllm" and (args.vlm_retries is not None or args.fallback != "none"):
         raise UsageError("--vlm-retries and --fallback apply to --decomposer mllm only")
+    if args.from_shard and (args.decomposition or args.decomposer):
+        raise UsageError("--from-shard gives the decomposition: not with --decomposition or --decomposer")
+    if args.key and not args.from_shard:
+        raise UsageError("--key needs --from-shard")
+    if not args.from_shard and (args.image is None or args.instruction is None):
+        raise UsageError("give --image and --instruction, or --from-shard SHARD_OR_DIR [--key KEY]")
+    resolution = _resolution(args.resolution)
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
-        image = Image.open(args.image)
-        image.load()
+        shard_image = decomposition = None
+        if args.from_shard:
+            key, shard_image, decomposition = shard_sample_decomposition(args.from_shard, args.key)
+            args.instruction = args.instruction or decomposition.instruction
+            print(f"sample {key} of {args.from_shard}: {len(decomposition.subs)} sub-instructions with masks")
+        if args.image is not None:
+            image = Image.open(args.image)
+            image.load()
+        else:
+            image = Image.fromarray(shard_image)
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
-    decomposition = _decompose(args, image)
+    # a shard sample's masks are resized to the image being edited; else decompose the instruction
+    decomposition = _masks_to_size(decomposition, image.size) if args.from_shard else _decompose(args, image)
     model = MCIEEditor.load(ckpt, saca=False if args.no_saca else None, bcca=False if args.no_bcca else None)
     model.to(torch.device(args.device))
+    if resolution == "model":
+        resolution = model.cfg.resolution
     out, regions = edit_image(
         model,
         image,
@@ -260,16 +296,58 @@ def _edit(args) -> int:
         image_guidance_scale=args.image_guidance_scale,
         seed=args.seed,
         scheduler=args.scheduler,
+        resolution=resolution,
     )
+    sampled = out.size
+    if out.size != image.size:  # sampled at the model's resolution: back to the input's size
+        out = out.resize(image.size, Image.BICUBIC)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     out.save(args.out)
     if args.masks_out:
         os.makedirs(args.masks_out, exist_ok=True)
         for k, r in enumerate(regions):
+            m = Image.fromarray((np.asarray(r) > 0).astype(np.uint8) * 255)
+            m = np.asarray(m.resize(image.size, Image.NEAREST))  # the input's size, as the image
             with open(os.path.join(args.masks_out, f"mask{k}.png"), "wb") as fh:
-                fh.write(encode_png((np.asarray(r) > 0).astype(np.uint8) * 255))
-    print(f"wrote {args.out} ({out.size[0]}x{out.size[1]}; {len(regions)} regions used)")
+                fh.write(encode_png(m))
+    print(
+        f"wrote {args.out} ({out.size[0]}x{out.size[1]}, sampled at {sampled[0]}x{sampled[1]}); "
+        f"{len(regions)} regions used"
+    )
+    if len(regions) == 0:
+        print(
+            "mcie: note: no regions were used, so SACA and BCCA did not act: the grammar decomposer "
+            "locates only 'add ... in the <cell>' sub-instructions; give --from-shard, "
+            "--decomposition FILE or --decomposer mllm for regions",
+            file=sys.stderr,
+        )
     return ExitCode.OK
+
+
+def _resolution(value: str):
+    """``--resolution``: 'model', 'native' (None) or a positive number of pixels."""
+    if value in ("model", "native"):
+        return None if value == "native" else value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"--resolution must be 'model', 'native' or a positive integer, got {value!r}")
+    return n
+
+
+def _masks_to_size(decomposition, size: tuple[int, int]):
+    """A shard sample's masks at the size of the image being edited (nearest neighbour), for an
+    --image of another size than the sample's source."""
+    import numpy as np
+    from PIL import Image
+
+    for s in decomposition.subs:
+        if s.mask is not None and s.mask.shape[::-1] != tuple(size):
+            img = Image.fromarray(s.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)
+            s.mask = np.asarray(img) > 0
+    return decomposition
 
 
 def _decompose(args, image):

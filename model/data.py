@@ -9,11 +9,19 @@ synthetic grammar writes at most 5, the default K).
 Resizing (our choice): the shorter side goes to R and the centre R x R square is kept, with the
 same box for source, target and masks; masks are max-pooled (any masked pixel marks its cell),
 so a region never vanishes at low resolution.
+
+Shards are untrusted: every shard is checked whole before training starts (a truncated tar is
+a :class:`~mcie.shards.ShardError` naming the file, never a shorter epoch), and every sample
+goes through the one sample validator (:mod:`mcie.validate`: key shape, members, PNG masks of
+image size, equal source/target sizes). A bad sample is skipped with a warning naming the shard,
+the key and its problems, and counted: each decoded sample carries ``skipped``, the number of
+bad samples its loader worker skipped since the previous good one, so summing it over batches
+counts them all, whatever the number of loader workers.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 
 import numpy as np
@@ -24,7 +32,10 @@ from PIL import Image
 from webdataset.gopen import gopen_schemes  # the module: wds.gopen is its function
 
 from mcie import storage
-from mcie.images import decode_image, decode_mask
+from mcie.shards import check_tar_complete
+from mcie.validate import check_members
+
+log = logging.getLogger(__name__)
 
 
 def expand_shards(pattern: str) -> list[str]:
@@ -75,29 +86,48 @@ def resize_mask(a: np.ndarray, res: int) -> torch.Tensor:
     return F.interpolate(m, size=(res, res), mode="nearest")[0, 0]
 
 
+def check_shards(urls: list[str]) -> None:
+    """Raise :class:`~mcie.shards.ShardError` naming the first shard that is not a whole tar
+    (headers only are read: cheap next to an epoch)."""
+    for url in urls:
+        check_tar_complete(url)
+
+
 class SampleDecoder:
-    """Shard member dict → training tensors (picklable, so DataLoader workers can run it)."""
+    """Shard member dict → training tensors (picklable, so DataLoader workers can run it); a
+    sample that fails the sample validator → None (webdataset's ``map`` drops it), counted in
+    ``skipped`` and reported in the next good sample's ``skipped``."""
 
-    def __init__(self, tokenizer, resolution: int, max_sub_edits: int) -> None:
+    def __init__(self, tokenizer, resolution: int, max_sub_edits: int, sub_length: int | None = None) -> None:
         self.tokenizer, self.resolution, self.k = tokenizer, resolution, max_sub_edits
+        self.sub_length = sub_length  # None: the tokenizer's length, as the complex instruction
+        self.skipped = 0  # bad samples seen by this copy (one per loader worker)
+        self._unreported = 0
 
-    def _ids(self, texts: list[str]) -> torch.Tensor:
+    def _ids(self, texts: list[str], length: int | None = None) -> torch.Tensor:
         from mcie.model.tokenizer import token_ids
 
-        return token_ids(self.tokenizer, texts)
+        return token_ids(self.tokenizer, texts, length)
 
-    def __call__(self, sample: dict) -> dict:
+    def __call__(self, sample: dict) -> dict | None:
         key = sample["__key__"]
-        meta = json.loads(sample["json"])
-        ext = "jpg" if "src.jpg" in sample else "png"
-        src, tgt = decode_image(sample[f"src.{ext}"]), decode_image(sample[f"tgt.{ext}"])
-        if src.shape != tgt.shape:
-            raise ValueError(f"sample {key}: source {src.shape} and target {tgt.shape} differ")
+        members = {k: v for k, v in sample.items() if not k.startswith("__")}
+        checked = check_members(key, members)  # decodes once: the images and masks are kept
+        problems, meta = checked.problems, checked.meta
+        if problems:
+            self.skipped += 1
+            self._unreported += 1
+            log.warning(
+                "training skips a bad sample of %s: %s", sample.get("__url__", "?"), "; ".join(problems)
+            )
+            return None
+        src, tgt = checked.src, checked.tgt
+        skipped, self._unreported = self._unreported, 0
         subs = meta["sub_edits"][: self.k]
         r = self.resolution
         regions = torch.zeros(self.k, r, r)
         for i in range(len(subs)):
-            regions[i] = resize_mask(decode_mask(sample[f"mask{i}.png"]), r)
+            regions[i] = resize_mask(checked.masks[i], r)
         texts = [s["instruction"] for s in subs] + [""] * (self.k - len(subs))
         return {
             "key": key,
@@ -106,7 +136,8 @@ class SampleDecoder:
             "regions": regions,
             "n_sub": len(subs),
             "input_ids": self._ids([meta["instruction"]])[0],
-            "sub_ids": self._ids(texts),
+            "sub_ids": self._ids(texts, self.sub_length),
+            "skipped": skipped,
         }
 
 
@@ -118,10 +149,13 @@ def shard_dataset(
     shuffle_buffer: int = 64,
     seed: int = 0,
     repeat: bool = True,
+    sub_length: int | None = None,
 ) -> wds.WebDataset:
     """The sample stream: shards shuffled (``shardshuffle``) and split across nodes
-    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order)."""
+    (``split_by_node``) and workers, samples shuffled in a buffer (0: no shuffling, file order).
+    ``sub_length``: tokens per sub-instruction (the model's ``cfg.sub_length``)."""
     urls = expand_shards(shards) if isinstance(shards, str) else list(shards)
+    check_shards(urls)  # webdataset reads a tar cut at a member boundary as a shorter tar
     ds = wds.WebDataset(
         urls,
         shardshuffle=len(urls) if shuffle_buffer else False,
@@ -134,7 +168,7 @@ def shard_dataset(
         ds = ds.repeat()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
-    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits))
+    return ds.map(SampleDecoder(tokenizer, resolution, max_sub_edits, sub_length))
 
 
 def shard_loader(
@@ -147,9 +181,10 @@ def shard_loader(
     shuffle_buffer: int = 64,
     seed: int = 0,
     repeat: bool = True,
+    sub_length: int | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of batches (dict of stacked tensors; ``key`` a list) over the shards."""
-    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat)
+    ds = shard_dataset(shards, tokenizer, resolution, max_sub_edits, shuffle_buffer, seed, repeat, sub_length)
     return torch.utils.data.DataLoader(
         ds.batched(batch_size, partial=True), batch_size=None, num_workers=workers
     )

@@ -21,6 +21,7 @@ background, so it is used only when every sub-instruction has a region.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -187,6 +188,44 @@ def load_decomposition(path: str) -> Decomposition:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON: {exc}") from exc
     return parse_decomposition(data, os.path.dirname(os.path.abspath(path)))
+
+
+def shard_sample_decomposition(path: str, key: str | None = None) -> tuple[str, np.ndarray, Decomposition]:
+    """``(key, source image (H, W, 3) uint8, decomposition)`` of one sample of MCIE shards: the
+    sample ``key`` (default: the first) of a shard file, of a folder of shards, or of a build
+    folder's ``shards/``. The decomposition holds every sub-instruction with its mask (the
+    ``mask{k}.png`` members), so SACA gets a region for each. Shards are untrusted: a bad key is
+    refused before it is compared, a damaged tar raises (:func:`mcie.shards.read_tar`)."""
+    from mcie.images import decode_image
+    from mcie.keys import check_key
+    from mcie.shards import read_tar
+
+    if key is not None:
+        check_key(key, "--key")
+    if os.path.isdir(path):
+        tars = sorted(glob.glob(os.path.join(glob.escape(path), "shards", "*.tar")))
+        tars = tars or sorted(glob.glob(os.path.join(glob.escape(path), "*.tar")))
+    elif os.path.isfile(path):
+        tars = [path]
+    else:
+        raise FileNotFoundError(f"{path!r} is neither a shard file nor a folder")
+    if not tars:
+        raise FileNotFoundError(f"{path!r} holds no shards (*.tar, or shards/*.tar)")
+    for tar in tars:
+        for k, members in read_tar(tar):
+            if key is not None and k != key:
+                continue
+            meta = json.loads(members["json"])
+            src = members.get("src.png") or members.get("src.jpg")
+            if src is None:
+                raise ValueError(f"{tar}: sample {k} has no src.png / src.jpg")
+            subs = []
+            for i, sub in enumerate(meta["sub_edits"]):
+                if f"mask{i}.png" not in members:
+                    raise ValueError(f"{tar}: sample {k} lacks mask{i}.png")
+                subs.append(SubInstruction(sub["instruction"], mask=decode_mask(members[f"mask{i}.png"]) > 0))
+            return k, decode_image(src), Decomposition(meta["instruction"], subs)
+    raise ValueError(f"no sample {key!r} in {path!r} ({len(tars)} shard(s))")
 
 
 class DecompositionError(ValueError):

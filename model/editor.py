@@ -8,6 +8,8 @@ Checkpoint layout (diffusers-style folders, safetensors everywhere)::
     CKPT/tokenizer/    CLIPTokenizer
     CKPT/scheduler/    DDPMScheduler (training noise schedule)
     CKPT/mcie/config.json, CKPT/mcie/attn_processors.safetensors   SACA/BCCA weights
+    CKPT/model_index.json  (latent presets) so that the folder also loads as a plain
+                           ``StableDiffusionInstructPix2PixPipeline`` (without SACA/BCCA)
 
 The SACA/BCCA processors are ``nn.Module`` s and so become UNet submodules; saving swaps the
 stock processors in first so they stay out of the UNet's own weights.
@@ -16,6 +18,7 @@ stock processors in first so they stay out of the UNet's own weights.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import torch
@@ -80,6 +83,29 @@ def _load_part(path: str, part: str, cls):
         return cls.from_pretrained(path, subfolder=part, **kw)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot load {part}/ of {path!r} (safetensors weights only): {exc}") from exc
+
+
+def pipeline_index() -> dict:
+    """``model_index.json`` of a latent checkpoint: the folder loads with
+    ``StableDiffusionInstructPix2PixPipeline.from_pretrained(CKPT)`` as plain InstructPix2Pix
+    (the stock processors of ``unet/``; SACA and BCCA live in ``mcie/``, which diffusers skips).
+    The scheduler is the training one (DDPM), as diffusers' ``train_instruct_pix2pix.py`` saves
+    it; pass ``scheduler=`` to sample with another."""
+    import diffusers
+
+    return {
+        "_class_name": "StableDiffusionInstructPix2PixPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+    }
 
 
 def unet_from_config(cfg: MCIEConfig) -> UNet2DConditionModel:
@@ -290,6 +316,9 @@ class MCIEEditor(nn.Module):
         with open(os.path.join(path, "mcie", "config.json"), "w") as fh:
             fh.write(self.cfg.to_json())
         save_file(self.mcie_state_dict(), os.path.join(path, "mcie", ATTN_FILE))
+        if self.vae is not None:  # a pixel-space UNet has no diffusers pipeline to load into
+            with open(os.path.join(path, "model_index.json"), "w") as fh:
+                json.dump(pipeline_index(), fh, indent=2, sort_keys=True)
 
     @classmethod
     def load(cls, path: str, saca: bool | None = None, bcca: bool | None = None) -> MCIEEditor:
@@ -345,11 +374,16 @@ class MCIEEditor(nn.Module):
         return [p for _, p in self.named_trainable_parameters() if p.requires_grad]
 
     # -- encoders ------------------------------------------------------------------------------
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """(N,) strings → (N, L) ids, padded/truncated to the tokenizer's max length."""
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> torch.Tensor:
+        """(N,) strings → (N, L) ids, padded/truncated to ``max_length`` (default: the
+        tokenizer's, which is the complex instruction's)."""
         from mcie.model.tokenizer import token_ids
 
-        return token_ids(self.tokenizer, texts)
+        return token_ids(self.tokenizer, texts, max_length)
+
+    def tokenize_subs(self, texts: list[str]) -> torch.Tensor:
+        """(K,) sub-instructions → (K, cfg.sub_length) ids."""
+        return self.tokenize(texts, self.cfg.sub_length)
 
     def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., L) ids → (..., L, D) text-encoder states; each row encoded on its own."""

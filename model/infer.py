@@ -27,6 +27,16 @@ from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions
 SCHEDULERS = {"euler_a": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler}
 
 
+def sampling_size(width: int, height: int, resolution: int | None) -> tuple[int, int]:
+    """The size an image is sampled at: its own (``resolution`` None), or scaled so that its
+    shorter side is ``resolution`` (the aspect kept), as training's centre square of the shorter
+    side was resized to the checkpoint's resolution; objects then keep the scale it learned."""
+    if resolution is None:
+        return width, height
+    s = resolution / min(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
 def fit_size(image: Image.Image, multiple: int) -> Image.Image:
     """``image`` with both sides cut down to multiples of ``multiple`` (resized, not cropped)."""
     w, h = image.size
@@ -45,9 +55,15 @@ def edit_image(
     image_guidance_scale: float = 1.5,
     seed: int = 0,
     scheduler: str = "euler_a",
+    resolution: int | None = None,
 ) -> tuple[Image.Image, np.ndarray]:
     """Edit ``image`` following ``instruction``. Returns the edited image and the (K, H, W)
-    regions used (K = 0 without a usable decomposition)."""
+    regions used (K = 0 without a usable decomposition), both at the sampled size.
+
+    ``resolution``: sample with the shorter side scaled to this many pixels (``mcie edit``
+    passes the checkpoint's training resolution: a model trained at 32 px costs 64 times as
+    much at 256 px and has never seen objects that large); None samples at the image's size.
+    Callers resize the result back (``mcie edit`` does)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
     model.eval()
@@ -56,6 +72,9 @@ def edit_image(
     processor = VaeImageProcessor(vae_scale_factor=cfg.vae_factor)
     image = image.convert("RGB")
     orig_w, orig_h = image.size  # decomposition boxes and masks are in the caller's pixels
+    size = sampling_size(orig_w, orig_h, resolution)
+    if size != (orig_w, orig_h):
+        image = image.resize(size, Image.BICUBIC)
     image = fit_size(image, cfg.size_multiple)
     width, height = image.size
 
@@ -76,8 +95,8 @@ def edit_image(
             r = torch.from_numpy(regions_px)[None]
             regions_px = (F.interpolate(r, size=(height, width), mode="area") > 0)[0].float().numpy()
         regions = model.latent_regions(torch.from_numpy(regions_px)[None].to(dev), (h, w))  # (1, K, h, w)
-        sub_text = model.encode_ids(model.tokenize([s.text for s in subs]))[None]  # (1, K, L, D)
-        empty_sub = empty[:, None].expand_as(sub_text)
+        sub_text = model.encode_ids(model.tokenize_subs([s.text for s in subs]))[None]  # (1, K, Ls, D)
+        empty_sub = model.encode_ids(model.tokenize_subs([""]))[:, None].expand_as(sub_text)
         cond.sub_text = torch.cat([sub_text, empty_sub, empty_sub])
         cond.regions = torch.cat([regions] * 3)  # blocks, never repeat_interleave
         if decomposition.all_located and len(subs) == len(decomposition.subs):

@@ -9,11 +9,15 @@ their own ``tokenizer/`` folder.
 
 from __future__ import annotations
 
+import logging
 import re
 
+import torch
 from transformers import CLIPTokenizer
 
 from mcie.transforms.synthetic import planner, scene
+
+log = logging.getLogger(__name__)
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -75,13 +79,18 @@ def build_tokenizer(max_length: int, words: list[str] | None = None) -> CLIPToke
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
 
 
-def token_ids(tokenizer, texts: list[str]):
-    """(N,) strings → (N, L) ids, padded/truncated to the tokenizer's max length (the one
-    tokenisation used by training data and the model alike)."""
-    return tokenizer(
-        texts,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+def token_ids(tokenizer, texts: list[str], max_length: int | None = None) -> torch.Tensor:
+    """(N,) strings → (N, L) ids, padded/truncated to ``max_length`` (default: the tokenizer's
+    max length; the one tokenisation used by training data and the model alike). A longer text
+    is cut (its last token kept as the end-of-text token, as the tokenizer's own truncation
+    does) with a warning that names its length: its later sub-instructions would be unseen."""
+    limit = min(max_length or tokenizer.model_max_length, tokenizer.model_max_length)
+    rows = tokenizer(texts, truncation=False).input_ids
+    for text, ids in zip(texts, rows, strict=True):
+        if len(ids) > limit:
+            log.warning("instruction of %d tokens truncated to %d: %r", len(ids), limit, text[:80])
+    out = torch.full((len(rows), limit), tokenizer.pad_token_id, dtype=torch.long)  # (N, L)
+    for i, ids in enumerate(rows):
+        ids = ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:]
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out

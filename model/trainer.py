@@ -265,6 +265,8 @@ def format_summary(summary: dict) -> str:
         f"{summary['processes']} process(es); final loss {'-' if loss is None else f'{loss:.4f}'}; "
         f"checkpoint {summary['checkpoint']}"
     )
+    if summary.get("skipped_samples"):
+        text += f"; {summary['skipped_samples']} bad samples skipped (see the warnings)"
     if summary.get("validation"):
         v = summary["validation"]
         text += f"; validation region L1 {v['val_region_l1']}, background L1 {v['val_background_l1']}"
@@ -377,10 +379,11 @@ def train(args) -> dict:
         shuffle_buffer=args.shuffle_buffer,
         seed=args.seed * 1_000_003 + step,  # equal on every rank; split_by_node gives each its shards
         repeat=False,
+        sub_length=cfg.sub_length,
     )
     gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step + rank * 1_000_000_007)  # noise per rank
     run_log = _RunLog(args, main)
-    t0, losses, last_ckpt, last_val = time.time(), [], None, None
+    t0, losses, last_ckpt, last_val, skipped = time.time(), [], None, None, 0
     batches = _forever(loader)
     start = step
     while step < args.max_steps:
@@ -388,6 +391,7 @@ def train(args) -> dict:
         for _ in range(args.grad_accum):
             batch = next(batches)
             keys += list(batch["key"])
+            skipped += int(batch["skipped"].sum())  # bad samples the loader left out (logged)
             with accelerator.accumulate(objective):
                 loss = objective(
                     batch, gen, args.conditioning_dropout, getattr(args, "edit_loss_weight", 0.0)
@@ -429,4 +433,5 @@ def train(args) -> dict:
         "steps_per_s": round((step - start) / elapsed, 3) if elapsed > 0 else None,
         "processes": world,
         "process_index": rank,
+        "skipped_samples": skipped,
     }

@@ -29,11 +29,12 @@ def batch_conditioning(
     keep_text = torch.ones(b, dtype=torch.bool, device=dev) if keep_text is None else keep_text.to(dev)
     keep_image = torch.ones(b, dtype=torch.bool, device=dev) if keep_image is None else keep_image.to(dev)
     empty = model.tokenize([""])[0].to(dev)  # (L,)
+    empty_sub = model.tokenize([""], batch["sub_ids"].shape[-1])[0].to(dev)  # (Ls,)
     ids = torch.where(keep_text[:, None], batch["input_ids"].to(dev), empty)  # (B, L)
-    sub_ids = torch.where(keep_text[:, None, None], batch["sub_ids"].to(dev), empty)  # (B, K, L)
+    sub_ids = torch.where(keep_text[:, None, None], batch["sub_ids"].to(dev), empty_sub)  # (B, K, Ls)
     # gradients reach the text encoder only when it is trained (cfg.train_text_encoder)
     with torch.set_grad_enabled(torch.is_grad_enabled() and model.cfg.train_text_encoder):
-        text, sub = model.encode_ids(ids), model.encode_ids(sub_ids)  # (B, L, D), (B, K, L, D)
+        text, sub = model.encode_ids(ids), model.encode_ids(sub_ids)  # (B, L, D), (B, K, Ls, D)
     regions = model.latent_regions(batch["regions"].to(dev), tuple(src_z.shape[-2:]))  # (B, K, h, w)
     img = keep_image.to(src_z.dtype)[:, None, None, None]
     bg = background_from_regions(regions) * img

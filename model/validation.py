@@ -15,6 +15,7 @@ The grid image has one row per sample: source | edited | target.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from mcie.model.decompose import Decomposition, SubInstruction
 from mcie.model.editor import MCIEEditor
 from mcie.model.infer import edit_image
 from mcie.shards import decode_sample, read_tar
+from mcie.validate import sample_problems
+
+log = logging.getLogger(__name__)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -65,6 +69,10 @@ class ValidationSet:
         items: list[ValidationSample] = []
         for path in expand_shards(pattern):
             for key, m in read_tar(path):
+                problems, _ = sample_problems(key, m)  # the one sample validator
+                if problems:
+                    log.warning("validation skips a bad sample of %s: %s", path, "; ".join(problems))
+                    continue
                 meta, src, tgt, full_masks = decode_sample(m)
                 subs = meta["sub_edits"]
                 masks = [resize_mask(mask, resolution).numpy() > 0 for mask in full_masks]

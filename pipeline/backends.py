@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
 from typing import Any
 
 from mcie.exitcodes import UsageError
@@ -191,7 +192,7 @@ class ModelsBackend(Backend):
             "source": dataclasses.asdict(self.source_config),
             "annotate": dataclasses.asdict(self.annotate),
             "inputs": len(self.inputs),
-            "inputs_hash": content_key(*self.inputs),
+            "inputs_hash": content_key(*(os.fsencode(p) for p in self.inputs)),  # names may not be UTF-8
         }
         with open(self.models, "rb") as fh:
             d["models_hash"] = content_key(fh.read())

@@ -26,6 +26,8 @@ from mcie.shards import (
 )
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts, read_table
 
+from .duplicates import resolve_duplicates
+
 
 def language_stats(instructions) -> dict[str, Any]:
     """Type/token ratio and sizes of the instructions (lower-cased word tokens), in one pass
@@ -56,6 +58,7 @@ def _counts(column: pa.ChunkedArray) -> dict[str, int]:
 
 def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Merge and describe ``out``; returns the summary (counts by status and reason)."""
+    duplicates = resolve_duplicates(out)  # one key, one candidate, across units too
     parts = storage.join(storage.escape(out), PARTS_DIR)
     n = merge_parts(storage.join(parts, "index-*.parquet"), storage.join(out, INDEX_FILE), INDEX_SCHEMA)
     if storage.glob(storage.join(parts, "truth-*.parquet")):
@@ -74,6 +77,7 @@ def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
         "by_status": dict(sorted(_counts(table.column("status")).items())),
         "by_reason": dict(sorted(_counts(pc.filter(reasons, with_reason)).items())),
         "shards": sum(1 for k in per_shard if k.startswith(f"{SHARDS_DIR}/")),
+        "duplicates_across_units": duplicates,
         "language": language_stats(s for chunk in accepted.chunks for s in chunk.to_pylist()),
     }
     write_card(out, summary, meta)

@@ -20,6 +20,7 @@ from mcie.records import EditSample
 from mcie.shards import PARTS_DIR, PENDING_DIR, REJECTED_DIR, SHARDS_DIR, STATS_DIR, sample_members, tar_into
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, index_row, write_rows
 
+from .duplicates import mark_duplicate
 from .units import unit_stats_path
 
 SHARD_DIRS = {Status.ACCEPTED: SHARDS_DIR, Status.REJECTED: REJECTED_DIR, Status.PENDING: PENDING_DIR}
@@ -38,9 +39,10 @@ class UnitWriter:
 
     def add(self, s: EditSample, truth_row: dict[str, Any] | None = None) -> None:
         """Encode ``s`` for its shard (or record it as failed) and keep only bytes and its row."""
-        if s.key in self.seen:
-            s.reject(Reason.DUPLICATE)
-            s.key = f"{s.key}-dup{len(self.seen)}"  # stays unique, sorts right after the original
+        if s.key in self.seen:  # the same content earlier in this unit (other units: finalize)
+            mark_duplicate(s)
+            if truth_row is not None:
+                truth_row = {**truth_row, "key": s.key}
         self.seen.add(s.key)
         if s.status in SHARD_DIRS:
             try:

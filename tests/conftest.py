@@ -113,3 +113,17 @@ def object_stores(tmp_path_factory):
     mp.undo()
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def bench_runs(tmp_path_factory) -> dict[str, str]:
+    """A 16-set benchmark at 64 px run by the identity, oracle and corrupt editors: editor →
+    run folder."""
+    root = tmp_path_factory.mktemp("bench-report")
+    bench = str(root / "bench")
+    assert main(["bench", "build", "--out", bench, "--sets", "16", "--image-size", "64", "--seed", "2"]) == 0
+    out = {}
+    for editor in ("identity", "oracle", "corrupt:0.6"):
+        out[editor] = str(root / editor.replace(":", "_"))
+        assert main(["bench", "run", "--bench", bench, "--editor", editor, "--out", out[editor]]) == 0
+    return out

@@ -204,9 +204,12 @@ def test_preview_contact_sheet_and_card(built, tmp_path):
 
     png = str(tmp_path / "sheet.png")
     assert main(["preview", built, "--png", png, "--n", "6"]) == 0
+    from mcie.report.sheet import GAP, HEADER
+
     with Image.open(png) as im:
-        # 4 columns of (source | target) pairs, 2 rows for 6 samples
-        assert im.size == (4 * (2 * 256 + 12), 2 * (256 + 104))
+        # 4 columns of (source | target) pairs, 2 rows for 6 samples, each under its headers
+        assert im.width == GAP + 4 * (2 * 256 + GAP + 2 * GAP)
+        assert im.height > 2 * (HEADER + 256)
     with open(os.path.join(built, "README.md")) as fh:
         card = fh.read()
     index = pq.read_table(os.path.join(built, "index.parquet")).to_pylist()

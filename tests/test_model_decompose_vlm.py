@@ -112,8 +112,10 @@ def test_models_file_sections(vlm_dir, image, tmp_path):
 def test_edit_with_the_mllm_decomposer(vlm_dir, image, image_file, checkpoint, tmp_path, capsys):
     expected = load_mllm_decomposer(vlm_dir).decompose(INSTRUCTION, image)
     out, masks = str(tmp_path / "out.png"), tmp_path / "masks"
+    # native size: the masks written are then exactly the boxes (at the model's size they are
+    # the boxes max-pooled to it and back)
     base = ["edit", "--checkpoint", checkpoint, "--image", image_file, "--instruction", INSTRUCTION,
-            "--steps", "2"]  # fmt: skip
+            "--steps", "2", "--resolution", "native"]  # fmt: skip
     assert (
         main([*base, "--out", out, "--decomposer", "mllm", "--vlm", vlm_dir, "--masks-out", str(masks)]) == 0
     )

@@ -33,3 +33,41 @@ def test_gate_init_and_param_groups():
     n = sum(len(g["params"]) for g in groups)
     assert n == len(model.trainable_parameters())
     assert set(MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0).gates().values()) == {0.0}
+
+
+def test_long_complex_instruction_is_read_to_its_last_sub_instruction(caplog):
+    """The full demo mix writes complex instructions of up to ~102 tokens: all of it reaches the
+    text encoder, so changing only the last sub-instruction changes the encoding."""
+    from mcie.transforms.synthetic.generator import SyntheticSource
+    from mcie.transforms.synthetic.ladder import task_config
+
+    model = MCIEEditor.from_config(MCIEConfig.preset_config("tiny-pixel"), seed=0)
+    assert model.tokenizer.model_max_length == model.cfg.max_length == 128
+    head = (
+        "Replace the triangle with a pentagon. Also change the pattern of the striped cross to a "
+        "single solid colour, turn the brown star lime, add a large dotted brown hexagon in the "
+        "top-left corner and finally turn the small blue circle "
+    )
+    texts = [head + "red.", head + "green."]
+    n = len(model.tokenizer(texts[0]).input_ids)
+    assert 32 < n <= 128  # past the old 32-token limit
+    ids = model.tokenize(texts)  # (2, 128)
+    with torch.no_grad():
+        enc = model.encode_ids(ids)  # (2, 128, D)
+    assert ids.shape == (2, 128) and not torch.equal(ids[0], ids[1])
+    assert (enc[0] - enc[1]).abs().amax() > 1e-4
+    # every complex instruction the generator writes fits (300 of the full mix, the longest rung)
+    src = SyntheticSource(task_config("full", 64))
+    longest = max(len(model.tokenizer(src.generate(0, i)[0].instruction).input_ids) for i in range(300))
+    assert 64 < longest <= 128
+    # what does not fit is cut with a warning that names its length, never silently
+    short = MCIEEditor.from_config(MCIEConfig.preset_config("tiny", max_length=32), seed=0)
+    with caplog.at_level("WARNING", logger="mcie.model.tokenizer"):
+        cut = short.tokenize(texts[:1])
+    assert cut.shape == (1, 32) and f"instruction of {n} tokens truncated" in caplog.text
+
+
+def test_default_threads_rule():
+    from mcie.threads import default_threads
+
+    assert [default_threads(c) for c in (1, 2, 4, 6, 8, 16, 64)] == [1, 1, 1, 3, 4, 8, 8]

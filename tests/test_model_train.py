@@ -13,13 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from diffusers import (  # noqa: E402
-    AutoencoderKL,
     EulerAncestralDiscreteScheduler,
     StableDiffusionInstructPix2PixPipeline,
     UNet2DConditionModel,
 )
 from PIL import Image  # noqa: E402
-from transformers import CLIPTextModel, CLIPTokenizer  # noqa: E402
 
 from mcie.cli import main  # noqa: E402
 from mcie.images import decode_mask  # noqa: E402
@@ -48,7 +46,7 @@ def test_loader_gives_consistent_tensors(shards):
     tok = MCIEEditor.from_config(cfg).tokenizer
     batch = next(iter(shard_loader(shards, tok, 32, cfg.max_sub_edits, 4, shuffle_buffer=0, repeat=False)))
     assert batch["src"].shape == batch["tgt"].shape == (4, 3, 32, 32)
-    assert batch["regions"].shape == (4, 5, 32, 32) and batch["sub_ids"].shape == (4, 5, 32)
+    assert batch["regions"].shape == (4, 5, 32, 32) and batch["sub_ids"].shape == (4, 5, cfg.max_length)
     assert batch["src"].min() >= -1 and batch["src"].max() <= 1
     # shuffle_buffer=0 keeps file order: the first sample is the first key of the first shard
     key, members = next(read_tar(sorted(glob.glob(shards))[0]))
@@ -99,6 +97,42 @@ def test_train_checkpoints_resume_and_edit(shards, source_image, tmp_path):
     assert main([*argv[:-2], "--steps", "0"]) == 1
 
 
+def test_edit_from_shard_uses_every_region_at_the_model_resolution(shards, tmp_path, capsys):
+    """``mcie edit --from-shard``: the sample's image, instruction and one region per
+    sub-instruction; sampled at the checkpoint's 32 px and written at the source's 64 px."""
+    ckpt = str(tmp_path / "ckpt")
+    MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0).save(ckpt)
+    shard = sorted(glob.glob(shards))[1]
+    key, members = list(read_tar(shard))[2]
+    n = len(json.loads(members["json"])["sub_edits"])
+    out, masks = str(tmp_path / "e.png"), str(tmp_path / "m")
+    argv = ["edit", "--checkpoint", ckpt, "--from-shard", os.path.dirname(shard), "--key", key,
+            "--out", out, "--steps", "2", "--masks-out", masks]  # fmt: skip
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert f"sample {key}" in said.out and "sampled at 32x32); " + f"{n} regions used" in said.out
+    assert "no regions" not in said.err
+    assert np.asarray(Image.open(out)).shape == (64, 64, 3)
+    assert sorted(os.listdir(masks)) == [f"mask{k}.png" for k in range(n)]
+    for k in range(n):  # each shard mask is inside the region used (max-pooled to 32 px and back)
+        with open(os.path.join(masks, f"mask{k}.png"), "rb") as fh:
+            used = decode_mask(fh.read()) > 0
+        truth = decode_mask(members[f"mask{k}.png"]) > 0
+        assert truth.any() and used[truth].all() and used.sum() <= truth.sum() + 4 * 64
+    # native size on request; no regions said plainly
+    argv = ["edit", "--checkpoint", ckpt, "--image", out, "--instruction", INSTRUCTION, "--out", out,
+            "--steps", "1", "--decomposer", "none", "--resolution", "native"]  # fmt: skip
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert "sampled at 64x64); 0 regions used" in said.out and "no regions were used" in said.err
+    # usage errors: a key of the wrong shape, --key alone, no image and no shard, a bad resolution
+    assert main(["edit", "--checkpoint", ckpt, "--from-shard", shard, "--key", "../x", "--out", out]) == 1
+    assert main(["edit", "--checkpoint", ckpt, "--key", key, "--image", out, "--instruction", "x",
+                 "--out", out]) == 1  # fmt: skip
+    assert main(["edit", "--checkpoint", ckpt, "--out", out]) == 1
+    assert main([*argv[:-2], "--resolution", "big"]) == 1
+
+
 def test_ablation_switches_train_without_the_branches(shards, tmp_path):
     run = str(tmp_path / "abl")
     assert main(["train", "--shards", shards, "--out", run, "--preset", "tiny-pixel", "--max-steps", "2",
@@ -121,17 +155,14 @@ def test_edit_matches_diffusers_instruct_pix2pix(source_image, tmp_path, decompo
     _ip2p_checkpoint(ckpt)
     out = str(tmp_path / "ours.png")
     assert main(["edit", "--checkpoint", ckpt, "--image", source_image, "--instruction", INSTRUCTION,
-                 "--out", out, "--steps", "4", "--seed", "7", "--decomposer", decomposer]) == 0  # fmt: skip
-    pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=AutoencoderKL.from_pretrained(ckpt, subfolder="vae"),
-        text_encoder=CLIPTextModel.from_pretrained(ckpt, subfolder="text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(ckpt, subfolder="tokenizer"),
-        unet=UNet2DConditionModel.from_pretrained(ckpt, subfolder="unet"),
-        scheduler=EulerAncestralDiscreteScheduler.from_pretrained(ckpt, subfolder="scheduler"),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+                 "--out", out, "--steps", "4", "--seed", "7", "--decomposer", decomposer,
+                 "--resolution", "native"]) == 0  # fmt: skip
+    # the checkpoint's model_index.json: it loads as a plain diffusers pipeline, SACA/BCCA aside
+    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+        ckpt, scheduler=EulerAncestralDiscreteScheduler.from_pretrained(ckpt, subfolder="scheduler")
     )
+    assert isinstance(pipe.unet, UNet2DConditionModel) and pipe.unet.config.in_channels == 8
+    assert pipe.safety_checker is None and pipe.tokenizer.model_max_length == 128
     pipe.set_progress_bar_config(disable=True)
     ref = pipe(
         INSTRUCTION,

@@ -72,10 +72,17 @@ def test_build_to_a_bucket_gives_the_bytes_of_a_local_build(bucket, built, capsy
     assert main(["preview", url, "--png", png, "--n", "4"]) == 0
     from PIL import Image
 
+    from mcie.report.sheet import GAP
+
     with Image.open(png) as im:
-        assert im.size == (4 * (2 * 256 + 12), 256 + 104)
+        assert im.width == GAP + 4 * (2 * 256 + 3 * GAP)  # four (source | target) cells
     assert main(["preview", url]) == 0  # default: next to the shards, in the bucket
     assert storage.read_bytes(f"{url}/preview.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    # the HTML report reads the bucket and writes into it
+    assert main(["report", url, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["candidates"] == 60 and summary["problems"] == [] and summary["gallery_thumbnails"] > 0
+    assert storage.read_bytes(f"{url}/report.html").startswith(b"<!DOCTYPE html>")
     assert main(["audit", f"{bucket}/nothing-here"]) == 1
 
 

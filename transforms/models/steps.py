@@ -9,12 +9,13 @@ The planner and the judge often name the same VLM; :class:`ModelSet` loads it on
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample, content_key
 from mcie.transforms.annotate import RegionAnnotateConfig, RegionAnnotator
-from mcie.transforms.sources.images import ImageLoader, ImageSourceConfig, LoadedImage
+from mcie.transforms.sources.images import ImageLoader, ImageSourceConfig, LoadedImage, display_name
 from mcie.transforms.step import SourceStep, Step
 
 from .config import ModelsConfig
@@ -37,10 +38,14 @@ class ImageSource(SourceStep):
 
 
 def _input_sample(path: str, source_hash: str, pixels, provenance: dict[str, Any]) -> EditSample:
-    key = content_key("real-v1", source_hash) if pixels is not None else content_key("input", path)
+    # a name read from disk may not be UTF-8 (surrogate escapes): its bytes make the key, its
+    # \xNN form the source id (Parquet strings are UTF-8)
+    key = (
+        content_key("real-v1", source_hash) if pixels is not None else content_key("input", os.fsencode(path))
+    )
     return EditSample(
         key=key,
-        source_id=path,
+        source_id=display_name(path),
         source_hash=source_hash,
         src=pixels,
         tgt=None,

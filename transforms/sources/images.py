@@ -4,6 +4,14 @@ Inputs are listed from a folder (recursively), a glob, or a Parquet/CSV list of 
 through Beam's :class:`~apache_beam.io.filesystems.FileSystems` so ``gs://`` and ``s3://`` work
 wherever Beam has that filesystem installed; ``http(s)://`` entries are fetched with urllib.
 
+Local folders and globs are walked here, not by Beam's matcher, so that nothing listed
+vanishes: a dangling symlink or a symlink loop with an image name is listed like any file and
+fails to read with ``source_unreadable`` and a message saying which; a sub-folder that cannot
+be listed is listed itself (and fails the same way); a folder reached again through a
+symlink is walked once. A file name that is not valid UTF-8 is read under its real name; the
+index shows it with its undecodable bytes as ``\\xNN`` (:func:`display_name`), as ``ls -b``
+does, since Parquet strings must be UTF-8.
+
 Every listed input becomes exactly one :class:`LoadedImage`: either pixels or a failure with a
 reason code (``source_unreadable``: empty, truncated, not an image, undecodable mode;
 ``source_refused``: over the byte, pixel or side limits, or a decompression bomb). The
@@ -25,6 +33,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
+import fnmatch
 import hashlib
 import io
 import os
@@ -133,8 +143,11 @@ def list_inputs(spec: str) -> list[str]:
             raise UsageError(f"--images: list {spec!r} does not exist")
         paths = _read_list(spec)
     elif any(c in spec for c in "*?["):
-        paths = _match(spec)
-    elif (not _is_remote(spec) and os.path.isdir(spec)) or (_is_remote(spec) and spec.endswith("/")):
+        paths = _match(spec) if _is_remote(spec) else glob_local(spec)
+    elif not _is_remote(spec) and os.path.isdir(spec):
+        files, unlisted = walk_local(spec)
+        paths = [p for p in files if p.lower().endswith(IMAGE_EXTENSIONS)] + unlisted
+    elif _is_remote(spec) and spec.endswith("/"):
         paths = [p for p in _match(spec.rstrip("/") + "/**") if p.lower().endswith(IMAGE_EXTENSIONS)]
     elif FileSystems.exists(spec):
         paths = [spec]
@@ -144,6 +157,84 @@ def list_inputs(spec: str) -> list[str]:
     if not paths:
         raise UsageError(f"--images: {spec!r} names no image files")
     return paths
+
+
+def walk_local(top: str, max_depth: int | None = None) -> tuple[list[str], list[str]]:
+    """``(entries, unlisted)`` under the local folder ``top``: every entry that is not a folder
+    (files, and symlinks that do not lead to a folder: dangling ones and loops included),
+    recursively, sorted by name per folder; and the sub-folders that could not be listed.
+    A folder reached again (a symlink back up the tree) is not walked twice. ``max_depth``:
+    how many folder levels below ``top`` to enter (None: all)."""
+    entries: list[str] = []
+    unlisted: list[str] = []
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: str, depth: int) -> None:
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                return  # a symlink loop back to a folder already walked
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                listing = sorted(it, key=lambda e: e.name)
+        except OSError:
+            unlisted.append(folder)
+            return
+        for e in listing:
+            try:
+                is_dir = e.is_dir()  # follows a symlink; False when it dangles or loops
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                entries.append(e.path)
+            elif max_depth is None or depth < max_depth:
+                visit(e.path, depth + 1)
+
+    visit(top, 0)
+    return entries, unlisted
+
+
+def glob_local(pattern: str) -> list[str]:
+    """Local paths matching ``pattern`` as :func:`glob.glob` with ``recursive=True`` would
+    (``*`` within a name, ``**`` any depth, names starting with a dot only when the pattern
+    does), but walked by :func:`walk_local`: dangling symlinks and symlink loops are kept,
+    symlinked folders are walked once, an unlistable folder under the pattern's fixed part is
+    returned itself."""
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))
+    base = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else ".")
+    rest = parts[fixed:]
+    if not os.path.isdir(base):
+        return []
+    depth = None if "**" in rest else len(rest) - 1
+    entries, unlisted = walk_local(base, depth)
+    prefix = "" if base == "." and not pattern.startswith(".") else base
+    found = []
+    for path in entries:
+        rel = os.path.relpath(path, base).split(os.sep)
+        if _match_parts(rest, rel):
+            found.append(os.path.join(prefix, *rel) if prefix else os.path.join(*rel))
+    return found + unlisted
+
+
+def _match_parts(pattern: list[str], names: list[str]) -> bool:
+    if not pattern:
+        return not names
+    if pattern[0] == "**":
+        return any(_match_parts(pattern[1:], names[i:]) for i in range(len(names) + 1))
+    if not names or (names[0].startswith(".") and not pattern[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], pattern[0]) and _match_parts(pattern[1:], names[1:])
+
+
+def display_name(path: str) -> str:
+    """``path`` as valid UTF-8 text: a name read from disk that is not UTF-8 holds surrogate
+    escapes (:func:`os.fsdecode`); they are shown as ``\\xNN``, as ``ls -b`` does."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _read_list(spec: str) -> list[str]:
@@ -201,7 +292,7 @@ class ImageLoader:
         try:
             data = read_bytes(path, self.config.max_bytes)
         except Exception as exc:
-            return _failed(path, Reason.SOURCE_UNREADABLE, f"cannot read: {type(exc).__name__}: {exc}")
+            return _failed(path, Reason.SOURCE_UNREADABLE, f"cannot read: {_why(path, exc)}")
         if len(data) > self.config.max_bytes:
             return _failed(path, Reason.SOURCE_REFUSED, f"file larger than max_bytes={self.config.max_bytes}")
         return self.load_bytes(path, data)
@@ -293,5 +384,19 @@ class _Refused(Exception):
     """An input over a limit (``source_refused``)."""
 
 
+def _why(path: str, exc: Exception) -> str:
+    """The read error, saying when ``path`` is a symlink that dangles or loops."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not _is_remote(path) and os.path.islink(path):
+        target = os.readlink(path)
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            return f"symlink loop ({path} -> {target}): {text}"
+        if not os.path.exists(path):
+            return f"dangling symlink (-> {target}, which does not exist): {text}"
+    if isinstance(exc, IsADirectoryError) or (not _is_remote(path) and os.path.isdir(path)):
+        return f"a folder that cannot be listed: {text}"
+    return text
+
+
 def _failed(path: str, reason: Reason, error: str, digest: str = "") -> LoadedImage:
-    return LoadedImage(path, None, digest, reason=reason, error=error[:2000])
+    return LoadedImage(path, None, digest, reason=reason, error=display_name(error)[:2000])

@@ -1,0 +1,363 @@
+"""``mcie report OUT``: one static HTML page about a build (``OUT/report.html`` by default).
+
+What it shows: counts by status and reason, histograms of the judge's scores and the background
+metrics by status, the audit figures when ``truth.parquet`` is there (:mod:`mcie.audit`), and a
+gallery of samples — source | target thumbnails with each sub-edit's mask as a tinted overlay
+(:mod:`mcie.report.overlay`), every sub-instruction with its verdict ✓/✗ and score, key, status
+and reason — filtered by status, reason, edit type and number of sub-edits, with paging.
+
+**Gallery size (our choice, so a 90k build still gives a page of a few MB):** thumbnails are
+embedded for a *stratified sample*, not for every candidate — at most ``per_group`` candidates
+of every (status, reason, number of sub-edits) group, the first by key (keys are content
+hashes, so this is an unbiased draw that a rebuild reproduces), and at most ``max_items`` in
+all, taken round-robin over the groups so rare groups (a failure reason seen twice) are never
+crowded out by accepted samples. The filters' totals still count the whole index: the page
+embeds one count per (status, reason, sub-edits, edit types) combination, a few hundred
+numbers whatever the build's size.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mcie import storage
+from mcie.exitcodes import UsageError
+from mcie.report import charts
+from mcie.report.overlay import jpeg_data_uri, thumbnail
+from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
+from mcie.shards import INDEX_FILE, TRUTH_FILE, ShardError, decode_sample, read_tar
+from mcie.tables import read_table
+
+#: the index columns the report reads (no pixels)
+INDEX_COLUMNS = (
+    "key", "shard", "status", "reason", "error", "num_sub_edits", "edit_types", "sub_instructions",
+    "sub_executed", "sub_compliance", "compliance", "bg_ssim", "bg_psnr", "bg_l1", "bg_changed",
+)  # fmt: skip
+#: histogram panels: (index column, label)
+SCORE_PANELS = (
+    ("compliance", "judge: instruction compliance"),
+    ("sub_compliance", "judge: sub-instruction score"),
+    ("bg_ssim", "background SSIM"),
+    ("bg_psnr", "background PSNR (dB)"),
+    ("bg_l1", "background L1"),
+    ("bg_changed", "background changed share"),
+)
+STATUS_ORDER = ("accepted", "rejected", "pending", "failed", "candidate")
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryConfig:
+    """How many samples the gallery embeds and how large their thumbnails are."""
+
+    per_group: int = 12  # per (status, reason, number of sub-edits) group
+    max_items: int = 480  # in all
+    thumb: int = 128  # long side of a thumbnail, pixels
+    quality: int = 75  # JPEG quality of thumbnails
+
+    def __post_init__(self) -> None:
+        if self.per_group < 1 or self.max_items < 1:
+            raise ValueError("per_group and max_items must be at least 1")
+        if not 32 <= self.thumb <= 512:
+            raise ValueError(f"thumb must be within 32..512 pixels, got {self.thumb}")
+
+
+def read_index(out: str) -> list[dict[str, Any]]:
+    """The index rows of the build in ``out`` (a UsageError when there is none)."""
+    path = storage.join(out, INDEX_FILE)
+    if not storage.exists(path):
+        raise UsageError(f"{path} is missing: not the output folder of mcie build or mcie shard")
+    return read_table(path, columns=list(INDEX_COLUMNS)).to_pylist()
+
+
+def _status_key(s: str) -> tuple[int, str]:
+    return (STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER), s)
+
+
+def counts(index: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by status, by (status, reason), and per filter combination (the gallery's
+    ``combos``: status, reason, number of sub-edits, sorted distinct edit types, count)."""
+    by_status = collections.Counter(r["status"] for r in index)
+    by_reason = collections.Counter((r["status"], r["reason"] or "") for r in index)
+    combos = collections.Counter(
+        (r["status"], r["reason"] or "", r["num_sub_edits"], tuple(sorted(set(r["edit_types"] or []))))
+        for r in index
+    )
+    return {
+        "candidates": len(index),
+        "by_status": {s: by_status[s] for s in sorted(by_status, key=_status_key)},
+        "by_reason": {
+            f"{s}:{r}" if r else s: n
+            for (s, r), n in sorted(by_reason.items(), key=lambda x: (_status_key(x[0][0]), x[0][1]))
+        },
+        "combos": [[s, r, n, list(t), c] for (s, r, n, t), c in sorted(combos.items())],
+    }
+
+
+def select_gallery(index: list[dict[str, Any]], config: GalleryConfig) -> list[dict[str, Any]]:
+    """The stratified sample of index rows the gallery embeds (see the module docstring)."""
+    groups: dict[tuple, list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in sorted(index, key=lambda r: r["key"]):
+        g = groups[(_status_key(r["status"]), r["reason"] or "", r["num_sub_edits"])]
+        if len(g) < config.per_group:
+            g.append(r)
+    chosen: list[dict[str, Any]] = []
+    queues = [groups[k] for k in sorted(groups)]
+    depth = 0
+    while len(chosen) < config.max_items and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(chosen) < config.max_items:
+                chosen.append(q[depth])
+        depth += 1
+    return sorted(chosen, key=lambda r: (_status_key(r["status"]), r["reason"] or "", r["key"]))
+
+
+def _sub_rows(row: dict[str, Any]) -> list[list[Any]]:
+    texts = row["sub_instructions"] or []
+    done = row["sub_executed"] or [None] * len(texts)
+    scores = row["sub_compliance"] or [None] * len(texts)
+    return [
+        [t, e, None if s is None else round(float(s), 3)]
+        for t, e, s in zip(texts, done, scores, strict=False)
+    ]
+
+
+def load_thumbnails(
+    out: str, rows: list[dict[str, Any]], config: GalleryConfig
+) -> tuple[dict[str, list[list[str]]], list[str]]:
+    """Thumbnails (``[[header, data URI], …]``) of ``rows`` read from their shards, one pass
+    per shard reading only the chosen samples' bytes; and the problems met (an unreadable
+    shard or sample is reported, and its cards show without images: nothing is dropped)."""
+    wanted: dict[str, set[str]] = collections.defaultdict(set)
+    for r in rows:
+        if r["shard"]:
+            wanted[r["shard"]].add(r["key"])
+    thumbs: dict[str, list[list[str]]] = {}
+    problems: list[str] = []
+    for shard in sorted(wanted):
+        keys = wanted[shard]
+        try:
+            for key, members in read_tar(storage.join(out, shard), keys=keys):
+                try:
+                    thumbs[key] = _sample_thumbs(members, config)
+                except Exception as exc:  # one bad sample costs its images, not the page
+                    problems.append(f"{shard}:{key}: {type(exc).__name__}: {exc}")
+        except (ShardError, OSError) as exc:
+            problems.append(f"{shard}: {type(exc).__name__}: {exc}")
+            continue
+        for key in sorted(keys - thumbs.keys()):
+            if not any(p.startswith(f"{shard}:{key}:") for p in problems):
+                problems.append(f"{shard}:{key}: not found in the shard")
+    return thumbs, problems
+
+
+def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> list[list[str]]:
+    _, src, tgt, masks = decode_sample(members)
+    return [
+        ["source", jpeg_data_uri(thumbnail(src, masks, config.thumb), config.quality)],
+        ["target", jpeg_data_uri(thumbnail(tgt, masks, config.thumb), config.quality)],
+    ]
+
+
+def _score_panels(index: list[dict[str, Any]]) -> list[tuple[str, dict[str, list[float]]]]:
+    panels = []
+    for col, label in SCORE_PANELS:
+        groups: dict[str, list[float]] = collections.defaultdict(list)
+        for r in index:
+            vals: Iterable = (r["sub_compliance"] or []) if col == "sub_compliance" else [r[col]]
+            groups[r["status"]].extend(v for v in vals if v is not None)
+        panels.append((label, {s: groups[s] for s in sorted(groups, key=_status_key) if groups[s]}))
+    return panels
+
+
+def _audit_section(out: str) -> Section | None:
+    if not storage.exists(storage.join(out, TRUTH_FILE)):
+        return None
+    from mcie.audit import audit
+
+    a = audit(out)
+    if "mask_miou" not in a:
+        return None
+    c = a["confusion"]
+    body = [
+        "<p class='note'>Measured against <code>truth.parquet</code> (what the synthetic generator "
+        "really did; no pipeline stage reads it). A positive is a candidate with an injected failure.</p>",
+        table(
+            [
+                "audit",
+                "filter precision",
+                "filter recall",
+                "mask mIoU (clean)",
+                "sub-edits",
+                "tp",
+                "fp",
+                "fn",
+                "tn",
+            ],
+            [
+                [
+                    "OK" if a["ok"] else f"{a['num_problems']} problems",
+                    a["filter_precision"],
+                    a["filter_recall"],
+                    a["mask_miou"],
+                    a["mask_count"],
+                    c["tp"],
+                    c["fp"],
+                    c["fn"],
+                    c["tn"],
+                ]
+            ],
+        ),  # fmt: skip
+    ]
+    if a["problems"]:
+        body.append("<ul>" + "".join(f"<li class='err'>{esc(p)}</li>" for p in a["problems"]) + "</ul>")
+    pos = a["positives_by_failure"]
+    body.append(
+        figure(
+            charts.bars(
+                {"mask IoU": a["mask_miou_by_type"]},
+                "Mask mIoU of clean candidates by edit type",
+                "mIoU vs truth masks",
+                "edit type",
+            ),
+            "mask mIoU by edit type",
+        )
+    )
+    body.append(
+        figure(
+            charts.bars(
+                {"filter recall": a["recall_by_failure"]},
+                "Share of injected failures the filter rejected",
+                "recall",
+                "injected failure type",
+                counts=pos,
+            ),
+            "filter recall by failure type",
+        )
+    )
+    return Section("audit", "Audit against the truth", "".join(body))
+
+
+def build_report(
+    out: str,
+    config: GalleryConfig | None = None,
+    with_audit: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The page for the build in ``out`` and a summary (counts, gallery size, problems).
+    ``with_audit=False`` leaves out the audit section: the audit reads and checks every sample
+    (about 60% of the report's time on the demo), the rest reads the index and the gallery's
+    samples only. ``progress`` receives a line as each step starts."""
+    say = progress or (lambda line: None)
+    config = config or GalleryConfig()
+    t0 = time.perf_counter()
+    index = read_index(out)
+    c = counts(index)
+    chosen = select_gallery(index, config)
+    shards = len({r["shard"] for r in chosen if r["shard"]})
+    say(f"{c['candidates']} candidates; gallery: {len(chosen)} samples from {shards} shards")
+    thumbs, problems = load_thumbnails(out, chosen, config)
+    say("charts")
+    items = [
+        {
+            "k": r["key"],
+            "st": r["status"],
+            "r": r["reason"] or "",
+            "n": r["num_sub_edits"],
+            "t": sorted(set(r["edit_types"] or [])),
+            "sub": _sub_rows(r),
+            "img": thumbs.get(r["key"], []),
+            "err": r["error"] or "",
+        }
+        for r in chosen
+    ]
+    status_rows = [[s, n, f"{n / max(1, c['candidates']):.1%}"] for s, n in c["by_status"].items()]
+    reason_rows = [[k, n] for k, n in c["by_reason"].items()]
+    sections = [
+        Section(
+            "counts",
+            "Counts by status and reason",
+            table(
+                ["status", "candidates", "share"],
+                [*status_rows, [Raw("<b>all</b>"), c["candidates"], "100%"]],
+            )
+            + table(["status:reason", "candidates"], reason_rows)
+            + figure(
+                charts.count_bars(
+                    c["by_reason"],
+                    "Candidates by status and reason",
+                    "candidates",
+                    {k: charts.STATUS_COLOURS.get(k.split(":")[0], "#1565c0") for k in c["by_reason"]},
+                ),
+                "candidates by status and reason",
+            ),  # fmt: skip
+        ),
+        Section(
+            "scores",
+            "Judge scores and background metrics",
+            figure(charts.histograms(_score_panels(index), "Scores by status (stacked)"), "score histograms"),
+        ),
+    ]
+    if with_audit:
+        say("audit against the truth (reads every sample; --no-audit skips it)")
+    audit_section = _audit_section(out) if with_audit else None
+    if audit_section:
+        sections.append(audit_section)
+    if problems:
+        sections.append(
+            Section(
+                "problems",
+                "Problems met while reading shards",
+                "<ul>" + "".join(f"<li class='err'>{esc(p)}</li>" for p in problems[:200]) + "</ul>",
+            )
+        )
+    note = (
+        f"The gallery embeds a stratified sample: up to {config.per_group} candidates per (status, reason, "
+        f"number of sub-edits) group, {len(items)} in all (cap {config.max_items}), the first by key; "
+        f"totals count the whole index. Thumbnails: source | target, {config.thumb} px, each sub-edit's "
+        "mask as a tint in its colour with a dashed outline; ✓/✗ is the judge's verdict per sub-instruction, "
+        "the number its score."
+    )
+    gallery = gallery_json(
+        items,
+        c["combos"],
+        [("st", "status"), ("r", "reason"), ("t", "edit type"), ("n", "sub-edits")],
+        note,
+    )
+    seconds = time.perf_counter() - t0
+    meta = (
+        f"{esc(out)} · {c['candidates']} candidates · "
+        + " · ".join(f"{esc(s)} {n}" for s, n in c["by_status"].items())
+        + f" · made by mcie report in {seconds:.1f} s"
+    )
+    html = render("mcie build report", sections, gallery, meta)
+    summary = {
+        "candidates": c["candidates"],
+        "by_status": c["by_status"],
+        "by_reason": c["by_reason"],
+        "gallery_items": len(items),
+        "gallery_thumbnails": sum(1 for i in items if i["img"]),
+        "problems": problems,
+        "seconds": round(seconds, 2),
+    }
+    return html, summary
+
+
+def write_build_report(
+    out: str,
+    path: str | None = None,
+    config: GalleryConfig | None = None,
+    with_audit: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the report of ``out`` to ``path`` (default ``out/report.html``; either may be a
+    storage URL); returns the summary with ``path`` and ``bytes``."""
+    storage.require_folder(out)
+    html, summary = build_report(out, config, with_audit, progress)
+    path = path or storage.join(out, "report.html")
+    data = html.encode("utf-8")
+    storage.atomic_write(path, data)
+    return {**summary, "path": path, "bytes": len(data)}
