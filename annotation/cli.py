@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode
 
 
@@ -25,14 +26,32 @@ def _conn_args(p: argparse.ArgumentParser) -> None:
         help="file holding the API token (default: the LABEL_STUDIO_USER_TOKEN environment variable)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
 
 
 def add_parsers(subparsers) -> None:
     """Register ``mcie ls`` and its subcommands."""
-    ls = subparsers.add_parser("ls", help="human validation in Label Studio (serve, export, import, shard)")
-    sub = ls.add_subparsers(dest="ls_command", required=True, parser_class=type(ls))
+    ls = subparsers.add_parser(
+        "ls",
+        help="human validation in Label Studio (serve, export, import, shard)",
+        description="Human validation in Label Studio: serve a local server, export a build's samples\n"
+        "as pre-annotated tasks, import the verdicts into the index, write the accepted samples.",
+        epilog=examples(
+            "mcie ls serve --data-dir ls-data",
+            "mcie ls export out/demo --project demo",
+            "mcie ls import out/demo --project demo",
+            "mcie ls shard out/demo --out out/final",
+        ),
+    )
+    sub = ls.add_subparsers(dest="ls_command", required=True, parser_class=type(ls), metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run a local Label Studio server until Ctrl-C")
+    s = sub.add_parser(
+        "serve",
+        help="run a local Label Studio server until Ctrl-C",
+        description="Run a local Label Studio (its own venv) with the user and token of\n"
+        "LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD / LABEL_STUDIO_USER_TOKEN, until Ctrl-C.",
+        epilog=examples("mcie ls serve --data-dir ls-data --port 8080"),
+    )
     s.add_argument("--data-dir", required=True, help="Label Studio data dir (database, media, logs)")
     s.add_argument(
         "--port", type=int, default=8080, help="first port to try; the real one is printed (default 8080)"
@@ -42,8 +61,17 @@ def add_parsers(subparsers) -> None:
         "--venv", default=None, help="venv with label-studio==1.23.2 (default .venv-ls or $MCIE_LS_VENV)"
     )
 
-    e = sub.add_parser("export", help="send samples of a build to a project as pre-annotated tasks")
-    e.add_argument("out", help="output directory of mcie build")
+    e = sub.add_parser(
+        "export",
+        help="send samples of a build to a project as pre-annotated tasks",
+        description="Send samples of a build to a Label Studio project as tasks pre-annotated with\n"
+        "the pipeline's verdicts and masks; samples already in the project are not sent twice.",
+        epilog=examples(
+            "mcie ls export out/demo --project demo",
+            "mcie ls export out/demo --project borderline --select borderline --batch-size 50",
+        ),
+    )
+    e.add_argument("build", metavar="BUILD", help="output folder of mcie build")
     e.add_argument("--project", required=True, help="project title (created when missing, else reused)")
     e.add_argument(
         "--select",
@@ -59,8 +87,14 @@ def add_parsers(subparsers) -> None:
     )
     _conn_args(e)
 
-    i = sub.add_parser("import", help="pull verdicts and corrections back into the build's index")
-    i.add_argument("out", help="output directory of mcie build (exported before)")
+    i = sub.add_parser(
+        "import",
+        help="pull verdicts and corrections back into the build's index",
+        description="Pull the reviewers' verdicts, corrected sub-instructions and repainted masks\n"
+        "back into the build's index (and BUILD/review/).",
+        epilog=examples("mcie ls import out/demo --project demo --resolution strict"),
+    )
+    i.add_argument("build", metavar="BUILD", help="output folder of mcie build (exported before)")
     i.add_argument("--project", required=True, help="project title")
     i.add_argument(
         "--resolution",
@@ -70,11 +104,18 @@ def add_parsers(subparsers) -> None:
     )
     _conn_args(i)
 
-    f = sub.add_parser("shard", help="final shards of the samples reviewers accepted")
-    f.add_argument("out", help="output directory of mcie build, after mcie ls import")
-    f.add_argument(
-        "--out", dest="final", required=True, help="directory for the final shards (must be empty)"
+    f = sub.add_parser(
+        "shard",
+        help="final shards of the samples reviewers accepted",
+        description="Write the samples reviewers accepted (with their corrections) as final shards,\n"
+        "with their index and wids descriptor.",
+        epilog=examples(
+            "mcie ls shard out/demo --out out/final",
+            "mcie ls shard out/demo --out out/final --include-unreviewed",
+        ),
     )
+    f.add_argument("build", metavar="BUILD", help="output folder of mcie build, after mcie ls import")
+    f.add_argument("--out", required=True, help="folder for the final shards (must be empty)")
     f.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
     f.add_argument(
         "--include-unreviewed",
@@ -107,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ls_command == "shard":
         from mcie.annotation.final import write_final
 
-        _print(write_final(args.out, args.final, args.shard_size, args.include_unreviewed), args.json)
+        _print(write_final(args.build, args.out, args.shard_size, args.include_unreviewed), args.json)
         return ExitCode.OK
 
     from mcie.annotation.client import Connection
@@ -117,11 +158,11 @@ def run(args: argparse.Namespace) -> int:
         from mcie.annotation.export import export_project
 
         summary = export_project(
-            args.out, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
+            args.build, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
         )
     else:
         from mcie.annotation.importer import import_project
 
-        summary = import_project(args.out, args.project, conn, args.resolution)
+        summary = import_project(args.build, args.project, conn, args.resolution)
     _print(summary, args.json)
     return ExitCode.OK

@@ -32,6 +32,7 @@ from mcie.annotation.client import Connection, find_project
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
+from mcie.progress import Progress, lines
 from mcie.reasons import Reason, Status
 from mcie.runlock import RunLock
 from mcie.shards import INDEX_FILE, read_tar
@@ -217,6 +218,7 @@ def export_project(
             by_shard[rows[k]["shard"]].append(k)
         sent, batches, batch = 0, 0, []
         checked = False
+        bar = Progress(len(todo), "ls export", "tasks")  # a bar on a terminal, else the lines below
 
         def flush() -> None:
             nonlocal sent, batches, batch
@@ -231,7 +233,9 @@ def export_project(
             sent += len(batch)
             batches += 1
             batch = []
-            print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
+            bar.update(sent - bar.done)
+            if lines():
+                print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
             if _after_batch is not None:
                 _after_batch(batches)
 
@@ -256,6 +260,7 @@ def export_project(
                 if len(batch) >= batch_size:
                     flush()
         flush()
+        bar.close()
         if len(versions) == 1 and getattr(p, "model_version", None) != next(iter(versions)):
             # the annotators' pre-fill shows the predictions of the project's model version
             with conn.errors("setting the project's model version"):

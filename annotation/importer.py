@@ -27,6 +27,7 @@ from mcie.annotation.tasks import original_from_task
 from mcie.annotation.verdicts import Decision, parse_annotation, resolve
 from mcie.images import encode_png
 from mcie.keys import check_key
+from mcie.progress import track
 from mcie.reasons import Status
 from mcie.shards import REVIEW_DIR
 
@@ -107,7 +108,7 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
     invalid: list[str] = []
     duplicated: list[str] = []
     with conn.errors("reading the project's tasks and annotations"):
-        tasks = list(ls.tasks.list(project=p.id, fields="all", page_size=500))
+        tasks = list(track(ls.tasks.list(project=p.id, fields="all", page_size=500), "ls import", "tasks"))
     decided: list[tuple[str, dict[str, Any], Decision, int]] = []
     for key, group in sorted(_by_key(tasks).items()):
         if key not in rows:  # rows hold only valid keys (read_index checks them)

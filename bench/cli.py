@@ -8,52 +8,93 @@ import os
 import shutil
 import tempfile
 
+from mcie import storage
+from mcie.cliargs import check_min, examples, input_argument
 from mcie.exitcodes import UsageError
 
 
 def add_parsers(sub) -> None:
     """Register ``mcie bench`` and its subcommands."""
-    b = sub.add_parser("bench", help="CIE-Bench: build benchmark sets, run editors, compare runs")
-    bs = b.add_subparsers(dest="bench_command", required=True, parser_class=type(b))
-    g = bs.add_parser("build", help="write benchmark sets")
+    b = sub.add_parser(
+        "bench",
+        help="CIE-Bench: build benchmark sets, run editors, compare runs",
+        description="CIE-Bench: build benchmark sets, run an editor over them, compare runs.",
+        epilog=examples(
+            "mcie bench build --out bench/ --sets 400",
+            "mcie bench run bench/ --editor oracle --out runs/oracle",
+            "mcie bench compare runs/oracle runs/corrupt --out runs/compare",
+        ),
+    )
+    bs = b.add_subparsers(dest="bench_command", required=True, parser_class=type(b), metavar="COMMAND")
+    g = bs.add_parser(
+        "build",
+        help="write benchmark sets",
+        description="Write a benchmark: synthetic sets stratified by number of sub-instructions and\n"
+        "edit type, or (given BUILD) held-out sets from a build's accepted samples.",
+        epilog=examples(
+            "mcie bench build --out bench/ --sets 400",
+            "mcie bench build out/reviewed --out bench-real/ --holdout 0.1 --train-shards 'train/*.tar'",
+        ),
+    )
+    input_argument(
+        g,
+        "from_build",
+        "BUILD",
+        "held-out sets from the accepted samples of this build folder (default: synthetic sets)",
+        aliases=("--from",),
+        required=False,
+    )
     g.add_argument("--out", required=True, help="benchmark directory to write")
     g.add_argument("--sets", type=int, default=400, help="synthetic sets (default 400, stratified)")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
-    g.add_argument("--image-size", type=int, default=256, help="image side of synthetic sets (render size)")
-    _generator_options(g)
     g.add_argument(
-        "--from",
-        dest="from_build",
-        default=None,
-        help="instead: held-out sets from the accepted samples of this build directory",
+        "--image-size", type=int, default=256, help="image side of synthetic sets (render size), 32-1024"
     )
+    _generator_options(g)
     g.add_argument(
         "--overwrite", action="store_true", help="replace a benchmark already in --out (refused otherwise)"
     )
-    g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out with --from")
+    g.add_argument("--holdout", type=float, default=0.1, help="share of source images held out from BUILD")
     g.add_argument(
         "--train-shards",
         action="append",
         default=[],
         metavar="GLOB",
-        help="refuse the benchmark if its source images appear in these training shards",
+        help="refuse the benchmark if its source images appear in these training shards, repeatable "
+        "(default: no check)",
     )
-    ts = bs.add_parser("train-set", help="write training shards of a task-ladder rung (fresh scenes)")
+    ts = bs.add_parser(
+        "train-set",
+        help="write training shards of a task-ladder rung (fresh scenes)",
+        description="Write training shards of a task-ladder rung: fresh synthetic scenes, from a seed\n"
+        "space the benchmark sets never use.",
+        epilog=examples("mcie bench train-set --out train/mini --task mini --samples 6000 --image-size 32"),
+    )
     ts.add_argument("--out", required=True, help="directory to write (shards/*.tar)")
     ts.add_argument("--samples", type=int, default=4000, help="samples (default 4000)")
     ts.add_argument("--seed", type=int, default=0, help="seed (benchmark sets use a separate seed space)")
     ts.add_argument("--image-size", type=int, default=32, help="render size (default 32)")
     ts.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     _generator_options(ts)
-    r = bs.add_parser("run", help="run an editor over a benchmark")
-    r.add_argument("--bench", required=True, help="benchmark directory")
+    r = bs.add_parser(
+        "run",
+        help="run an editor over a benchmark",
+        description="Run an editor over a benchmark and score it: instruction compliance,\n"
+        "background consistency, MagicBrush metrics; summary.json/.md/.csv, charts, a contact sheet.",
+        epilog=examples(
+            "mcie bench run bench/ --editor oracle --out runs/oracle",
+            "mcie bench run bench/ --editor corrupt:0.5 --out runs/corrupt --limit 40",
+            "mcie bench run bench/ --editor mcie-e1:run/checkpoint-50 --out runs/e1 --steps 20",
+        ),
+    )
+    input_argument(r, "bench", "BENCH", "benchmark directory (from mcie bench build)", aliases=("--bench",))
     r.add_argument(
         "--editor",
         required=True,
-        help="identity | oracle | corrupt[:RATE] | instruct-pix2pix:DIR | mcie-e1:CKPT",
+        help="identity | oracle | corrupt[:RATE] (RATE in [0, 1]) | instruct-pix2pix:DIR | mcie-e1:CKPT",
     )
     r.add_argument("--out", required=True, help="run directory to write")
-    r.add_argument("--limit", type=int, default=None, help="only the first N sets")
+    r.add_argument("--limit", type=int, default=None, help="only the first N sets (default: all)")
     r.add_argument(
         "--decomposition",
         default="none",
@@ -74,24 +115,61 @@ def add_parsers(sub) -> None:
         "--judge",
         default=None,
         metavar="MODELS_YAML",
-        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic ones)",
+        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic "
+        "ones; default: none, the exact checker)",
     )
-    r.add_argument("--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T")
-    r.add_argument("--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity")
+    r.add_argument(
+        "--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T (default: none)"
+    )
+    r.add_argument(
+        "--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity (default: none)"
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
     c = bs.add_parser(
-        "compare", help="compare runs: tables, charts and an HTML page with confidence intervals"
+        "compare",
+        help="compare runs: tables, charts and an HTML page with confidence intervals",
+        description="Compare several `mcie bench run` folders: comparison.md/.csv and an HTML page\n"
+        "with charts, breakdowns and bootstrap confidence intervals.",
+        epilog=examples("mcie bench compare runs/* --out runs/compare"),
     )
     c.add_argument("runs", nargs="+", help="run directories")
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv/.html")
     rp = bs.add_parser(
         "report",
         help="(re)write a run's static HTML page (report.html)",
-        description="Write one self-contained HTML page for a bench run: figures with 95%% bootstrap "
-        "intervals, breakdowns by number of sub-instructions and edit type, charts, and a gallery of "
-        "sets. Example: mcie bench report runs/oracle",
+        description="Write one self-contained HTML page for a bench run: figures with 95%% bootstrap\n"
+        "intervals, breakdowns by number of sub-instructions and edit type, charts, and a gallery of sets.",
+        epilog=examples("mcie bench report runs/oracle", "mcie bench report runs/oracle --out oracle.html"),
     )
-    rp.add_argument("run", help="run directory of mcie bench run")
+    rp.add_argument("run", metavar="RUN", help="run directory of mcie bench run")
     rp.add_argument("--out", default=None, metavar="FILE", help="page to write (default RUN/report.html)")
+
+
+#: the editors `--editor` names (their specs: see :func:`mcie.bench.editors.make_editor`)
+EDITOR_NAMES = ("identity", "oracle", "corrupt", "instruct-pix2pix", "mcie-e1")
+
+
+def check_editor_spec(text: str) -> None:
+    """``--editor``: a known name, a RATE in [0, 1], a path where one is needed; checked before
+    anything is loaded or written (a bad spec is a usage error, exit 1)."""
+    name, _, arg = text.partition(":")
+    if name not in EDITOR_NAMES:
+        raise UsageError(
+            f"unknown editor {text!r}; allowed: identity, oracle, corrupt[:RATE], "
+            "instruct-pix2pix:DIR, mcie-e1:CKPT"
+        )
+    if name == "corrupt" and arg:
+        try:
+            rate = float(arg)
+        except ValueError:
+            raise UsageError(f"corrupt:RATE needs a number, got {arg!r}") from None
+        if not 0.0 <= rate <= 1.0:
+            raise UsageError(f"corrupt:RATE is a failure rate in [0, 1], got {rate:g}")
+    if name in ("instruct-pix2pix", "mcie-e1"):
+        if not arg:
+            raise UsageError(f"{name} needs a folder: {name}:DIR")
+        if not storage.is_remote(arg) and not os.path.exists(arg):
+            raise UsageError(f"--editor {text}: no such folder {arg!r}")
 
 
 def _generator_options(g) -> None:
@@ -131,8 +209,6 @@ def _build(args: argparse.Namespace, sets) -> dict:
     by a later check leaves the old one, and no new folder, behind."""
     if any(os.path.exists(os.path.join(args.out, n)) for n in BENCH_FILES) and not args.overwrite:
         raise UsageError(f"{args.out!r} already holds a benchmark; pick a new directory or pass --overwrite")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out!r} is a file, not a directory")
     parent, name = os.path.split(os.path.abspath(args.out))
     os.makedirs(parent, exist_ok=True)
     stage = tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent)
@@ -158,6 +234,15 @@ def run(args: argparse.Namespace) -> int:
     from . import run as bench_run
     from . import sets
 
+    if args.bench_command in ("build", "train-set", "run", "compare"):
+        storage.check_folder(args.out)  # a file there is a usage error (exit 1), not exit 2 later
+    if args.bench_command == "build":
+        check_min(args, sets=1)
+    elif args.bench_command == "train-set":
+        check_min(args, samples=1, shard_size=1)
+    elif args.bench_command == "run":
+        check_min(args, limit=1, steps=1)
+        check_editor_spec(args.editor)
     if args.bench_command == "build":
         manifest = _build(args, sets)
         print(json.dumps(manifest, sort_keys=True))

@@ -19,6 +19,7 @@ import numpy as np
 
 from mcie import storage
 from mcie.exitcodes import UsageError
+from mcie.progress import lines, track
 
 from .editors import BenchItem, make_editor
 from .metrics import judge_executed, score_set
@@ -128,7 +129,7 @@ def run_bench(
     gallery = RunGallery(editor_spec)
     t0 = time.perf_counter()
     with storage.atomic_open(os.path.join(out, "samples.jsonl")) as fh:
-        for n, row in enumerate(rows_in, 1):
+        for n, row in enumerate(track(rows_in, "bench run", "sets"), 1):
             item = BenchItem.from_row(row)
             output, info = editor.edit(item, decomposition == "oracle")
             res = {
@@ -173,7 +174,7 @@ def run_bench(
             fh.write((json.dumps(res, sort_keys=True) + "\n").encode())
             results.append(res)
             gallery.add(item, output, res)
-            if n % 50 == 0 or n == len(rows_in):
+            if lines() and (n % 50 == 0 or n == len(rows_in)):  # a bar on a terminal
                 rate = n / (time.perf_counter() - t0)
                 print(
                     f"[bench {editor.name}] {n}/{len(rows_in)} sets, {rate:.1f} sets/s",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
+import shutil
 import sys
 from typing import Any
 
-from mcie import storage
+from mcie import logs, progress, storage
+from mcie.cliargs import Parser, check_min, examples, input_argument, renamed_option
 from mcie.exitcodes import ExitCode, RunFailed, ServiceError, UsageError
 
 #: named build sizes; explicit --samples / --shard-size win over them
@@ -20,19 +21,13 @@ PRESETS = {
 DEFAULT_SIZE = {"samples": 1000, "shard_size": 500}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; our contract says 1 (2 means the run failed)."""
-
-    def error(self, message: str):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
-
-
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument(
-        "--workers", type=int, default=1, help="worker processes for Beam's FnApiRunner (default 1)"
+        "--workers",
+        type=int,
+        default=1,
+        help="Beam worker processes (FnApiRunner); the output does not depend on it (default 1)",
     )
     g.add_argument(
         "--runner",
@@ -44,7 +39,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FLAG",
-        help="extra Beam pipeline flag, repeatable (e.g. --beam-arg=--region=europe-west4)",
+        help="extra Beam pipeline flag, repeatable (e.g. --beam-arg=--region=europe-west4; default: none)",
     )
     g.add_argument(
         "--error-policy",
@@ -63,7 +58,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue an interrupted run in --out, skipping finished units",
     )
-    g.add_argument("--no-progress", action="store_true", help="do not print progress lines while running")
+    g.add_argument(
+        "--no-progress", action="store_true", help="do not print progress lines while running (stderr)"
+    )
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     g.add_argument("--debug-exit-after-units", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -71,11 +68,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic source")
     g.add_argument(
-        "--preset",
+        "--size",
+        dest="preset",
         choices=sorted(PRESETS),
         default=None,
-        help="named size: demo (1,200 candidates) or mcie (the ~90k MCIE set); flags override it",
+        help="named size: demo (1,200 candidates) or mcie (the ~90k MCIE set); --samples and "
+        "--shard-size override it (default: 1000 candidates, 500 per shard)",
     )
+    # `train --preset` names a model; a dataset size is `--size` (one meaning per flag name)
+    renamed_option(g, "--preset", "--size", "preset", choices=sorted(PRESETS))
     g.add_argument("--samples", type=int, default=None, help="number of candidates (default 1000)")
     g.add_argument(
         "--seed",
@@ -151,13 +152,33 @@ def _add_threshold_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mcie`` and its subcommands."""
-    p = _Parser(
+    p = Parser(
         prog="mcie",
-        description="Build, validate and benchmark complex-instruction image-editing data.",
+        description="Build, validate, train on and benchmark complex-instruction image-editing data.\n\n"
+        "Inputs are a command's first argument; what it writes is --out. `mcie COMMAND --help`\n"
+        "explains each command, with examples.",
+        epilog=examples(
+            "mcie build --out out/demo --size demo --workers 2",
+            "mcie audit out/demo",
+            "mcie train 'out/demo/shards/*.tar' --out run/ --preset tiny --max-steps 50",
+            "mcie bench run bench/ --editor oracle --out runs/oracle",
+        ),
     )
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    b = sub.add_parser("build", help="generate → annotate → score → shard in one Beam pipeline")
+    b = sub.add_parser(
+        "build",
+        help="generate → annotate → score → shard in one Beam pipeline",
+        description="Make candidates (synthetic scenes, or real images with --models), annotate,\n"
+        "score and filter them, and write WebDataset shards, the Parquet index and a dataset card.",
+        epilog=examples(
+            "mcie build --out out/set --samples 5000 --seed 1 --workers 2",
+            "mcie build --out out/demo --size demo",
+            "mcie build --out out/set --resume            # continue an interrupted run",
+            "mcie build --models models.yaml --images 'photos/*.jpg' --out out/real",
+        ),
+    )
     b.add_argument("--out", required=True, help="output directory (must be empty unless --resume)")
     b.add_argument("--lossless", action="store_true", help="PNG instead of JPEG for source and target images")
     _add_synthetic_args(b)
@@ -167,18 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     real_cli.add_build_args(b)
 
-    g = sub.add_parser("generate", help="stage 1 alone: candidates into a record table")
+    g = sub.add_parser(
+        "generate",
+        help="stage 1 alone: candidates into a record table",
+        description="Stage 1 of `mcie build` alone: candidates (source, plan, edit) into a record\n"
+        "table that `mcie annotate` reads.",
+        epilog=examples("mcie generate --out t/gen --samples 1000 --seed 1"),
+    )
     g.add_argument("--out", required=True, help="record table directory to write")
     _add_synthetic_args(g)
     _add_run_args(g)
     real_cli.add_build_args(g)
 
-    for name, text in (
-        ("annotate", "stage 2 alone: masks for a record table"),
-        ("score", "stage 3 alone: judge and filter a record table"),
+    for name, text, example in (
+        ("annotate", "stage 2 alone: masks for a record table", "mcie annotate t/gen --out t/ann"),
+        (
+            "score",
+            "stage 3 alone: judge and filter a record table",
+            "mcie score t/ann --out t/scored --bg-psnr-min 35",
+        ),
     ):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("--in", dest="inp", required=True, help="record table to read")
+        s = sub.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]} (a stage of `mcie build`, over stored tables).",
+            epilog=examples(example),
+        )
+        input_argument(s, "inp", "TABLE", "record table to read", aliases=("--in",))
         s.add_argument("--out", required=True, help="record table to write")
         s.add_argument(
             "--models",
@@ -191,19 +227,38 @@ def build_parser() -> argparse.ArgumentParser:
             _add_threshold_args(s)
         _add_run_args(s)
 
-    s = sub.add_parser("shard", help="stage 4 alone: a scored record table → shards, index, card")
-    s.add_argument("--in", dest="inp", required=True, help="scored record table to read")
+    s = sub.add_parser(
+        "shard",
+        help="stage 4 alone: a scored record table → shards, index, card",
+        description="Stage 4 of `mcie build` alone: a scored record table into shards, the index\n"
+        "and the dataset card (the same bytes as `mcie build`).",
+        epilog=examples("mcie shard t/scored --out out/set"),
+    )
+    input_argument(s, "inp", "TABLE", "scored record table to read", aliases=("--in",))
     s.add_argument("--out", required=True, help="output directory (must be empty unless --resume)")
     s.add_argument("--lossless", action="store_true", help="PNG instead of JPEG for source and target images")
     _add_run_args(s)
 
-    a = sub.add_parser("audit", help="check an output directory; measure it against truth.parquet")
-    a.add_argument("out", help="output directory of mcie build or mcie shard")
+    a = sub.add_parser(
+        "audit",
+        help="check an output directory; measure it against truth.parquet",
+        description="Check a build folder (shards, masks, index) and, for synthetic builds, measure\n"
+        "it against its truth: mask mIoU, the filter's precision and recall. Exit 2 on a problem.",
+        epilog=examples("mcie audit out/demo", "mcie audit out/demo --json | jq .ok"),
+    )
+    a.add_argument("out", metavar="BUILD", help="output directory of mcie build or mcie shard")
     a.add_argument("--json", action="store_true", help="print one JSON object")
 
-    v = sub.add_parser("preview", help="contact sheet PNG: samples with each sub-edit's mask outlined")
-    v.add_argument("out", help="output directory of mcie build or mcie shard")
-    v.add_argument("--png", default=None, help="where to write it (default OUT/preview.png)")
+    v = sub.add_parser(
+        "preview",
+        help="contact sheet PNG: samples with each sub-edit's mask outlined",
+        description="A contact sheet of a build's samples: source | target with each sub-edit's\n"
+        "mask outlined in its own colour, and the instruction underneath.",
+        epilog=examples("mcie preview out/demo", "mcie preview out/demo --rejected --n 8 --out rejected.png"),
+    )
+    v.add_argument("out", metavar="BUILD", help="output directory of mcie build or mcie shard")
+    v.add_argument("--out", dest="png", default=None, help="PNG file to write (default BUILD/preview.png)")
+    renamed_option(v, "--png", "--out", "png")
     v.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     v.add_argument("--rejected", action="store_true", help="show rejected samples instead of accepted ones")
 
@@ -215,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parsers(sub)
 
-    sub.add_parser("reasons", help="list the reason codes")
+    sub.add_parser(
+        "reasons",
+        help="list the reason codes",
+        description="List the reason codes of rejected and failed samples (the index's reason column).",
+        epilog=examples("mcie reasons"),
+    )
 
     from mcie.model import cli as model_cli
 
@@ -225,6 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_ls_parsers(sub)
     real_cli.add_parsers(sub)
     return p
+
+
+def _version() -> str:
+    """The installed package's version (its metadata), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mcie")
+    except PackageNotFoundError:
+        import mcie
+
+        return mcie.__version__
 
 
 def _edit_weights(spec: str | None) -> tuple[tuple[str, float], ...]:
@@ -357,10 +429,15 @@ def _run(args: argparse.Namespace) -> int:
         return run_report(args)
     if args.command == "preview":
         from mcie.preview import write_preview
+        from mcie.shards import ShardError
+        from mcie.validate import SampleError
 
         storage.require_folder(args.out)
+        check_min(args, n=1)
         try:
             path = write_preview(args.out, args.png, args.n, "rejected" if args.rejected else "shards")
+        except (ShardError, SampleError):
+            raise  # damaged data: the run failed (exit 2), naming shard and key
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         print(f"wrote {path}")
@@ -398,11 +475,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mcie``; returns the exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup()  # before anything imports Beam (its import-time warning; see mcie.logs)
     args = build_parser().parse_args(argv)
+    logs.setup(args.verbose)
+    progress.configure(not getattr(args, "no_progress", False) and getattr(args, "progress", True))
+    new_out = _new_output_folder(args)
     try:
-        return int(_run(args))
+        code = int(_run(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except UsageError as exc:
+        _remove_if_empty(new_out)  # a refused run leaves nothing behind
         print(f"mcie: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     except ServiceError as exc:
@@ -411,14 +494,57 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"mcie: run failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    except BrokenPipeError:
+        if not logs.stdout_closed():
+            return _failed(args, sys.exc_info()[1])
+        # `mcie audit X | head`: the reader has gone; stop quietly, as a Unix filter does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return ExitCode.PIPE_CLOSED
     except Exception as exc:  # anything else is a failed run, never a silent 0
         if os.environ.get("MCIE_DEBUG"):
             raise
-        print(
-            f"mcie: run failed: {type(exc).__name__}: {exc} (set MCIE_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
+        return _failed(args, exc)
+
+
+def _failed(args: argparse.Namespace, exc: BaseException) -> int:
+    """One line on stderr for an unexpected exception; its traceback in a log file. A damaged
+    shard or sample needs no traceback: its message names the shard and the key."""
+    from mcie.shards import ShardError
+    from mcie.validate import SampleError
+
+    if isinstance(exc, (ShardError, SampleError)):
+        print(f"mcie: run failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    path = logs.write_traceback(exc, _output_folder(args))
+    print(f"mcie: run failed: {logs.one_line(exc)} (traceback: {path})", file=sys.stderr)
+    return ExitCode.FAILED
+
+
+def _output_folder(args: argparse.Namespace) -> str | None:
+    """The folder a command writes, when it exists (its failure logs go there), else None."""
+    if args.command in ("audit", "preview", "report", "edit"):
+        return None  # their positional is an input, or --out a file
+    out = getattr(args, "out", None)
+    return out if isinstance(out, str) and os.path.isdir(out) else None
+
+
+def _new_output_folder(args: argparse.Namespace) -> str | None:
+    """The local ``--out`` folder of a command when it does not exist yet (else None)."""
+    if args.command in ("audit", "preview", "report", "edit"):
+        return None
+    out = getattr(args, "out", None)
+    if not isinstance(out, str) or storage.is_remote(out) or os.path.lexists(out):
+        return None
+    return out
+
+
+def _remove_if_empty(folder: str | None) -> None:
+    """Remove ``folder`` (and its empty sub-folders) if the command created it and left it
+    without a file: a refused run must not leave an empty output folder behind."""
+    if folder is None or not os.path.isdir(folder):
+        return
+    if not any(files for _, _, files in os.walk(folder)):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

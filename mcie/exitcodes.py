@@ -17,6 +17,9 @@ class ExitCode(enum.IntEnum):
     FAILED = 2
     #: an external service (Label Studio) is unreachable or refuses us
     SERVICE = 3
+    #: stdout was closed by its reader (``mcie audit X | head``): stopped quietly, with the
+    #: status a Unix filter killed by SIGPIPE has (128 + 13)
+    PIPE_CLOSED = 141
 
 
 class UsageError(Exception):
@@ -29,3 +32,16 @@ class RunFailed(Exception):
 
 class ServiceError(Exception):
     """An external service is down or refuses; the CLI exits with :attr:`ExitCode.SERVICE`."""
+
+
+class UnitFailed(RuntimeError):
+    """A unit of a pipeline failed: the message says which unit, which sample or input and
+    what was raised. It starts with :attr:`MARKER` so the driver can find it inside the text
+    of a worker's traceback (Beam's multi-process runner passes failures on as text)."""
+
+    MARKER = "mcie-unit-failed:"
+
+    def __init__(self, message: str, *args) -> None:
+        if not message.startswith(self.MARKER):  # unpickling passes the marked text back in
+            message = f"{self.MARKER} {message}"
+        super().__init__(message, *args)

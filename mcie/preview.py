@@ -19,6 +19,7 @@ from mcie.report.sheet import SheetCell
 from mcie.report.sheet import contact_sheet as draw_sheet
 from mcie.shards import INDEX_FILE, SHARDS_DIR, decode_sample, read_tar, shard_paths
 from mcie.tables import read_table
+from mcie.validate import check_sample
 
 STATUS_TONE = {"accepted": (46, 125, 50), "rejected": (198, 40, 40), "pending": (160, 110, 0)}
 
@@ -51,6 +52,7 @@ def preview_cells(out: str, n: int = 16, shard_dir: str = SHARDS_DIR) -> list[Sh
     cells: list[SheetCell] = []
     for path in shard_paths(out, shard_dir):
         for key, members in read_tar(path):
+            check_sample(key, members, path)  # a damaged sample: an error naming shard and key
             cells.append(_cell(key, members, status.get(key)))
             if len(cells) == n:
                 return cells

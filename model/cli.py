@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from mcie.cliargs import examples, input_argument, renamed_option
 from mcie.exitcodes import ExitCode, UsageError
 from mcie.threads import THREADS_HELP, set_torch_threads
 
@@ -15,10 +16,28 @@ COMMANDS = ("train", "edit")
 
 def add_parsers(sub) -> None:
     """Add the ``train`` and ``edit`` subcommands to ``mcie``'s subparsers."""
-    t = sub.add_parser("train", help="train MCIE-E1 on MCIE shards")
-    t.add_argument("--shards", required=True, help="shard glob, e.g. 'out/demo/shards/*.tar' (quote it)")
+    t = sub.add_parser(
+        "train",
+        help="train MCIE-E1 on MCIE shards",
+        description="Train MCIE-E1 (an InstructPix2Pix-style UNet with Spatial-Aware and\n"
+        "Background-Consistent Cross-Attention) on MCIE shards; checkpoints in diffusers layout.",
+        epilog=examples(
+            "mcie train 'out/demo/shards/*.tar' --out ckpt/ --preset tiny --max-steps 50",
+            "mcie train 'out/demo/shards/*.tar' --out run/ --preset tiny-pixel --max-steps 2000 --ema \\",
+            "    --batch-size 8 --lr 2e-3 --threads 1 --validate-every 500",
+            "mcie train 'out/demo/shards/*.tar' --out run/ --max-steps 4000 --resume",
+        ),
+    )
+    input_argument(
+        t, "shards", "SHARDS", "shard glob, e.g. 'out/demo/shards/*.tar' (quote it)", aliases=("--shards",)
+    )
     t.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
-    t.add_argument("--preset", default="tiny", choices=["tiny", "tiny-pixel", "sd15"], help="model size")
+    t.add_argument(
+        "--preset",
+        default="tiny",
+        choices=["tiny", "tiny-pixel", "sd15"],
+        help="model preset: tiny (CPU tests), tiny-pixel (pixel space, learns on a CPU), sd15",
+    )
     t.add_argument("--max-steps", type=int, required=True, help="optimiser steps to reach")
     t.add_argument("--batch-size", type=int, default=4, help="samples per step and device (default 4)")
     t.add_argument("--grad-accum", type=int, default=1, help="batches accumulated per step (default 1)")
@@ -70,8 +89,20 @@ def add_parsers(sub) -> None:
         help="extra loss weight inside the edit regions, normalised to mean 1 (default 0: plain MSE; "
         "4 helps small models, whose edit regions are a few %% of the pixels)",
     )
-    t.add_argument("--init-from", default=None, help="local SD1.5 / InstructPix2Pix folder to start from")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    t.add_argument(
+        "--init-from",
+        default=None,
+        help="local SD1.5 / InstructPix2Pix folder to start from (default: random weights of the preset)",
+    )
+    t.add_argument(
+        "--loader-workers",
+        dest="workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes (default 0: load in the training process)",
+    )
+    # `build --workers` counts Beam processes; a DataLoader's are --loader-workers
+    renamed_option(t, "--workers", "--loader-workers", "workers", type=int)
     t.add_argument(
         "--shuffle-buffer", type=int, default=64, help="sample shuffle buffer, 0 = off (default 64)"
     )
@@ -104,7 +135,7 @@ def add_parsers(sub) -> None:
         help="steps between validation images and scores in OUT/validation, 0 = off (default 0)",
     )
     t.add_argument(
-        "--validation-shards", default=None, help="shard glob of validation samples (default: --shards)"
+        "--validation-shards", default=None, help="shard glob of validation samples (default: SHARDS)"
     )
     t.add_argument(
         "--validation-samples", type=int, default=4, help="samples edited at each validation (default 4)"
@@ -118,10 +149,23 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="append each step's sample keys to OUT/keys-rank<r>.jsonl (audits the data split)",
     )
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="do not print log lines")
+    t.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar and no step lines"
+    )
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
-    e = sub.add_parser("edit", help="edit an image with an MCIE-E1 checkpoint")
+    e = sub.add_parser(
+        "edit",
+        help="edit an image with an MCIE-E1 checkpoint",
+        description="Edit one image with an MCIE-E1 checkpoint following a complex instruction; the\n"
+        "instruction is split into sub-instructions with regions (grammar, a VLM, or a JSON file).",
+        epilog=examples(
+            'mcie edit --checkpoint ckpt/checkpoint-50 --image photo.png --instruction "Make the red '
+            'circle blue and remove the star." --out edited.png',
+            'mcie edit --checkpoint run/ --image in.png --instruction "..." --decomposition subs.json '
+            "--out out.png --masks-out masks/",
+        ),
+    )
     e.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (newest checkpoint)"
     )
@@ -132,7 +176,8 @@ def add_parsers(sub) -> None:
         default=None,
         metavar="SHARD_OR_DIR",
         help="take the sub-instructions with their masks (and, by default, the image and the "
-        "instruction) from a sample of MCIE shards: a .tar, a folder of them, or a build folder",
+        "instruction) from a sample of MCIE shards: a .tar, a folder of them, or a build folder "
+        "(default: none)",
     )
     e.add_argument("--key", default=None, help="--from-shard: the sample's key (default: the first sample)")
     e.add_argument(
@@ -142,7 +187,11 @@ def add_parsers(sub) -> None:
         "resolution, then resized back), 'native' (the image's own size) or a number of pixels",
     )
     e.add_argument("--out", required=True, help="edited image file to write (PNG recommended)")
-    e.add_argument("--decomposition", default=None, help="JSON file of sub-instructions with boxes/masks")
+    e.add_argument(
+        "--decomposition",
+        default=None,
+        help="JSON file of sub-instructions with boxes/masks (default: --decomposer's)",
+    )
     e.add_argument(
         "--decomposer",
         default=None,
@@ -155,7 +204,7 @@ def add_parsers(sub) -> None:
         default=None,
         metavar="DIR_OR_MODELS_YAML",
         help="--decomposer mllm: a local VLM folder, or a models file whose 'decomposer' "
-        "(else 'planner') section names one",
+        "(else 'planner') section names one (default: none)",
     )
     e.add_argument(
         "--vlm-retries",
@@ -177,11 +226,14 @@ def add_parsers(sub) -> None:
     e.add_argument(
         "--scheduler", default="euler_a", choices=["euler_a", "ddim"], help="sampler (default euler_a)"
     )
-    e.add_argument("--masks-out", default=None, help="folder to write the region masks used (mask{k}.png)")
+    e.add_argument(
+        "--masks-out", default=None, help="folder to write the region masks used (mask{k}.png; default: none)"
+    )
     e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
     e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
     e.add_argument("--device", default="cpu", help="torch device (default cpu)")
     e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def _check_train(args) -> None:
@@ -195,6 +247,8 @@ def _check_train(args) -> None:
     ):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.workers < 0:
+        raise UsageError(f"--loader-workers must be >= 0, got {args.workers}")
     if not 0 <= args.conditioning_dropout < 1 / 3:
         raise UsageError("--conditioning-dropout must be in [0, 1/3)")
     if args.gate_lr_mult <= 0 or args.edit_loss_weight < 0:
@@ -266,6 +320,7 @@ def _edit(args) -> int:
     if not args.from_shard and (args.image is None or args.instruction is None):
         raise UsageError("give --image and --instruction, or --from-shard SHARD_OR_DIR [--key KEY]")
     resolution = _resolution(args.resolution)
+    _check_image_out(args.out)  # before minutes of sampling, not after
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
         shard_image = decomposition = None
@@ -297,6 +352,7 @@ def _edit(args) -> int:
         seed=args.seed,
         scheduler=args.scheduler,
         resolution=resolution,
+        progress=args.progress,
     )
     sampled = out.size
     if out.size != image.size:  # sampled at the model's resolution: back to the input's size
@@ -322,6 +378,18 @@ def _edit(args) -> int:
             file=sys.stderr,
         )
     return ExitCode.OK
+
+
+def _check_image_out(path: str) -> None:
+    """``mcie edit --out`` must name an image file PIL can write (by its extension), not a
+    folder: a usage error (exit 1) before any sampling."""
+    from PIL import Image
+
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path!r} is a directory; give the image file to write (.png, .jpg)")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in Image.registered_extensions():
+        raise UsageError(f"--out {path!r}: unknown image extension {ext or '(none)'!r}; use .png or .jpg")
 
 
 def _resolution(value: str):

@@ -23,6 +23,7 @@ from PIL import Image
 
 from mcie.model.decompose import Decomposition
 from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions
+from mcie.progress import track
 
 SCHEDULERS = {"euler_a": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler}
 
@@ -56,6 +57,7 @@ def edit_image(
     seed: int = 0,
     scheduler: str = "euler_a",
     resolution: int | None = None,
+    progress: bool = False,
 ) -> tuple[Image.Image, np.ndarray]:
     """Edit ``image`` following ``instruction``. Returns the edited image and the (K, H, W)
     regions used (K = 0 without a usable decomposition), both at the sampled size.
@@ -63,7 +65,8 @@ def edit_image(
     ``resolution``: sample with the shorter side scaled to this many pixels (``mcie edit``
     passes the checkpoint's training resolution: a model trained at 32 px costs 64 times as
     much at 256 px and has never seen objects that large); None samples at the image's size.
-    Callers resize the result back (``mcie edit`` does)."""
+    Callers resize the result back (``mcie edit`` does). ``progress``: a bar over the sampling
+    steps on a terminal (``mcie edit``; off for callers with their own bar)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
     model.eval()
@@ -113,7 +116,7 @@ def edit_image(
         step_kwargs["generator"] = generator
     if "eta" in params:
         step_kwargs["eta"] = 0.0
-    for t in sched.timesteps:
+    for t in track(sched.timesteps, "edit", "steps") if progress else sched.timesteps:
         x = sched.scale_model_input(torch.cat([latents] * 3), t)
         noise_text, noise_image, noise_uncond = model.unet_forward(x, t, cond).chunk(3)
         noise = (

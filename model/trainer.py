@@ -46,6 +46,7 @@ from mcie.model.editor import MCIEEditor
 from mcie.model.ema import EMAWeights
 from mcie.model.training import training_loss
 from mcie.model.validation import ValidationSet
+from mcie.progress import Progress
 
 log = logging.getLogger(__name__)
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -386,6 +387,8 @@ def train(args) -> dict:
     t0, losses, last_ckpt, last_val, skipped = time.time(), [], None, None, 0
     batches = _forever(loader)
     start = step
+    # a bar on a terminal (main process); the step lines of --log-every otherwise
+    bar = Progress(args.max_steps - start, "train", "steps") if main and args.progress else None
     while step < args.max_steps:
         total, keys = 0.0, []
         for _ in range(args.grad_accum):
@@ -407,13 +410,16 @@ def train(args) -> dict:
         if ema is not None:
             ema.update(step)
         run_log.keys(rank, step, keys)
+        if bar is not None:
+            bar.update(1, loss=f"{total:.4f}")
         if step % args.log_every == 0 or step == args.max_steps:
             window = losses[-args.log_every :]
             local = torch.tensor(sum(window) / len(window), device=accelerator.device)
             mean = accelerator.reduce(local, "mean")  # over processes
             rec = {"step": step, "loss": float(mean), "elapsed_s": round(time.time() - t0, 2)}
             run_log.record(rec)
-            run_log.say(progress_line(step, args.max_steps, rec["loss"], step - start, time.time() - t0))
+            if bar is None or bar.bar is None:
+                run_log.say(progress_line(step, args.max_steps, rec["loss"], step - start, time.time() - t0))
         if validation is not None and (step % args.validate_every == 0 or step == args.max_steps):
             last_val = _validate(model, ema, validation, step, run_log)
         if step % args.checkpoint_every == 0 or step == args.max_steps:
@@ -422,6 +428,8 @@ def train(args) -> dict:
                 last_ckpt = save_checkpoint(model, opt, step, args.out, args.keep_checkpoints, extra, ema)
             accelerator.wait_for_everyone()
     elapsed = time.time() - t0
+    if bar is not None:
+        bar.close()
     accelerator.end_training()
     return {
         "steps_run": step - start,

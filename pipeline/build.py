@@ -21,7 +21,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from mcie.exitcodes import UsageError
+from mcie.exitcodes import UnitFailed, UsageError
 from mcie.records import EditSample
 from mcie.transforms.step import STAGES, Step
 
@@ -83,19 +83,42 @@ class UnitFn(beam.DoFn):
 
     def process(self, unit: Unit):
         t0 = time.perf_counter()
-        writer = self.open_writer(self.opts, unit)
-        for chunk in _chunks(self.read(self.opts, unit, self.source), self.opts.backend.chunk):
-            samples = run_steps(self.steps, [s for s, _ in chunk], self.opts.run.error_policy)
-            for s, (_, truth) in zip(samples, chunk, strict=True):
-                writer.add(s, truth)  # the sink encodes now; the pixels are not kept
-                if self.count:
-                    count_outcome(s)
-        stats = writer.close()
+        current: list[EditSample] = []  # the samples in the steps now, named if one raises
+        try:
+            stats = self._run_unit(unit, current)
+        except Exception as exc:  # one line for the driver: which unit, which sample, what
+            raise UnitFailed(describe_failure(self.cut, unit, current, exc)) from exc
         self.elapsed.update(int(1000 * (time.perf_counter() - t0)))
         self.units_done += 1
         if self.opts.run.exit_after_units is not None and self.units_done >= self.opts.run.exit_after_units:
             os._exit(9)  # testing aid: die like kill -9, leaving this unit done and others not
         yield stats
+
+    def _run_unit(self, unit: Unit, current: list[EditSample]) -> dict[str, Any]:
+        writer = self.open_writer(self.opts, unit)
+        for chunk in _chunks(self.read(self.opts, unit, self.source), self.opts.backend.chunk):
+            current[:] = [s for s, _ in chunk]
+            samples = run_steps(self.steps, current, self.opts.run.error_policy)
+            for s, (_, truth) in zip(samples, chunk, strict=True):
+                writer.add(s, truth)  # the sink encodes now; the pixels are not kept
+                if self.count:
+                    count_outcome(s)
+            current.clear()
+        return writer.close()
+
+
+def describe_failure(cut: str, unit: Unit, samples: list[EditSample], exc: BaseException) -> str:
+    """``unit 3 (items 600-799) of build, sample 1a2b… (source scene-000601): RuntimeError: …``:
+    what the terminal shows when a unit raises (the traceback goes to the run log)."""
+    where = f"unit {unit.id} (items {unit.start}-{unit.stop - 1}) of {cut}"
+    if samples:
+        names = ", ".join(f"{s.key or '?'} (source {s.source_id})" for s in samples[:3])
+        more = f" and {len(samples) - 3} more" if len(samples) > 3 else ""
+        where += f", sample{'s' if len(samples) > 1 else ''} {names}{more}"
+    else:
+        where += ", reading its input or writing its output"
+    text = " ".join(str(exc).split())  # one line, whatever the exception's text
+    return f"{where}: {type(exc).__name__}: {text[:500]}"
 
 
 def run_steps(steps: list[Step], samples: list[EditSample], policy: str) -> list[EditSample]:

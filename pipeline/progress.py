@@ -11,6 +11,7 @@ import threading
 import time
 
 from mcie import storage
+from mcie.progress import shown
 
 
 class ProgressReporter:
@@ -33,6 +34,7 @@ class ProgressReporter:
         self.already = already or set()
         self._seen: dict[str, int] = {}
         self._stop = threading.Event()
+        self._redrawn = False
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.start_time = time.monotonic()
 
@@ -43,6 +45,8 @@ class ProgressReporter:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+        if self._redrawn:  # the final counts, and end the line redrawn in place
+            print(f"\r{self.line()}\x1b[K", file=sys.stderr, flush=True)
 
     def done(self) -> tuple[int, int]:
         """(units finished in this run, their candidates)."""
@@ -76,5 +80,11 @@ class ProgressReporter:
         )
 
     def _loop(self) -> None:
+        # on a terminal one line is redrawn in place; in a log, one line per interval
+        redraw = shown()
         while not self._stop.wait(self.interval):
-            print(self.line(), file=sys.stderr, flush=True)
+            if redraw:
+                print(f"\r{self.line()}\x1b[K", end="", file=sys.stderr, flush=True)
+                self._redrawn = True
+            else:
+                print(self.line(), file=sys.stderr, flush=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mcie import storage
+from mcie.cliargs import DeprecatedAlias, examples
 from mcie.exitcodes import ExitCode, UsageError
 
 
@@ -17,7 +19,8 @@ def add_build_args(b: argparse.ArgumentParser) -> None:
         metavar="YAML",
         default=None,
         help="models file naming, per stage, a hub name or local dir (see `mcie models tiny`); "
-        "runs the real-model pipeline: VLM plan, detector+SAM ground, inpaint edit, VLM judge",
+        "runs the real-model pipeline: VLM plan, detector+SAM ground, inpaint edit, VLM judge "
+        "(default: none, the synthetic generator)",
     )
     g.add_argument(
         "--images",
@@ -37,10 +40,35 @@ def add_build_args(b: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     """``mcie models ...``."""
-    m = sub.add_parser("models", help="model utilities for the real-model pipeline")
-    msub = m.add_subparsers(dest="models_command", required=True, parser_class=type(m))
-    t = msub.add_parser("tiny", help="write tiny random-weight models and DIR/models.yaml (offline)")
-    t.add_argument("dir", help="folder to write (created)")
+    m = sub.add_parser(
+        "models",
+        help="model utilities for the real-model pipeline",
+        description="Model utilities for the real-model pipeline (`mcie build --models`).",
+        epilog=examples("mcie models tiny --out /tmp/tiny"),
+    )
+    msub = m.add_subparsers(dest="models_command", required=True, parser_class=type(m), metavar="COMMAND")
+    t = msub.add_parser(
+        "tiny",
+        help="write tiny random-weight models and OUT/models.yaml (offline)",
+        description="Write tiny random-weight models (LLaVA planner and judge, OWLv2, SAM, SD\n"
+        "inpainting, InstructPix2Pix) and OUT/models.yaml, offline: for tests and trials.",
+        epilog=examples(
+            "mcie models tiny --out /tmp/tiny",
+            "mcie build --models /tmp/tiny/models.yaml --out /tmp/real --image-size 64 --shard-size 4 "
+            "--max-failed-fraction 1",
+        ),
+    )
+    t.add_argument("--out", default=None, help="folder to write (created; no default: required)")
+    # the output was once the positional DIR: still accepted, with a note
+    t.add_argument(
+        "dir",
+        nargs="?",
+        metavar="DIR",
+        action=DeprecatedAlias,
+        instead="use --out DIR",
+        default=None,
+        help="deprecated spelling of --out",
+    )
     t.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
 
@@ -49,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if args.models_command == "tiny":
         from mcie.transforms.models.tiny import write_tiny_models
 
-        path = write_tiny_models(args.dir, args.seed)
+        if (args.out is None) == (args.dir is None):
+            raise UsageError("give the folder to write once: --out DIR")
+        out = args.out or args.dir
+        storage.check_folder(out)  # a file there: exit 1, not a FileExistsError later
+        path = write_tiny_models(out, args.seed)
         print(f"wrote tiny models and {path}")
         return ExitCode.OK
     raise UsageError(f"unknown models command {args.models_command!r}")

@@ -14,7 +14,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import mcie
-from mcie import storage
+from mcie import logs, storage
 from mcie.exitcodes import RunFailed
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
@@ -84,7 +84,8 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
         if run.runner in ("FnApiRunner", "DirectRunner"):
             bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
-        with reporter if run.progress else _null():
+        # Beam's log and its workers' output go to a run log, kept in OUT/logs/ on failure
+        with logs.run_log(out), reporter if run.progress else _null():
             p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))
             attach(p, todo)
             result = p.run()

@@ -138,9 +138,12 @@ def test_resume_redoes_an_altered_unit_of_the_same_size(bucket, capsys):
     assert {k for k in after if after[k] != before[k]} == {"parts/index-000001.parquet"}
 
 
-def test_stages_one_at_a_time_through_a_bucket_give_the_bytes_of_a_build(bucket, built):
-    """``mcie generate | annotate | score | shard`` with every table in the bucket."""
+def test_stages_one_at_a_time_through_a_bucket_give_the_bytes_of_a_build(object_stores, built):
+    """``mcie generate | annotate | score | shard`` with every table in the bucket (moto's S3
+    only: the same storage calls as the build tests above, which cover both servers)."""
     from conftest import SMALL
+
+    bucket = f"{object_stores['s3']}/stages-{uuid.uuid4().hex[:8]}"
 
     assert main(["generate", "--out", f"{bucket}/t0", *SMALL]) == 0
     assert main(["annotate", "--in", f"{bucket}/t0", "--out", f"{bucket}/t1", "--no-progress"]) == 0
@@ -154,8 +157,9 @@ def test_stages_one_at_a_time_through_a_bucket_give_the_bytes_of_a_build(bucket,
     assert storage.exists(f"{bucket}/out/truth.parquet")  # carried forward, unread
 
 
-def test_bench_build_from_a_bucket_matches_one_from_a_folder(bucket, built, tmp_path):
-    """``mcie bench build --from gs://…|s3://…``: the held-out sets of a build in a bucket."""
+def test_bench_build_from_a_bucket_matches_one_from_a_folder(object_stores, built, tmp_path):
+    """``mcie bench build --from gs://…``: the held-out sets of a build in a bucket."""
+    bucket = f"{object_stores['gs']}/bench-{uuid.uuid4().hex[:8]}"
     url = f"{bucket}/build"
     for name, data in local_files(built).items():
         if name == "index.parquet" or name.startswith("shards/"):

@@ -7,6 +7,7 @@ import json
 import sys
 
 from mcie import storage
+from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
 
 
@@ -15,14 +16,17 @@ def add_parser(sub) -> None:
     r = sub.add_parser(
         "report",
         help="one static HTML page about a build: counts, score histograms, audit, sample gallery",
-        description="Write one self-contained HTML page (no server, no internet: images and scripts "
-        "inline) about the build in OUT: counts by status and reason, judge-score and background-metric "
-        "histograms, the audit against truth.parquet when present, and a filterable, paged gallery of "
-        "samples with their masks. Example: mcie report out/demo",
+        description="Write one self-contained HTML page (no server, no internet: images and scripts\n"
+        "inline) about a build: counts by status and reason, judge-score and background-metric\n"
+        "histograms, the audit against truth.parquet when present, and a filterable, paged gallery\n"
+        "of samples with their masks.",
+        epilog=examples("mcie report out/demo", "mcie report out/demo --no-audit --out /tmp/demo.html"),
     )
-    r.add_argument("out", help="output directory of mcie build or mcie shard (local, gs:// or s3://)")
     r.add_argument(
-        "--out", dest="page", default=None, metavar="FILE", help="page to write (default OUT/report.html)"
+        "out", metavar="BUILD", help="output directory of mcie build or mcie shard (local, gs:// or s3://)"
+    )
+    r.add_argument(
+        "--out", dest="page", default=None, metavar="FILE", help="page to write (default BUILD/report.html)"
     )
     r.add_argument(
         "--per-group",
