@@ -58,6 +58,17 @@ def _region(k: int, kind: str, w: int, h: int, value: dict[str, Any], score: flo
     return r
 
 
+def brush_region(k: int, mask: np.ndarray, score: float | None = None, region_id: str | None = None) -> dict:
+    """Slot ``k``'s brush region on the target, in Label Studio's result format (RLE of ``mask``,
+    shape (H, W) bool): what the pre-annotation holds, and what a reviewer's repaint submits."""
+    h, w = mask.shape
+    value = {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [cfg.mask_label(k)]}
+    r = _region(k, "brushlabels", w, h, value, score)
+    if region_id is not None:
+        r["id"] = region_id
+    return r
+
+
 def _choice(name: str, values: list[str]) -> dict[str, Any]:
     return {
         "id": name,
@@ -75,17 +86,8 @@ def prediction_for(meta: dict[str, Any], masks: list[bytes]) -> dict[str, Any]:
     result = [_choice(cfg.SLOTS_CONTROL, [str(k) for k in range(len(subs))])]
     for k, (sub, png) in enumerate(zip(subs, masks, strict=True)):
         score = sub.get("scores", {}).get("compliance")
-        label = cfg.mask_label(k)
-        result.append(
-            _region(
-                k,
-                "brushlabels",
-                w,
-                h,
-                {"format": "rle", "rle": mask_to_rle(decode_mask(png)), "brushlabels": [label]},
-                score,
-            )  # fmt: skip
-        )
+        # the mask's size is the sample's: ls export validates every sample before this
+        result.append(brush_region(k, decode_mask(png), score))
         if sub.get("box"):
             x0, y0, x1, y1 = sub["box"]
             box = {
@@ -94,7 +96,7 @@ def prediction_for(meta: dict[str, Any], masks: list[bytes]) -> dict[str, Any]:
                 "width": 100.0 * (x1 - x0) / w,
                 "height": 100.0 * (y1 - y0) / h,
                 "rotation": 0,
-                "rectanglelabels": [label],
+                "rectanglelabels": [cfg.mask_label(k)],
             }
             result.append(_region(k, "rectanglelabels", w, h, box, score))
         if sub.get("executed") is not None:

@@ -14,7 +14,7 @@ import pytest
 from mcie.annotation import config as cfg
 from mcie.annotation import export as export_mod
 from mcie.annotation.client import Connection
-from mcie.annotation.tasks import mask_to_rle, rle_to_mask
+from mcie.annotation.tasks import brush_region, mask_to_rle, rle_to_mask
 from mcie.cli import main
 from mcie.images import decode_mask
 from mcie.shards import read_tar
@@ -147,16 +147,7 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     pred = repaint.predictions[0]
     pred = pred if isinstance(pred, dict) else pred.model_dump()
     kept = [dict(x) for x in pred["result"] if x["from_name"] != cfg.mask_control(0)]
-    brush = {
-        "id": "repaint0",
-        "type": "brushlabels",
-        "from_name": cfg.mask_control(0),
-        "to_name": "tgt",
-        "original_width": w,
-        "original_height": h,
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(painted), "brushlabels": [cfg.mask_label(0)]},
-    }
+    brush = brush_region(0, painted, region_id="repaint0")
     ls.annotations.create(
         id=repaint.id, result=[*kept, brush, _choice("verdict", "fixed")], completed_by=me.id
     )

@@ -200,7 +200,7 @@ def test_label_studio_review_of_a_build_in_a_bucket(object_stores, ls_server, mo
 
     from mcie.annotation import config as cfg
     from mcie.annotation.client import Connection
-    from mcie.annotation.tasks import mask_to_rle
+    from mcie.annotation.tasks import brush_region
     from mcie.images import decode_mask
     from mcie.shards import read_tar
 
@@ -224,16 +224,7 @@ def test_label_studio_review_of_a_build_in_a_bucket(object_stores, ls_server, mo
     w, h = repaint.data["width"], repaint.data["height"]
     painted = np.zeros((h, w), bool)
     painted[4:20, 6:30] = True
-    brush = {
-        "id": "repaint0",
-        "type": "brushlabels",
-        "from_name": cfg.mask_control(0),
-        "to_name": "tgt",
-        "original_width": w,
-        "original_height": h,
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(painted), "brushlabels": [cfg.mask_label(0)]},
-    }
+    brush = brush_region(0, painted, region_id="repaint0")
     pred = repaint.predictions[0]
     pred = pred if isinstance(pred, dict) else pred.model_dump()
     kept = [dict(x) for x in pred["result"] if x["from_name"] != cfg.mask_control(0)]
