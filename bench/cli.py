@@ -103,13 +103,28 @@ def add_parsers(sub) -> None:
     )
     r.add_argument("--seed", type=int, default=0, help="seed for stochastic editors")
     r.add_argument("--device", default="cpu", help="torch device for model editors")
-    r.add_argument("--steps", type=int, default=20, help="denoising steps of diffusion editors (default 20)")
+    r.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps of diffusion editors (default: MCIE-E1 the checkpoint's, 20 otherwise)",
+    )
     r.add_argument("--guidance-scale", type=float, default=None, help="text guidance (default: the editor's)")
     r.add_argument(
         "--image-guidance-scale", type=float, default=None, help="image guidance (default: the editor's)"
     )
     r.add_argument(
-        "--scheduler", default=None, choices=["euler_a", "ddim"], help="MCIE-E1 sampler (default euler_a)"
+        "--average",
+        type=int,
+        default=None,
+        help="MCIE-E1: draw K samples per set and score their mean (default: the checkpoint's: 1; 8 for "
+        "tiny-pixel)",
+    )
+    r.add_argument(
+        "--scheduler",
+        default=None,
+        choices=["euler_a", "ddim"],
+        help="MCIE-E1 sampler (default: the checkpoint's: euler_a; ddim for tiny-pixel)",
     )
     r.add_argument(
         "--judge",
@@ -241,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench_command == "train-set":
         check_min(args, samples=1, shard_size=1)
     elif args.bench_command == "run":
-        check_min(args, limit=1, steps=1)
+        check_min(args, limit=1, steps=1, average=1)
         check_editor_spec(args.editor)
     if args.bench_command == "build":
         manifest = _build(args, sets)
@@ -274,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
                     ("guidance_scale", args.guidance_scale),
                     ("image_guidance_scale", args.image_guidance_scale),
                     ("scheduler", args.scheduler),
+                    ("average", args.average),
                 )
                 if v is not None
             },

@@ -147,15 +147,21 @@ class InstructPix2PixEditor(Editor):
 
 
 def make_editor(
-    spec: str, seed: int = 0, device: str = "cpu", steps: int = 20, sampling: dict[str, Any] | None = None
+    spec: str,
+    seed: int = 0,
+    device: str = "cpu",
+    steps: int | None = None,
+    sampling: dict[str, Any] | None = None,
 ) -> Editor:
     """An editor from its spec: ``identity``, ``oracle``, ``corrupt[:RATE]``,
-    ``instruct-pix2pix:DIR``, ``mcie-e1:CKPT``. ``sampling``: guidance settings of diffusion
-    editors (``guidance_scale``, ``image_guidance_scale``; ``scheduler`` for MCIE-E1)."""
+    ``instruct-pix2pix:DIR``, ``mcie-e1:CKPT``. ``steps`` and ``sampling`` (``guidance_scale``,
+    ``image_guidance_scale``; ``scheduler`` for MCIE-E1): the diffusion editors' sampling; what
+    is not given is the editor's own (InstructPix2Pix: 20 steps; MCIE-E1: its checkpoint's)."""
     name, _, arg = spec.partition(":")
     sampling = dict(sampling or {})
-    if sampling.get("scheduler") and name != "mcie-e1":
-        raise UsageError("--scheduler applies to mcie-e1 editors only")
+    for only_e1 in ("scheduler", "average"):
+        if sampling.get(only_e1) and name != "mcie-e1":
+            raise UsageError(f"--{only_e1} applies to mcie-e1 editors only")
     if name == "identity":
         return IdentityEditor()
     if name == "oracle":
@@ -174,7 +180,7 @@ def make_editor(
             {"guidance_scale": "guidance", "image_guidance_scale": "image_guidance"}[k]: v
             for k, v in sampling.items()
         }
-        return InstructPix2PixEditor(arg, steps=steps, seed=seed, device=device, **kw)
+        return InstructPix2PixEditor(arg, steps=steps or 20, seed=seed, device=device, **kw)
     if name == "mcie-e1":
         if not arg:
             raise UsageError("mcie-e1:CKPT needs a checkpoint directory")
@@ -197,20 +203,25 @@ class MCIEE1Editor(Editor):
         ckpt: str,
         seed: int = 0,
         device: str = "cpu",
-        steps: int = 20,
-        guidance_scale: float = 7.5,
-        image_guidance_scale: float = 1.5,
-        scheduler: str = "euler_a",
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        image_guidance_scale: float | None = None,
+        scheduler: str | None = None,
+        average: int | None = None,
     ) -> None:
+        """Sampling settings left None are the checkpoint's (``MCIEConfig.sampling``)."""
         from mcie.model.editor import MCIEEditor
 
         self.model = MCIEEditor.load(ckpt).to(device)
-        self.seed, self.steps = seed, steps
-        self.sampling = {
+        own = self.model.cfg.sampling
+        self.seed, self.steps = seed, steps or own["steps"]
+        given = {
             "guidance_scale": guidance_scale,
             "image_guidance_scale": image_guidance_scale,
             "scheduler": scheduler,
+            "average": average,
         }
+        self.sampling = {k: own[k] if v is None else v for k, v in given.items()}
 
     def edit(self, item, decomposition):
         from PIL import Image

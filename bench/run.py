@@ -92,7 +92,7 @@ def run_bench(
     device: str = "cpu",
     clip: str | None = None,
     dino: str | None = None,
-    steps: int = 20,
+    steps: int | None = None,
     judge: str | None = None,
     sampling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -188,8 +188,9 @@ def run_bench(
             "bench": os.path.abspath(bench_dir),
             "decomposition": decomposition,
             "checker": ",".join(sorted({r["checker"] for r in results})),
-            "steps": steps,
-            "sampling": sampling or {},
+            # what the editor used (a model editor's own defaults filled in)
+            "steps": getattr(editor, "steps", steps),
+            "sampling": getattr(editor, "sampling", None) or sampling or {},
             "seconds": round(time.perf_counter() - t0, 2),
         },
     )

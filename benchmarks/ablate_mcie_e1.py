@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -83,13 +84,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gate-lr-mult", type=float, default=10.0)
     p.add_argument("--edit-loss-weight", type=float, default=4.0)
     p.add_argument("--train-arg", action="append", default=[], help="one more mcie train flag (repeatable)")
-    p.add_argument("--sample-steps", type=int, default=20, help="denoising steps at evaluation")
+    p.add_argument(
+        "--sample-steps",
+        type=int,
+        default=None,
+        help="denoising steps at evaluation (default: the checkpoint's)",
+    )
     p.add_argument(
         "--eval-sets", type=int, default=None, help="evaluate on the first N benchmark sets (default all)"
     )
-    p.add_argument("--scheduler", default="ddim", choices=["ddim", "euler_a"])
-    p.add_argument("--guidance-scale", type=float, default=3.0)
-    p.add_argument("--image-guidance-scale", type=float, default=1.5)
+    # sampling at evaluation; default: each checkpoint's own (tiny-pixel: DDIM 2 steps, no guidance)
+    p.add_argument("--scheduler", default=None, choices=["ddim", "euler_a"])
+    p.add_argument("--guidance-scale", type=float, default=None)
+    p.add_argument("--image-guidance-scale", type=float, default=None)
+    p.add_argument(
+        "--average", type=int, default=None, help="samples averaged per set (mcie bench run --average)"
+    )
     p.add_argument("--parallel", type=int, default=2, help="runs at a time; 0: in this process")
     p.add_argument("--nice", type=int, default=5, help="niceness of the run subprocesses")
     p.add_argument("--contact-sets", type=int, default=8, help="benchmark sets on the contact sheet")
@@ -175,7 +185,7 @@ def prepare_data(args) -> tuple[str, str]:
 def train_argv(args, shards: str, run_dir: str, variant: str, seed: int) -> list[str]:
     n_ckpt = args.steps // args.eval_every
     return [
-        "train", "--shards", shards, "--out", run_dir, "--preset", args.preset,
+        "train", shards, "--out", run_dir, "--preset", args.preset,
         "--resolution", str(args.image_size), "--max-steps", str(args.steps),
         "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(seed),
         "--gate-init", str(args.gate_init), "--gate-lr-mult", str(args.gate_lr_mult),
@@ -188,11 +198,20 @@ def train_argv(args, shards: str, run_dir: str, variant: str, seed: int) -> list
 
 def eval_argv(args, bench_dir: str, ckpt: str, out: str, seed: int) -> list[str]:
     return [
-        "bench", "run", "--bench", bench_dir, "--editor", f"mcie-e1:{ckpt}", "--out", out,
-        "--decomposition", "oracle", "--seed", str(seed), "--steps", str(args.sample_steps),
-        "--scheduler", args.scheduler, "--guidance-scale", str(args.guidance_scale),
-        "--image-guidance-scale", str(args.image_guidance_scale),
+        "bench", "run", bench_dir, "--editor", f"mcie-e1:{ckpt}", "--out", out,
+        "--decomposition", "oracle", "--seed", str(seed),
         *(["--limit", str(args.eval_sets)] if args.eval_sets else []),
+        *[
+            a
+            for flag, v in (
+                ("--steps", args.sample_steps), ("--scheduler", args.scheduler),
+                ("--guidance-scale", args.guidance_scale),
+                ("--image-guidance-scale", args.image_guidance_scale),
+                ("--average", args.average),
+            )
+            if v is not None
+            for a in (flag, str(v))
+        ],
     ]  # fmt: skip
 
 
@@ -267,6 +286,7 @@ def evaluate(args, bench_dir: str, variant: str, seed: int, steps: list[int]) ->
             "ic": s["instruction_compliance"], "ic_exact": s["ic_exact"],
             "all_executed": s["all_executed_rate"], "background_ssim": s["background_ssim"],
             "background_l1": s["background_l1"], "checker": s["checker"],
+            "sampling": {"steps": s.get("steps"), **s.get("sampling", {})},
         })  # fmt: skip
         print(f"[ablate] {variant} seed {seed} step {step}: IC {s['instruction_compliance']}, "
               f"IC exact {s['ic_exact']}, bg SSIM {s['background_ssim']}, bg L1 {s['background_l1']}",
@@ -286,6 +306,19 @@ def mean_by_step(rows: list[dict], variant: str, key: str) -> list[tuple[int, fl
     ]
 
 
+def sampling_text(rows: list[dict]) -> str:
+    """How the checkpoints were sampled, e.g. ``ddim 2 steps, guidance 1.0 / image 1.0, mean of 8
+    draws``."""
+    kinds = {json.dumps(r.get("sampling", {}), sort_keys=True) for r in rows}
+    if len(kinds) != 1:
+        return "sampling varies by row (see ablation.json)" if rows else "no rows"
+    s = json.loads(kinds.pop())
+    return (
+        f"{s.get('scheduler')} {s.get('steps')} steps, guidance {s.get('guidance_scale')} / image "
+        f"{s.get('image_guidance_scale')}, mean of {s.get('average', 1)} draws"
+    )
+
+
 def write_tables(out: str, result: dict) -> str:
     rows = result["rows"]
     with open(os.path.join(out, "ablation.json"), "w") as fh:
@@ -295,8 +328,7 @@ def write_tables(out: str, result: dict) -> str:
         f"# MCIE-E1 ablation: task {cfg['task']} at {cfg['image_size']} px, {cfg['steps']} steps",
         "",
         f"Held-out benchmark: {rows[0]['sets'] if rows else 0} sets (seed {cfg['bench_seed']}), "
-        f"true decomposition, {cfg['scheduler']} {cfg['sample_steps']} steps, guidance "
-        f"{cfg['guidance_scale']} / image {cfg['image_guidance_scale']}. IC: the pixel judge; "
+        f"true decomposition, {sampling_text(rows)}. IC: the pixel judge; "
         "IC exact: the exact-target checker.",
         "",
         "| variant | seed | step | IC | IC exact | all executed | bg SSIM | bg L1 (0..1) |",
@@ -326,45 +358,36 @@ def write_tables(out: str, result: dict) -> str:
 
 
 def plot(path: str, rows: list[dict], variants: list[str], title: str) -> None:
-    """Four line panels (PIL; the project has no plotting library): each figure against steps,
-    one line per variant, seeds averaged."""
-    pw, ph, pad = 420, 300, 48
-    img = Image.new("RGB", (2 * pw, 2 * ph + 60), "white")
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=13)
-    d.text((10, 8), title, fill="black", font=font)
-    for x, v in enumerate(variants):  # legend
-        d.line((10 + 200 * x, 36, 40 + 200 * x, 36), fill=COLOURS[v], width=3)
-        d.text((46 + 200 * x, 29), v, fill="black", font=font)
-    steps = sorted({r["step"] for r in rows}) or [0]
-    s_max = max(steps[-1], 1)
-    for i, (key, name, yr) in enumerate(PANELS):
-        ox, oy = (i % 2) * pw, 60 + (i // 2) * ph
-        vals = [r[key] for r in rows]
-        lo, hi = yr if yr else (min(vals, default=0.0), max(vals, default=1.0))
-        if hi - lo < 1e-9:
-            lo, hi = lo - 0.5, hi + 0.5
-        x0, y0, x1, y1 = ox + pad, oy + 24, ox + pw - 16, oy + ph - 32
-        d.text((x0, oy + 4), name, fill="black", font=font)
-        d.rectangle((x0, y0, x1, y1), outline="black")
-        for f in (0.0, 0.5, 1.0):  # y ticks
-            y = y1 - f * (y1 - y0)
-            d.text((ox + 4, y - 7), f"{lo + f * (hi - lo):.3g}", fill="black", font=font)
-        for s in steps:  # x ticks
-            x = x0 + (x1 - x0) * s / s_max
-            d.line((x, y1, x, y1 + 4), fill="black")
-            d.text((x - 10, y1 + 6), str(s), fill="black", font=font)
+    """Four panels (matplotlib): each figure against training steps, one line per variant (the
+    mean over seeds) with the seeds' range shaded when there are several."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    for ax, (key, name, yr) in zip(axes.flat, PANELS, strict=True):
         for v in reversed(variants):  # the first variant (MCIE-E1) drawn last, on top
-            pts = [
-                (x0 + (x1 - x0) * s / s_max, y1 - (y1 - y0) * (m - lo) / (hi - lo))
-                for s, m in mean_by_step(rows, v, key)
-            ]
-            if len(pts) > 1:
-                d.line(pts, fill=COLOURS[v], width=3)
-            for px, py in pts:
-                d.ellipse((px - 3, py - 3, px + 3, py + 3), fill=COLOURS[v])
-    img.save(path)
+            colour = tuple(c / 255 for c in COLOURS[v])
+            pts = mean_by_step(rows, v, key)
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-", color=colour, label=v, lw=2, ms=4)
+            spread = [[r[key] for r in rows if r["variant"] == v and r["step"] == x] for x in xs]
+            if any(len(s) > 1 for s in spread):
+                ax.fill_between(
+                    xs, [min(s) for s in spread], [max(s) for s in spread], color=colour, alpha=0.15
+                )
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("training steps")
+        if yr:
+            ax.set_ylim(yr[0] - 0.02, yr[1] + 0.02)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def contact_sheet(path: str, args, bench_dir: str, variants: list[str], seed: int, step: int) -> None:
@@ -379,22 +402,25 @@ def contact_sheet(path: str, args, bench_dir: str, variants: list[str], seed: in
         ckpt = os.path.join(args.out, "runs", f"{v}-s{seed}", f"checkpoint-{step}")
         editor = MCIEE1Editor(
             ckpt, seed=seed, steps=args.sample_steps, guidance_scale=args.guidance_scale,
-            image_guidance_scale=args.image_guidance_scale, scheduler=args.scheduler,
+            image_guidance_scale=args.image_guidance_scale, scheduler=args.scheduler, average=args.average,
         )  # fmt: skip
         cols.append([editor.edit(it, True)[0] for it in items])
     names = ["source", "expected", *(f"{v} @{step}" for v in variants)]
     s, z, gap = items[0].src.shape[0], 4, 6
     cell = s * z
     font = ImageFont.load_default(size=12)
-    img = Image.new("RGB", (len(cols) * (cell + gap), 20 + len(items) * (cell + 30)), "white")
+    width = len(cols) * (cell + gap)
+    chars = max(20, width // 7)  # the default font's 12 px glyphs are ~6.5 px wide
+    img = Image.new("RGB", (width, 20 + len(items) * (cell + 34)), "white")
     d = ImageDraw.Draw(img)
     for j, name in enumerate(names):
         d.text((j * (cell + gap), 3), name, fill="black", font=font)
     for i, it in enumerate(items):
-        y = 20 + i * (cell + 30)
+        y = 20 + i * (cell + 34)
         for j, col in enumerate(cols):
             img.paste(Image.fromarray(col[i]).resize((cell, cell), Image.NEAREST), (j * (cell + gap), y))
-        d.text((2, y + cell + 2), it.instruction[: 20 * len(cols)], fill="black", font=font)
+        for k, line in enumerate(textwrap.wrap(it.instruction, width=chars)[:2]):  # whole, in 2 lines
+            d.text((2, y + cell + 2 + 13 * k), line, fill="black", font=font)
     img.save(path)
 
 

@@ -34,10 +34,10 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return names[int(np.argmin(d))]
 
 
-def check(ckpt: str, items: list[BenchItem], steps: int) -> dict:
-    editor = MCIEE1Editor(
-        ckpt, seed=0, steps=steps, guidance_scale=3.0, image_guidance_scale=1.5, scheduler="ddim"
-    )
+def check(ckpt: str, items: list[BenchItem], sampling: dict) -> dict:
+    """The four figures for one checkpoint; ``sampling``: MCIEE1Editor's settings (None: the
+    checkpoint's own)."""
+    editor = MCIEE1Editor(ckpt, seed=0, **sampling)
     ok, within, err, grain = [], [], [], []
     for it in items:
         out, _ = editor.edit(it, True)
@@ -65,13 +65,22 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+", help="MCIE-E1 checkpoint folders")
     p.add_argument("--bench", required=True, help="recolour sets: mcie bench build --task mini")
     p.add_argument("--sets", type=int, default=50, help="the first N sets (default 50)")
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10, as the ablation)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
+    p.add_argument("--scheduler", default=None, choices=["ddim", "euler_a"], help="default: the checkpoint's")
+    p.add_argument("--guidance-scale", type=float, default=None, help="default: the checkpoint's")
+    p.add_argument("--image-guidance-scale", type=float, default=None, help="default: the checkpoint's")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = [r for r in load_bench(args.bench)[: args.sets] if set(r["edit_types"]) == {"recolour"}]
     items = [BenchItem.from_row(r) for r in rows]
     for ckpt in args.checkpoints:
-        print(json.dumps(check(ckpt, items, args.steps)), flush=True)
+        sampling = {
+            "steps": args.steps,
+            "scheduler": args.scheduler,
+            "guidance_scale": args.guidance_scale,
+            "image_guidance_scale": args.image_guidance_scale,
+        }
+        print(json.dumps(check(ckpt, items, sampling)), flush=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ def add_parsers(sub) -> None:
     t.add_argument("--batch-size", type=int, default=4, help="samples per step and device (default 4)")
     t.add_argument("--grad-accum", type=int, default=1, help="batches accumulated per step (default 1)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    t.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=["constant", "cosine", "linear"],
+        help="learning rate over the run: constant, or decayed to 0 at --max-steps along a cosine or a "
+        "line (default constant)",
+    )
+    t.add_argument(
+        "--warmup-steps", type=int, default=0, help="steps of linear learning-rate warm-up (default 0)"
+    )
     t.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
     t.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping, 0 = off (default 1)")
     t.add_argument("--resolution", type=int, default=None, help="training image side (default: the preset's)")
@@ -88,6 +98,13 @@ def add_parsers(sub) -> None:
         default=0.0,
         help="extra loss weight inside the edit regions, normalised to mean 1 (default 0: plain MSE; "
         "4 helps small models, whose edit regions are a few %% of the pixels)",
+    )
+    t.add_argument(
+        "--late-timestep-bias",
+        type=float,
+        default=1.0,
+        help="draw training timesteps of the noisier half this many times as often as the other half "
+        "(default 1: uniform; few-step sampling reads the model only there)",
     )
     t.add_argument(
         "--init-from",
@@ -219,12 +236,36 @@ def add_parsers(sub) -> None:
         help="--decomposer mllm: when no attempt gives a valid decomposition, fail with exit 2 "
         "(none, default) or use the grammar decomposer",
     )
-    e.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-    e.add_argument("--guidance-scale", type=float, default=7.5, help="text guidance (default 7.5)")
-    e.add_argument("--image-guidance-scale", type=float, default=1.5, help="image guidance (default 1.5)")
+    e.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps (default: the checkpoint's: 20; 2 for tiny-pixel)",
+    )
+    e.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="text guidance (default: the checkpoint's: 7.5; 1 for tiny-pixel)",
+    )
+    e.add_argument(
+        "--image-guidance-scale",
+        type=float,
+        default=None,
+        help="image guidance (default: the checkpoint's: 1.5; 1 for tiny-pixel)",
+    )
+    e.add_argument(
+        "--average",
+        type=int,
+        default=None,
+        help="draw K samples and write their mean (default: the checkpoint's: 1; 8 for tiny-pixel)",
+    )
     e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     e.add_argument(
-        "--scheduler", default="euler_a", choices=["euler_a", "ddim"], help="sampler (default euler_a)"
+        "--scheduler",
+        default=None,
+        choices=["euler_a", "ddim"],
+        help="sampler (default: the checkpoint's: euler_a; ddim for tiny-pixel)",
     )
     e.add_argument(
         "--masks-out", default=None, help="folder to write the region masks used (mask{k}.png; default: none)"
@@ -303,8 +344,9 @@ def _edit(args) -> int:
     from mcie.model.infer import edit_image
     from mcie.model.trainer import resolve_checkpoint
 
-    if args.steps < 1:
-        raise UsageError("--steps must be >= 1")
+    for flag, value in (("--steps", args.steps), ("--average", args.average)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be >= 1")
     if args.decomposition and args.decomposer:
         raise UsageError("give --decomposition FILE or --decomposer, not both")
     if (args.decomposer == "mllm") != (args.vlm is not None):
@@ -351,6 +393,7 @@ def _edit(args) -> int:
         image_guidance_scale=args.image_guidance_scale,
         seed=args.seed,
         scheduler=args.scheduler,
+        average=args.average,
         resolution=resolution,
         progress=args.progress,
     )

@@ -71,6 +71,20 @@ class MCIEConfig:
     # start at 1 (`mcie train --gate-init 1`): at 0 the sub-instruction path gets gradient only
     # through its gate, which stayed below 0.08 after 450 steps in every run (issue 12)
     gate_init: float = 0.0
+    # how the checkpoint samples when the caller does not say (`mcie edit`, `mcie bench run`):
+    # InstructPix2Pix's Euler-ancestral 20 steps at guidance 7.5 / 1.5 by default. tiny-pixel:
+    # 2 DDIM steps from t = 999 without guidance; its edit is a deterministic function of the
+    # source and the instruction, which an under-trained model gets closest to in 1-2 steps.
+    # A 760-step model passed the pixel judge on 0.30 of its sub-instructions so, 0.0 with 10
+    # steps at 3 / 1.5; guidance above 1 pushed shades off (benchmarks/RESULTS.md, issue 12)
+    sampler: str = "euler_a"
+    sample_steps: int = 20
+    guidance_scale: float = 7.5
+    image_guidance_scale: float = 1.5
+    # samples drawn from different noise and averaged (in one batch). tiny-pixel: 8. The mean
+    # removes a single draw's grain: the same 760-step model passed the judge on 0.86 of its
+    # sub-instructions with 8, 0.30 with 1 (benchmarks/RESULTS.md, issue 12)
+    sample_average: int = 1
     # switches for ablations
     saca: bool = True
     bcca: bool = True
@@ -98,6 +112,12 @@ class MCIEConfig:
             raise ValueError(
                 f"prediction_type must be 'epsilon' or 'v_prediction', got {self.prediction_type!r}"
             )
+        if self.sampler not in ("euler_a", "ddim"):
+            raise ValueError(f"sampler must be 'euler_a' or 'ddim', got {self.sampler!r}")
+        if self.sample_steps < 1 or self.sample_average < 1:
+            raise ValueError(
+                f"sample_steps and sample_average must be >= 1: {self.sample_steps}, {self.sample_average}"
+            )
         if self.text_hidden_size != self.cross_attention_dim:
             raise ValueError(
                 "text_hidden_size must equal cross_attention_dim (the UNet attends to its output)"
@@ -108,6 +128,17 @@ class MCIEConfig:
     def sub_length(self) -> int:
         """Tokens per sub-instruction: ``sub_max_length``, bounded by the encoder's positions."""
         return min(self.sub_max_length, self.max_length)
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The checkpoint's default sampling as :func:`mcie.model.infer.edit_image` arguments."""
+        return {
+            "scheduler": self.sampler,
+            "steps": self.sample_steps,
+            "guidance_scale": self.guidance_scale,
+            "image_guidance_scale": self.image_guidance_scale,
+            "average": self.sample_average,
+        }
 
     @property
     def vae_factor(self) -> int:
@@ -163,6 +194,11 @@ class MCIEConfig:
                 train_text_encoder=True,
                 norm_num_groups=8,
                 attention_levels=(1,),
+                sampler="ddim",
+                sample_steps=2,
+                guidance_scale=1.0,
+                image_guidance_scale=1.0,
+                sample_average=8,
             )
         elif name == "sd15":
             base.update(

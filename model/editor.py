@@ -59,6 +59,15 @@ class Conditioning:
 
         return Conditioning(c("text"), c("src"), c("sub_text"), c("regions"), c("bg_mask"))
 
+    def blocks(self, keep: int, copies: int) -> Conditioning:
+        """The first ``keep`` of its (guidance) blocks, each repeated ``copies`` times in place:
+        ``[a, b, c]`` → ``[a] * copies + [b] * copies`` for keep 2 (the layout ``chunk`` splits)."""
+
+        def f(x):
+            return None if x is None else x[:keep].repeat_interleave(copies, dim=0)
+
+        return Conditioning(f(self.text), f(self.src), f(self.sub_text), f(self.regions), f(self.bg_mask))
+
 
 def expand_conv_in(unet: UNet2DConditionModel, extra: int) -> UNet2DConditionModel:
     """Widen ``conv_in`` by ``extra`` input channels whose weights are zero, so the UNet computes

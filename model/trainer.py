@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from contextlib import nullcontext
 
 import torch
@@ -162,9 +163,16 @@ class TrainingObjective(nn.Module):
         self.model = model
 
     def forward(
-        self, batch: dict, generator: torch.Generator, dropout: float, edit_weight: float = 0.0
+        self,
+        batch: dict,
+        generator: torch.Generator,
+        dropout: float,
+        edit_weight: float = 0.0,
+        late_bias: float = 1.0,
     ) -> torch.Tensor:
-        return training_loss(self.model, batch, generator, dropout=dropout, edit_weight=edit_weight)
+        return training_loss(
+            self.model, batch, generator, dropout=dropout, edit_weight=edit_weight, late_bias=late_bias
+        )
 
 
 #: parameters new to MCIE-E1 (SACA/BCCA gates, BCCA's source projections): they may learn faster
@@ -191,6 +199,20 @@ def param_groups(model: MCIEEditor, lr: float, weight_decay: float, gate_lr_mult
     if gates:
         groups.append({"params": gates, "lr": lr * gate_lr_mult, "weight_decay": 0.0})
     return groups
+
+
+def lr_schedule(opt: torch.optim.Optimizer, args):
+    """The learning-rate schedule of ``--lr-schedule`` / ``--warmup-steps`` over ``--max-steps``
+    (diffusers' ``get_scheduler``: constant, cosine or linear decay to 0 after a linear warm-up).
+    A decay lets a short run end on settled weights: with a constant rate, a tiny model's shades
+    still scattered by ~12 levels after 800 steps (benchmarks/RESULTS.md, issue 12)."""
+    from diffusers.optimization import get_scheduler
+
+    name = getattr(args, "lr_schedule", "constant")
+    warmup = getattr(args, "warmup_steps", 0)
+    if name == "constant":
+        name = "constant_with_warmup" if warmup else "constant"
+    return get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=args.max_steps)
 
 
 def _forever(loader):
@@ -360,8 +382,15 @@ def train(args) -> dict:
         lr=args.lr,
         weight_decay=args.weight_decay,
     )
+    # before the optimizer's state is loaded: the schedule's base rates are --lr's, not the
+    # decayed rates a checkpoint holds; it is then stepped to the start step
+    schedule = lr_schedule(opt, args)
     if resumed:
         load_optimizer(opt, os.path.join(resumed, "optimizer"))
+        with warnings.catch_warnings():  # "scheduler stepped before the optimizer": on purpose here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(step):
+                schedule.step()
     objective, opt = accelerator.prepare(TrainingObjective(model), opt)
     cfg = model.cfg
     validation = None
@@ -397,7 +426,11 @@ def train(args) -> dict:
             skipped += int(batch["skipped"].sum())  # bad samples the loader left out (logged)
             with accelerator.accumulate(objective):
                 loss = objective(
-                    batch, gen, args.conditioning_dropout, getattr(args, "edit_loss_weight", 0.0)
+                    batch,
+                    gen,
+                    args.conditioning_dropout,
+                    getattr(args, "edit_loss_weight", 0.0),
+                    getattr(args, "late_timestep_bias", 1.0),
                 )
                 accelerator.backward(loss)  # divides by grad_accum; DDP averages over processes
                 if accelerator.sync_gradients and args.max_grad_norm:
@@ -405,6 +438,7 @@ def train(args) -> dict:
                 opt.step()  # a no-op until the last accumulated batch
                 opt.zero_grad(set_to_none=True)
             total += float(loss.detach()) / args.grad_accum
+        schedule.step()
         step += 1
         losses.append(total)
         if ema is not None:

@@ -104,19 +104,37 @@ def fixed_triple_loss(model: MCIEEditor, batch: dict, generator: torch.Generator
     return loss
 
 
+def sample_timesteps(n: int, steps: int, generator: torch.Generator, late_bias: float = 1.0) -> torch.Tensor:
+    """``n`` training timesteps in [0, steps): uniform, or with the later half (the noisier one)
+    drawn ``late_bias`` times as often as the earlier half. Few-step samplers read the model only
+    at late timesteps (2 trailing DDIM steps: t = 999 and 499), where it must form the edit
+    from noise; uniform sampling spends half the steps on t < 500, where it only removes noise."""
+    if late_bias == 1.0:
+        return torch.randint(0, steps, (n,), generator=generator)
+    if late_bias <= 0:
+        raise ValueError(f"late_bias must be > 0, got {late_bias}")
+    half = steps // 2
+    late = torch.rand(n, generator=generator) < late_bias / (1.0 + late_bias)
+    early_t = torch.randint(0, half, (n,), generator=generator)
+    late_t = torch.randint(half, steps, (n,), generator=generator)
+    return torch.where(late, late_t, early_t)
+
+
 def training_loss(
     model: MCIEEditor,
     batch: dict,
     generator: torch.Generator,
     dropout: float = 0.05,
     edit_weight: float = 0.0,
+    late_bias: float = 1.0,
 ) -> torch.Tensor:
-    """One stochastic training loss: random timesteps, noise and conditioning dropout;
-    ``edit_weight``: see :func:`edit_weights`."""
+    """One stochastic training loss: random timesteps (:func:`sample_timesteps`), noise and
+    conditioning dropout; ``edit_weight``: see :func:`edit_weights`."""
     x0, src_z = encode_batch(model, batch, generator)
     b = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator).to(x0)
-    t = torch.randint(0, model.scheduler.config.num_train_timesteps, (b,), generator=generator).to(x0.device)
+    steps = model.scheduler.config.num_train_timesteps
+    t = sample_timesteps(b, steps, generator, late_bias).to(x0.device)
     u = torch.rand(b, generator=generator)
     keep_text = ~(u < 2 * dropout)  # dropped for u in [0, 2p)
     keep_image = ~((u >= dropout) & (u < 3 * dropout))  # dropped for u in [p, 3p): both for [p, 2p)

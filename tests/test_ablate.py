@@ -58,10 +58,19 @@ def test_ablation_table_plot_and_contact_sheet(tmp_path):
             s["decomposition"] == "oracle"
             and s["instruction_compliance"] == rows[variants.index(v) * 2 + 1]["ic"]
         )
+        # --sample-steps given; the rest is the tiny-pixel checkpoint's own sampling
+        assert s["steps"] == 2
+        assert s["sampling"] == {
+            "scheduler": "ddim",
+            "guidance_scale": 1.0,
+            "image_guidance_scale": 1.0,
+            "average": 8,
+        }
+    assert "true decomposition, ddim 2 steps, guidance 1.0 / image 1.0, mean of 8 draws." in md[2]
     plot = Image.open(os.path.join(out, "ablation.png"))
-    assert plot.size == (840, 660)
+    assert plot.size == (1100, 770)  # matplotlib: 10 x 7 inches at 110 dpi
     sheet = Image.open(os.path.join(out, "contact.png"))
-    assert sheet.size == (6 * (128 + 6), 20 + 2 * (128 + 30))  # source, expected, 4 variants
+    assert sheet.size == (6 * (128 + 6), 20 + 2 * (128 + 34))  # source, expected, 4 variants
     # --report-only trains nothing and reads the same evaluations back
     again = ablate.main([*argv, "--report-only"])
     assert again["rows"] == rows

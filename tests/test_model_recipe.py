@@ -1,5 +1,7 @@
 """The training recipe's switches: region-weighted loss, gate initialisation, gate learning rate."""
 
+import numpy as np
+import pytest
 import torch
 
 from mcie.model.config import MCIEConfig
@@ -71,3 +73,40 @@ def test_default_threads_rule():
     from mcie.threads import default_threads
 
     assert [default_threads(c) for c in (1, 2, 4, 6, 8, 16, 64)] == [1, 1, 1, 3, 4, 8, 8]
+
+
+def test_late_timestep_bias_draws_the_noisier_half_more_often():
+    from mcie.model.training import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    uniform = sample_timesteps(4, 1000, g)
+    assert torch.equal(uniform, torch.randint(0, 1000, (4,), generator=torch.Generator().manual_seed(0)))
+    t = sample_timesteps(40_000, 1000, torch.Generator().manual_seed(1), late_bias=3.0)
+    assert t.min() >= 0 and t.max() <= 999
+    assert abs(float((t >= 500).float().mean()) - 0.75) < 0.01  # 3 : 1
+    assert abs(float((t[t >= 500]).float().mean()) - 749.5) < 5  # uniform inside each half
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    import argparse
+
+    from mcie.model.trainer import lr_schedule
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-2)
+    sched = lr_schedule(opt, argparse.Namespace(lr_schedule="cosine", warmup_steps=2, max_steps=10))
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(5e-3) and lrs[2] == pytest.approx(1e-2)
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False))  # then only down
+    assert lrs[-1] == pytest.approx(1e-2 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))
+    # constant without warm-up: the old behaviour
+    opt = torch.optim.AdamW([p], lr=1e-2)
+    sched = lr_schedule(opt, argparse.Namespace(lr_schedule="constant", warmup_steps=0, max_steps=10))
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == 1e-2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,3 +206,23 @@ def test_attention_levels_pick_the_cross_attention_blocks():
     assert MCIEConfig.from_json(cfg.to_json()) == cfg  # the tuple survives the JSON round trip
     with pytest.raises(ValueError, match="attention_levels"):
         MCIEConfig.preset_config("tiny", attention_levels=(2,))
+
+
+def test_lr_schedule_resumes_on_the_same_curve(shards, tmp_path):
+    """A cosine run interrupted after step 2 and resumed ends at the learning rate of the run
+    that was not (the schedule's base is --lr, not the checkpoint's decayed rate)."""
+
+    def lr_at(run: str, step: int) -> list[float]:
+        with open(os.path.join(run, f"checkpoint-{step}", "optimizer.json")) as fh:
+            return [g["lr"] for g in json.load(fh)["param_groups"]]
+
+    run = str(tmp_path / "run")
+    argv = _train_argv(shards, run, "--lr-schedule", "cosine", "--warmup-steps", "1",
+                       "--checkpoint-every", "2", "--max-steps", "4")  # fmt: skip
+    assert main(argv) == 0
+    straight = lr_at(run, 4)
+    assert lr_at(run, 2)[0] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 1 / 3)))  # 1 warm-up step
+    assert straight[0] == pytest.approx(0.0)  # decayed to 0 at --max-steps
+    shutil.rmtree(os.path.join(run, "checkpoint-4"))  # as if it had stopped after step 2
+    assert main([*argv, "--resume"]) == 0
+    assert lr_at(run, 4) == pytest.approx(straight)
