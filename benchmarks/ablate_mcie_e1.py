@@ -434,6 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"load {os.getloadavg()}", file=sys.stderr, flush=True)  # fmt: skip
     if args.report_only:
         runs = [partial_run(args, bench_dir, v, s) for v, s in jobs]
+        runs = [r for r in runs if r["rows"] or r["train"].get("wall_s") is not None]  # never started: none
     elif args.parallel == 0:
         runs = [one_run(args, shards, bench_dir, v, s) for v, s in jobs]
     else:
@@ -447,7 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_s": round(time.time() - t0, 1),
     }
     md = write_tables(args.out, result)
-    title = f"MCIE-E1 ablation, {args.task} at {args.image_size} px, seeds {args.seeds} (mean)"
+    seeds = f"seeds {args.seeds} (mean)" if len(args.seed_list) > 1 else f"seed {args.seeds}"
+    title = f"MCIE-E1 ablation, {args.task} at {args.image_size} px, {seeds}"
     plot(os.path.join(args.out, "ablation.png"), result["rows"], args.variant_list, title)
     seed0 = args.seed_list[0]
     common = [  # the last step every variant of the first seed reached
