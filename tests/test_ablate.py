@@ -25,7 +25,7 @@ def test_ablation_table_plot_and_contact_sheet(tmp_path):
     argv = [
         "--out", out, "--task", "mini", "--image-size", "32", "--train-samples", "24",
         "--bench-sets", "3", "--steps", "2", "--eval-every", "1", "--batch-size", "2",
-        "--sample-steps", "2", "--parallel", "0", "--contact-sets", "2",
+        "--sample-steps", "2", "--average", "2", "--parallel", "0", "--contact-sets", "2",
     ]  # fmt: skip
     result = ablate.main(argv)
     rows = result["rows"]
@@ -58,15 +58,15 @@ def test_ablation_table_plot_and_contact_sheet(tmp_path):
             s["decomposition"] == "oracle"
             and s["instruction_compliance"] == rows[variants.index(v) * 2 + 1]["ic"]
         )
-        # --sample-steps given; the rest is the tiny-pixel checkpoint's own sampling
+        # --sample-steps and --average given; the rest is the tiny-pixel checkpoint's own sampling
         assert s["steps"] == 2
         assert s["sampling"] == {
             "scheduler": "ddim",
             "guidance_scale": 1.0,
             "image_guidance_scale": 1.0,
-            "average": 8,
+            "average": 2,
         }
-    assert "true decomposition, ddim 2 steps, guidance 1.0 / image 1.0, mean of 8 draws." in md[2]
+    assert "true decomposition, ddim 2 steps, guidance 1.0 / image 1.0, mean of 2 draws." in md[2]
     plot = Image.open(os.path.join(out, "ablation.png"))
     assert plot.size == (1100, 770)  # matplotlib: 10 x 7 inches at 110 dpi
     sheet = Image.open(os.path.join(out, "contact.png"))
