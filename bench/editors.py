@@ -213,15 +213,14 @@ class MCIEE1Editor(Editor):
         from mcie.model.editor import MCIEEditor
 
         self.model = MCIEEditor.load(ckpt).to(device)
-        own = self.model.cfg.sampling
-        self.seed, self.steps = seed, steps or own["steps"]
-        given = {
-            "guidance_scale": guidance_scale,
-            "image_guidance_scale": image_guidance_scale,
-            "scheduler": scheduler,
-            "average": average,
-        }
-        self.sampling = {k: own[k] if v is None else v for k, v in given.items()}
+        self.sampling = self.model.cfg.sampling_with(
+            steps=steps,
+            guidance_scale=guidance_scale,
+            image_guidance_scale=image_guidance_scale,
+            scheduler=scheduler,
+            average=average,
+        )
+        self.seed, self.steps = seed, self.sampling.pop("steps")
 
     def edit(self, item, decomposition):
         from PIL import Image

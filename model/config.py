@@ -140,6 +140,10 @@ class MCIEConfig:
             "average": self.sample_average,
         }
 
+    def sampling_with(self, **given: Any) -> dict[str, Any]:
+        """:attr:`sampling` with the settings a caller gave (None: the checkpoint's)."""
+        return {**self.sampling, **{k: v for k, v in given.items() if v is not None}}
+
     @property
     def vae_factor(self) -> int:
         """Pixels per latent cell (1 in pixel space)."""

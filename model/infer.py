@@ -79,14 +79,13 @@ def edit_image(
     different noise in one batch and returns their mean: an estimate of the posterior mean,
     which for an edit fixed by source and instruction is the edit itself, without the sampling
     grain of a single draw."""
-    given = {
-        "steps": steps,
-        "guidance_scale": guidance_scale,
-        "image_guidance_scale": image_guidance_scale,
-        "scheduler": scheduler,
-        "average": average,
-    }
-    opts = {**model.cfg.sampling, **{k: v for k, v in given.items() if v is not None}}
+    opts = model.cfg.sampling_with(
+        steps=steps,
+        guidance_scale=guidance_scale,
+        image_guidance_scale=image_guidance_scale,
+        scheduler=scheduler,
+        average=average,
+    )
     steps, scheduler, copies = opts["steps"], opts["scheduler"], opts["average"]
     guidance_scale, image_guidance_scale = opts["guidance_scale"], opts["image_guidance_scale"]
     if steps < 1 or copies < 1:
