@@ -53,6 +53,14 @@ COLOURS = {
     "no-bcca": (40, 160, 60),
     "no-saca-no-bcca": (120, 120, 120),
 }
+#: (line style, marker, marker size): variants that score alike (both ablations without SACA sit
+#: at 0 compliance) still show, the larger hollow marker under the smaller filled one
+STYLES = {
+    "mcie-e1": ("-", "o", 5),
+    "no-saca": ("--", "s", 5),
+    "no-bcca": ("-.", "^", 6),
+    "no-saca-no-bcca": (":", "D", 10),
+}
 #: (row key, panel title, y range)
 PANELS = (
     ("ic", "instruction compliance (pixel judge)", (0.0, 1.0)),
@@ -373,7 +381,9 @@ def plot(path: str, rows: list[dict], variants: list[str], title: str) -> None:
             if not pts:
                 continue
             xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, "o-", color=colour, label=v, lw=2, ms=4)
+            ls, marker, size = STYLES[v]
+            hollow = {"mfc": "none", "mew": 1.5} if size > 6 else {}
+            ax.plot(xs, ys, ls=ls, marker=marker, ms=size, color=colour, label=v, lw=2, **hollow)
             spread = [[r[key] for r in rows if r["variant"] == v and r["step"] == x] for x in xs]
             if any(len(s) > 1 for s in spread):
                 ax.fill_between(
@@ -384,7 +394,9 @@ def plot(path: str, rows: list[dict], variants: list[str], title: str) -> None:
         if yr:
             ax.set_ylim(yr[0] - 0.02, yr[1] + 0.02)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8, loc="best")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: variants.index(labels[i]))  # MCIE-E1 first
+    axes.flat[0].legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="best")
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
