@@ -18,8 +18,10 @@ Runs go ``--parallel`` at a time as ``nice``d subprocesses (one torch thread eac
 process with ``--parallel 0`` (the smoke test). Wall time on a shared machine is contaminated:
 read the step budget, the CPU time and the load beside it.
 
-    python benchmarks/ablate_mcie_e1.py --out /tmp/ablate-mini --task mini --steps 980 \\
-        --eval-every 245 --seeds 0,1
+The recipe measured in ``benchmarks/RESULTS.md`` (issue 12; 760 steps = 20 CPU-minutes):
+
+    python benchmarks/ablate_mcie_e1.py --out /tmp/ablate-mini --task mini --bench-sets 100 \\
+        --steps 760 --eval-every 380 --seeds 0,1 --train-arg=--ema --train-arg=--conditioning-dropout=0
 """
 
 from __future__ import annotations
