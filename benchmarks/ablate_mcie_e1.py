@@ -55,13 +55,13 @@ COLOURS = {
     "no-bcca": (40, 160, 60),
     "no-saca-no-bcca": (120, 120, 120),
 }
-#: (line style, marker, marker size): variants that score alike (both ablations without SACA sit
-#: at 0 compliance) still show, the larger hollow marker under the smaller filled one
+#: (line style, marker, marker size, hollow): variants that score alike (both ablations without
+#: SACA sit at 0 compliance) still show, the larger hollow marker around the smaller filled one
 STYLES = {
-    "mcie-e1": ("-", "o", 5),
-    "no-saca": ("--", "s", 5),
-    "no-bcca": ("-.", "^", 6),
-    "no-saca-no-bcca": (":", "D", 10),
+    "mcie-e1": ("-", "o", 5, False),
+    "no-saca": ("--", "s", 5, False),
+    "no-bcca": ("-.", "^", 6, False),
+    "no-saca-no-bcca": (":", "D", 10, True),
 }
 #: (row key, panel title, y range)
 PANELS = (
@@ -383,9 +383,9 @@ def plot(path: str, rows: list[dict], variants: list[str], title: str) -> None:
             if not pts:
                 continue
             xs, ys = zip(*pts, strict=True)
-            ls, marker, size = STYLES[v]
-            hollow = {"mfc": "none", "mew": 1.5} if size > 6 else {}
-            ax.plot(xs, ys, ls=ls, marker=marker, ms=size, color=colour, label=v, lw=2, **hollow)
+            ls, marker, size, hollow = STYLES[v]
+            face = {"mfc": "none", "mew": 1.5} if hollow else {}
+            ax.plot(xs, ys, ls=ls, marker=marker, ms=size, color=colour, label=v, lw=2, **face)
             spread = [[r[key] for r in rows if r["variant"] == v and r["step"] == x] for x in xs]
             if any(len(s) > 1 for s in spread):
                 ax.fill_between(
