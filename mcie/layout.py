@@ -45,12 +45,16 @@ LOGS_DIR = "logs"
 #: the index (one row per candidate) and the generator's truth
 INDEX_FILE = "index.parquet"
 TRUTH_FILE = "truth.parquet"
+#: the dataset card
+CARD_FILE = "README.md"
 #: the run manifest: command, output-defining options, meta
 RUN_FILE = "run.json"
 #: folders holding shards, in the order readers walk them
 SHARD_DIRS = (SHARDS_DIR, REJECTED_DIR, PENDING_DIR)
 #: the wids descriptor of each shard folder that has one
 WIDS_FILES = {SHARDS_DIR: "shards.json", REJECTED_DIR: "rejected.json"}
+#: samples per shard (and per unit of work) unless a command is told otherwise
+DEFAULT_SHARD_SIZE = 500
 #: the folders a unit writes into
 UNIT_FOLDERS = (STATS_DIR, *SHARD_DIRS, PARTS_DIR)
 
@@ -134,6 +138,11 @@ class BuildLayout:
     @property
     def truth(self) -> str:
         return self.path(TRUTH_FILE)
+
+    @property
+    def card(self) -> str:
+        """The dataset card, ``README.md``."""
+        return self.path(CARD_FILE)
 
     @property
     def run_manifest(self) -> str:
