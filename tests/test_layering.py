@@ -9,6 +9,7 @@ Every import counts, also one inside a function: a lazy import is still a depend
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -151,3 +152,15 @@ def test_no_command_module_imports_the_main_cli():
     for module in MODULES:
         if layer(module) == "cli" and module != "mcie.cli":
             assert "mcie.cli" not in imports(module), module
+
+
+#: a build folder's file names spelled in code (``f"mcie-{unit:06d}"``, ``"run.json"``); a name
+#: between double backticks in a docstring is documentation, not a spelling
+_BUILD_NAMES = re.compile(r"""(?<!``)(?:mcie|truth|index|part)-\{[^}]*:06d\}|["']run\.json["']""")
+
+
+def test_build_folder_names_are_spelled_once():
+    # every path inside a build folder comes from mcie.layout (DESIGN.md, "One pipeline")
+    spelled = {m: _BUILD_NAMES.findall(p.read_text()) for m, p in MODULES.items()}
+    assert len(spelled["mcie.layout"]) >= 2
+    assert {m: found for m, found in spelled.items() if found and m != "mcie.layout"} == {}
