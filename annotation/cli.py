@@ -14,6 +14,7 @@ from typing import Any
 
 from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode
+from mcie.layout import DEFAULT_SHARD_SIZE
 
 
 def _conn_args(p: argparse.ArgumentParser) -> None:
@@ -44,7 +45,11 @@ def add_parsers(subparsers) -> None:
         ),
     )
     sub = ls.add_subparsers(dest="ls_command", required=True, parser_class=type(ls), metavar="COMMAND")
+    for add in (_add_serve, _add_export, _add_import, _add_shard):
+        add(sub)
 
+
+def _add_serve(sub) -> None:
     s = sub.add_parser(
         "serve",
         help="run a local Label Studio server until Ctrl-C",
@@ -60,7 +65,10 @@ def add_parsers(subparsers) -> None:
     s.add_argument(
         "--venv", default=None, help="venv with label-studio==1.23.2 (default .venv-ls or $MCIE_LS_VENV)"
     )
+    s.set_defaults(run=run_serve)
 
+
+def _add_export(sub) -> None:
     e = sub.add_parser(
         "export",
         help="send samples of a build to a project as pre-annotated tasks",
@@ -71,7 +79,7 @@ def add_parsers(subparsers) -> None:
             "mcie ls export out/demo --project borderline --select borderline --batch-size 50",
         ),
     )
-    e.add_argument("build", metavar="BUILD", help="output folder of mcie build")
+    e.add_argument("inp", metavar="BUILD", help="output folder of mcie build")
     e.add_argument("--project", required=True, help="project title (created when missing, else reused)")
     e.add_argument(
         "--select",
@@ -86,7 +94,10 @@ def add_parsers(subparsers) -> None:
         help="the server's local-files document root (default $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)",
     )
     _conn_args(e)
+    e.set_defaults(run=run_export)
 
+
+def _add_import(sub) -> None:
     i = sub.add_parser(
         "import",
         help="pull verdicts and corrections back into the build's index",
@@ -94,7 +105,7 @@ def add_parsers(subparsers) -> None:
         "back into the build's index (and BUILD/review/).",
         epilog=examples("mcie ls import out/demo --project demo --resolution strict"),
     )
-    i.add_argument("build", metavar="BUILD", help="output folder of mcie build (exported before)")
+    i.add_argument("inp", metavar="BUILD", help="output folder of mcie build (exported before)")
     i.add_argument("--project", required=True, help="project title")
     i.add_argument(
         "--resolution",
@@ -103,7 +114,10 @@ def add_parsers(subparsers) -> None:
         help="how several reviewers of one task decide; a tie is a disagreement (default majority)",
     )
     _conn_args(i)
+    i.set_defaults(run=run_import)
 
+
+def _add_shard(sub) -> None:
     f = sub.add_parser(
         "shard",
         help="final shards of the samples reviewers accepted",
@@ -114,15 +128,21 @@ def add_parsers(subparsers) -> None:
             "mcie ls shard out/demo --out out/final --include-unreviewed",
         ),
     )
-    f.add_argument("build", metavar="BUILD", help="output folder of mcie build, after mcie ls import")
+    f.add_argument("inp", metavar="BUILD", help="output folder of mcie build, after mcie ls import")
     f.add_argument("--out", required=True, help="folder for the final shards (must be empty)")
-    f.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
+    f.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"samples per shard (default {DEFAULT_SHARD_SIZE})",
+    )
     f.add_argument(
         "--include-unreviewed",
         action="store_true",
         help="also write the pipeline's accepted samples that nobody reviewed",
     )
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    f.set_defaults(run=run_shard)
 
 
 def _print(summary: dict[str, Any], as_json: bool) -> None:
@@ -133,36 +153,45 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
             print(f"{k}: {v}")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``mcie ls <command>``; errors raise UsageError / ServiceError (exit 1 / 3)."""
-    if args.ls_command == "serve":
-        from mcie.annotation.server import ServerConfig, default_venv, serve_forever
+def run_serve(args: argparse.Namespace) -> int:
+    """``mcie ls serve``: until Ctrl-C."""
+    from mcie.annotation.server import ServerConfig, default_venv, serve_forever
 
-        cfg = ServerConfig(
-            data_dir=args.data_dir,
-            port=args.port,
-            document_root=args.document_root,
-            venv=args.venv or default_venv(),
-        )
-        return serve_forever(cfg)
-    if args.ls_command == "shard":
-        from mcie.annotation.final import write_final
+    cfg = ServerConfig(
+        data_dir=args.data_dir,
+        port=args.port,
+        document_root=args.document_root,
+        venv=args.venv or default_venv(),
+    )
+    return serve_forever(cfg)
 
-        _print(write_final(args.build, args.out, args.shard_size, args.include_unreviewed), args.json)
-        return ExitCode.OK
 
+def run_shard(args: argparse.Namespace) -> int:
+    """``mcie ls shard``."""
+    from mcie.annotation.final import write_final
+
+    _print(write_final(args.inp, args.out, args.shard_size, args.include_unreviewed), args.json)
+    return ExitCode.OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``mcie ls export``; an unreachable or refusing server raises ServiceError (exit 3)."""
     from mcie.annotation.client import Connection
+    from mcie.annotation.export import export_project
 
     conn = Connection.from_args(args.url, args.token_file)
-    if args.ls_command == "export":
-        from mcie.annotation.export import export_project
-
-        summary = export_project(
-            args.build, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
-        )
-    else:
-        from mcie.annotation.importer import import_project
-
-        summary = import_project(args.build, args.project, conn, args.resolution)
+    summary = export_project(
+        args.inp, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
+    )
     _print(summary, args.json)
+    return ExitCode.OK
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """``mcie ls import``; an unreachable or refusing server raises ServiceError (exit 3)."""
+    from mcie.annotation.client import Connection
+    from mcie.annotation.importer import import_project
+
+    conn = Connection.from_args(args.url, args.token_file)
+    _print(import_project(args.inp, args.project, conn, args.resolution), args.json)
     return ExitCode.OK

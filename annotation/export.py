@@ -32,10 +32,11 @@ from mcie.annotation.client import Connection, find_project
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
+from mcie.layout import INDEX_FILE, BuildLayout
 from mcie.progress import Progress, lines
 from mcie.reasons import Reason, Status
 from mcie.runlock import RunLock
-from mcie.shards import INDEX_FILE, read_tar
+from mcie.shards import read_tar
 from mcie.validate import check_sample
 
 ENV_DOCUMENT_ROOT = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
@@ -53,7 +54,7 @@ def project_folder(project: str) -> str:
 
 def _thresholds(out: str) -> dict[str, float]:
     try:
-        return storage.read_json(storage.join(out, "run.json"))["meta"]["thresholds"]
+        return storage.read_json(BuildLayout(out).run_manifest)["meta"]["thresholds"]
     except (OSError, KeyError, ValueError):
         return {"bg_ssim_min": 0.98}
 

@@ -28,8 +28,9 @@ from mcie.annotation.importer import review_dir
 from mcie.exitcodes import UsageError
 from mcie.images import decode_mask
 from mcie.keys import check_shard_ref
+from mcie.layout import DEFAULT_SHARD_SIZE, INDEX_FILE, SHARDS_DIR, STATS_DIR, WIDS_FILES, shard_name
 from mcie.records import mask_box
-from mcie.shards import INDEX_FILE, SHARDS_DIR, STATS_DIR, WIDS_FILES, read_tar, wids_descriptor, write_tar
+from mcie.shards import read_tar, wids_descriptor, write_tar
 from mcie.tables import INDEX_SCHEMA, write_rows
 from mcie.validate import check_sample
 
@@ -79,7 +80,7 @@ def _final_members(
 
 
 def write_final(
-    out: str, final: str, shard_size: int = 500, include_unreviewed: bool = False
+    out: str, final: str, shard_size: int = DEFAULT_SHARD_SIZE, include_unreviewed: bool = False
 ) -> dict[str, Any]:
     """Write final shards of accepted samples from ``out`` into ``final``; returns a summary."""
     if shard_size < 1:
@@ -108,7 +109,7 @@ def write_final(
     index, counts = [], {}
     for n, start in enumerate(range(0, len(keys), shard_size)):
         chunk = keys[start : start + shard_size]
-        rel = f"{SHARDS_DIR}/mcie-{n:06d}.tar"
+        rel = shard_name(n)
         counts[rel] = write_tar(os.path.join(final, rel), (samples[k] for k in chunk))
         for k in chunk:
             row = dict(rows[k])

@@ -27,9 +27,9 @@ from mcie.annotation.tasks import original_from_task
 from mcie.annotation.verdicts import Decision, parse_annotation, resolve
 from mcie.images import encode_png
 from mcie.keys import check_key
+from mcie.layout import REVIEW_DIR
 from mcie.progress import track
 from mcie.reasons import Status
-from mcie.shards import REVIEW_DIR
 
 
 def review_dir(out: str) -> str:

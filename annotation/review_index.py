@@ -15,7 +15,7 @@ from typing import Any
 from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.keys import check_key
-from mcie.shards import INDEX_FILE
+from mcie.layout import INDEX_FILE
 from mcie.tables import INDEX_SCHEMA, read_table, write_rows
 
 

@@ -11,7 +11,7 @@ import tempfile
 
 from mcie import storage
 from mcie.cliargs import check_min, examples, input_argument
-from mcie.exitcodes import UsageError
+from mcie.exitcodes import ExitCode, UsageError
 
 
 def add_parsers(sub) -> None:
@@ -27,6 +27,11 @@ def add_parsers(sub) -> None:
         ),
     )
     bs = b.add_subparsers(dest="bench_command", required=True, parser_class=type(b), metavar="COMMAND")
+    for add in (_add_build, _add_train_set, _add_run, _add_compare, _add_report):
+        add(bs)
+
+
+def _add_build(bs) -> None:
     g = bs.add_parser(
         "build",
         help="write benchmark sets",
@@ -39,7 +44,7 @@ def add_parsers(sub) -> None:
     )
     input_argument(
         g,
-        "from_build",
+        "inp",
         "BUILD",
         "held-out sets from the accepted samples of this build folder (default: synthetic sets)",
         aliases=("--from",),
@@ -64,6 +69,10 @@ def add_parsers(sub) -> None:
         help="refuse the benchmark if its source images appear in these training shards, repeatable "
         "(default: no check)",
     )
+    g.set_defaults(run=run_build)
+
+
+def _add_train_set(bs) -> None:
     ts = bs.add_parser(
         "train-set",
         help="deprecated: a clean `mcie build --task ... --failure-rate 0 --lossless`",
@@ -82,6 +91,10 @@ def add_parsers(sub) -> None:
     ts.add_argument("--image-size", type=int, default=32, help="render size (default 32)")
     ts.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     _generator_options(ts)
+    ts.set_defaults(run=run_train_set)
+
+
+def _add_run(bs) -> None:
     r = bs.add_parser(
         "run",
         help="run an editor over a benchmark",
@@ -93,7 +106,7 @@ def add_parsers(sub) -> None:
             "mcie bench run bench/ --editor mcie-e1:run/checkpoint-50 --out runs/e1 --steps 20",
         ),
     )
-    input_argument(r, "bench", "BENCH", "benchmark directory (from mcie bench build)", aliases=("--bench",))
+    input_argument(r, "inp", "BENCH", "benchmark directory (from mcie bench build)", aliases=("--bench",))
     r.add_argument(
         "--editor",
         required=True,
@@ -146,6 +159,10 @@ def add_parsers(sub) -> None:
         "--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity (default: none)"
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
+    r.set_defaults(run=run_run)
+
+
+def _add_compare(bs) -> None:
     c = bs.add_parser(
         "compare",
         help="compare runs: tables, charts and an HTML page with confidence intervals",
@@ -153,8 +170,12 @@ def add_parsers(sub) -> None:
         "with charts, breakdowns and bootstrap confidence intervals.",
         epilog=examples("mcie bench compare runs/* --out runs/compare"),
     )
-    c.add_argument("runs", nargs="+", help="run directories")
+    c.add_argument("inp", nargs="+", metavar="RUN", help="run directories")
     c.add_argument("--out", required=True, help="where to write comparison.md/.csv/.html")
+    c.set_defaults(run=run_compare)
+
+
+def _add_report(bs) -> None:
     rp = bs.add_parser(
         "report",
         help="(re)write a run's static HTML page (report.html)",
@@ -162,8 +183,9 @@ def add_parsers(sub) -> None:
         "intervals, breakdowns by number of sub-instructions and edit type, charts, and a gallery of sets.",
         epilog=examples("mcie bench report runs/oracle", "mcie bench report runs/oracle --out oracle.html"),
     )
-    rp.add_argument("run", metavar="RUN", help="run directory of mcie bench run")
+    rp.add_argument("inp", metavar="RUN", help="run directory of mcie bench run")
     rp.add_argument("--out", default=None, metavar="FILE", help="page to write (default RUN/report.html)")
+    rp.set_defaults(run=run_report)
 
 
 #: the editors `--editor` names (their specs: see :func:`mcie.bench.editors.make_editor`)
@@ -234,8 +256,8 @@ def _build(args: argparse.Namespace, sets) -> dict:
     os.makedirs(parent, exist_ok=True)
     stage = tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent)
     try:
-        if args.from_build:
-            manifest = sets.build_from_output(stage, args.from_build, args.holdout)
+        if args.inp:
+            manifest = sets.build_from_output(stage, args.inp, args.holdout)
         else:
             manifest = sets.build_synthetic(
                 stage, args.sets, args.seed, args.image_size, config=_synthetic_config(args)
@@ -250,13 +272,25 @@ def _build(args: argparse.Namespace, sets) -> dict:
     return manifest
 
 
-def _train_set(args: argparse.Namespace) -> str:
-    """The deprecated ``bench train-set``: a clean MCIE build of the rung; returns its summary line."""
+def run_build(args: argparse.Namespace) -> int:
+    """``mcie bench build``."""
+    from . import sets
+
+    storage.check_folder(args.out)  # a file there is a usage error (exit 1), not exit 2 later
+    check_min(args, sets=1)
+    print(json.dumps(_build(args, sets), sort_keys=True))
+    return ExitCode.OK
+
+
+def run_train_set(args: argparse.Namespace) -> int:
+    """``mcie bench train-set`` (deprecated): a clean MCIE build of the rung."""
     from mcie.pipeline.backends import SyntheticBackend
-    from mcie.pipeline.build import run_build
+    from mcie.pipeline.build import run_build as run_mcie_build
     from mcie.pipeline.options import BuildOptions
     from mcie.transforms.synthetic.ladder import ladder_config
 
+    storage.check_folder(args.out)
+    check_min(args, samples=1, shard_size=1)
     print(
         "mcie bench train-set is deprecated: it runs `mcie build --task ... --failure-rate 0 --lossless`"
         f" into {args.out} (train on {os.path.join(args.out, 'shards', '*.tar')})",
@@ -272,65 +306,63 @@ def _train_set(args: argparse.Namespace) -> str:
         opts = BuildOptions(out=args.out, backend=backend, shard_size=args.shard_size, lossless=True)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    s = run_build(opts)
-    return f"candidates: {s['candidates']}  " + "  ".join(f"{k}: {v}" for k, v in s["by_status"].items())
+    s = run_mcie_build(opts)
+    print(f"candidates: {s['candidates']}  " + "  ".join(f"{k}: {v}" for k, v in s["by_status"].items()))
+    return ExitCode.OK
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``mcie bench ...``; returns the exit code."""
+def run_run(args: argparse.Namespace) -> int:
+    """``mcie bench run``."""
     from . import run as bench_run
-    from . import sets
 
-    if args.bench_command in ("build", "train-set", "run", "compare"):
-        storage.check_folder(args.out)  # a file there is a usage error (exit 1), not exit 2 later
-    if args.bench_command == "build":
-        check_min(args, sets=1)
-    elif args.bench_command == "train-set":
-        check_min(args, samples=1, shard_size=1)
-    elif args.bench_command == "run":
-        check_min(args, limit=1, steps=1, average=1)
-        check_editor_spec(args.editor)
-    if args.bench_command == "build":
-        manifest = _build(args, sets)
-        print(json.dumps(manifest, sort_keys=True))
-    elif args.bench_command == "train-set":
-        print(_train_set(args), file=sys.stderr)
-    elif args.bench_command == "run":
-        if not args.editor.startswith(("identity", "oracle", "corrupt")):
-            from mcie.threads import set_torch_threads
+    storage.check_folder(args.out)
+    check_min(args, limit=1, steps=1, average=1)
+    check_editor_spec(args.editor)
+    if not args.editor.startswith(("identity", "oracle", "corrupt")):
+        from mcie.threads import set_torch_threads
 
-            set_torch_threads()  # model editors: not one thread per core (mcie.threads)
-        s = bench_run.run_bench(
-            args.bench,
-            args.editor,
-            args.out,
-            args.limit,
-            args.decomposition,
-            args.seed,
-            args.device,
-            args.clip,
-            args.dino,
-            args.steps,
-            args.judge,
-            sampling={
-                k: v
-                for k, v in (
-                    ("guidance_scale", args.guidance_scale),
-                    ("image_guidance_scale", args.image_guidance_scale),
-                    ("scheduler", args.scheduler),
-                    ("average", args.average),
-                )
-                if v is not None
-            },
+        set_torch_threads()  # model editors: not one thread per core (mcie.threads)
+    sampling = {
+        k: v
+        for k, v in (
+            ("guidance_scale", args.guidance_scale),
+            ("image_guidance_scale", args.image_guidance_scale),
+            ("scheduler", args.scheduler),
+            ("average", args.average),
         )
-        print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
-    elif args.bench_command == "report":
-        from .report import write_run_html
+        if v is not None
+    }
+    s = bench_run.run_bench(
+        args.inp,
+        args.editor,
+        args.out,
+        args.limit,
+        args.decomposition,
+        args.seed,
+        args.device,
+        args.clip,
+        args.dino,
+        args.steps,
+        args.judge,
+        sampling=sampling,
+    )
+    print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
+    return ExitCode.OK
 
-        print(f"wrote {write_run_html(args.run, args.out)}")
-    else:
-        from .report import compare
 
-        md = compare(args.runs, args.out)
-        print(f"wrote {md} and {os.path.join(args.out, 'comparison.html')}")
-    return 0
+def run_report(args: argparse.Namespace) -> int:
+    """``mcie bench report``."""
+    from .report import write_run_html
+
+    print(f"wrote {write_run_html(args.inp, args.out)}")
+    return ExitCode.OK
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``mcie bench compare``."""
+    from .report import compare
+
+    storage.check_folder(args.out)
+    md = compare(args.inp, args.out)
+    print(f"wrote {md} and {os.path.join(args.out, 'comparison.html')}")
+    return ExitCode.OK

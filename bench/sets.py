@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.images import PNG_LEVEL_FAST, encode_png
-from mcie.shards import INDEX_FILE, SHARDS_DIR, image_ext, read_tar, shard_paths
+from mcie.layout import INDEX_FILE, SHARDS_DIR
+from mcie.shards import image_ext, read_tar, shard_paths
 from mcie.tables import read_table, write_table
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.ladder import ladder_config

@@ -25,8 +25,9 @@ import numpy as np
 
 from mcie import storage
 from mcie.images import decode_mask
+from mcie.layout import SHARD_DIRS, STATS_DIR, BuildLayout
 from mcie.metrics import iou
-from mcie.shards import INDEX_FILE, SHARD_DIRS, STATS_DIR, TRUTH_FILE, read_tar, shard_paths
+from mcie.shards import read_tar, shard_paths
 from mcie.tables import read_table
 from mcie.validate import sample_problems
 
@@ -38,7 +39,8 @@ def _ratio(a: int, b: int) -> float | None:
 def audit(out: str) -> dict[str, Any]:
     """Audit ``out``; returns a report with ``ok``, ``problems`` and the figures."""
     problems: list[str] = []
-    index_path = storage.join(out, INDEX_FILE)
+    layout = BuildLayout(out)
+    index_path = layout.index
     if not storage.exists(index_path):
         return {"ok": False, "problems": [f"{index_path} is missing"]}
     index = read_table(index_path).to_pylist()
@@ -69,7 +71,7 @@ def audit(out: str) -> dict[str, Any]:
         problems.append(f"index names {expected} samples in shards, the shards hold {in_shards}")
     by_status = collections.Counter(r["status"] for r in index)
     stats_total = 0
-    for path in storage.list_folder(storage.join(out, STATS_DIR), "*.json"):
+    for path in storage.list_folder(layout.folder(STATS_DIR), "*.json"):
         stats_total += storage.read_json(path)["candidates"]
     if stats_total != len(index):
         problems.append(f"per-unit stats count {stats_total} candidates, the index {len(index)}")
@@ -81,7 +83,7 @@ def audit(out: str) -> dict[str, Any]:
         "by_status": dict(sorted(by_status.items())),
         "samples_in_shards": in_shards,
     }
-    truth_path = storage.join(out, TRUTH_FILE)
+    truth_path = layout.truth
     if storage.exists(truth_path):
         report.update(_against_truth(read_table(truth_path).to_pylist(), by_key, masks_of))
     return report

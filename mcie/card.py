@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from mcie import storage
 from mcie.hub import CONFIGS, MASK_SLOTS, front_matter, loading_snippets, read_shardlist, shard_table
+from mcie.layout import BuildLayout
 from mcie.reasons import DESCRIPTIONS, Reason
 from mcie.records import SCHEMA_VERSION
 from mcie.tables import read_table
@@ -102,7 +103,7 @@ not use come back `None`. Snippets below name this build's real shards; run them
 
 def _most_sub_edits(out: str) -> int:
     """The most sub-edits of any candidate in the build's index (0 without an index)."""
-    path = storage.join(out, "index.parquet")
+    path = BuildLayout(out).index
     if not storage.exists(path):
         return 0
     column = read_table(path, columns=["num_sub_edits"]).column("num_sub_edits")
@@ -150,4 +151,4 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
         schema_version=SCHEMA_VERSION,
         thresholds=json.dumps(meta.get("thresholds", {}), sort_keys=True),
     )
-    storage.atomic_write(storage.join(out, "README.md"), text)
+    storage.atomic_write(BuildLayout(out).card, text)

@@ -18,11 +18,13 @@ import json
 import re
 from typing import Any
 
+from mcie.layout import REJECTED_DIR, SHARDS_DIR, WIDS_FILES
+
 # DESIGN.md: a complex instruction has 2-5 sub-instructions, so a sample has at most five masks
 MASK_SLOTS = 5
 
 # a config name of the front matter → the wids descriptor that lists its shards
-CONFIGS = (("default", "shards.json"), ("rejected", "rejected.json"))
+CONFIGS = (("default", WIDS_FILES[SHARDS_DIR]), ("rejected", WIDS_FILES[REJECTED_DIR]))
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:

@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Iterator
 
 from mcie.exitcodes import RunFailed
+from mcie.layout import LOGS_DIR
 
 #: the one record of Beam's we drop everywhere (see the module docstring)
 APITOOLS_WARNING = "apitools not found"
@@ -184,7 +185,7 @@ def _keep(tmp: str, out: str) -> str:
     if storage.is_remote(out):
         final = os.path.join(tempfile.gettempdir(), "mcie-logs", name)
     else:
-        final = os.path.join(out, "logs", name)
+        final = os.path.join(out, LOGS_DIR, name)
     os.makedirs(os.path.dirname(final), exist_ok=True)
     shutil.move(tmp, final)  # a rename on one filesystem; the temp dir may be another
     return final
@@ -230,7 +231,7 @@ def write_traceback(exc: BaseException, folder: str | None) -> str:
     if folder is None or storage.is_remote(folder):
         base = os.path.join(tempfile.gettempdir(), "mcie-logs")
     else:
-        base = os.path.join(folder, "logs")
+        base = os.path.join(folder, LOGS_DIR)
     os.makedirs(base, exist_ok=True)
     path = os.path.join(base, log_name())
     with open(path, "a", errors="backslashreplace") as fh:

@@ -14,10 +14,11 @@ import io
 from PIL import Image
 
 from mcie import storage
+from mcie.layout import INDEX_FILE, SHARDS_DIR
 from mcie.report.overlay import overlay
 from mcie.report.sheet import SheetCell
 from mcie.report.sheet import contact_sheet as draw_sheet
-from mcie.shards import INDEX_FILE, SHARDS_DIR, decode_sample, read_tar, shard_paths
+from mcie.shards import decode_sample, read_tar, shard_paths
 from mcie.tables import read_table
 from mcie.validate import check_sample
 

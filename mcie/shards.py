@@ -20,28 +20,8 @@ import numpy as np
 from mcie import storage
 from mcie.images import PNG_LEVEL_FAST, decode_image, decode_mask, encode_jpeg, encode_png
 from mcie.keys import InvalidKeyError, check_key
+from mcie.layout import SHARDS_DIR, BuildLayout
 from mcie.records import EditSample
-
-# -- the layout of a build folder: every name in one place -------------------------------------
-#: accepted samples' shards (the dataset)
-SHARDS_DIR = "shards"
-#: rejected samples' shards (kept: a user may re-filter or review them)
-REJECTED_DIR = "rejected"
-#: samples waiting for a human verdict
-PENDING_DIR = "pending"
-#: per-unit stats, each the unit's done-marker
-STATS_DIR = "stats"
-#: per-unit index and truth parts, merged by the final step
-PARTS_DIR = "parts"
-#: masks repainted by reviewers (``mcie ls import``)
-REVIEW_DIR = "review"
-#: the index (one row per candidate) and the generator's truth
-INDEX_FILE = "index.parquet"
-TRUTH_FILE = "truth.parquet"
-#: folders holding shards, in the order readers walk them
-SHARD_DIRS = (SHARDS_DIR, REJECTED_DIR, PENDING_DIR)
-#: the wids descriptor of each shard folder that has one
-WIDS_FILES = {SHARDS_DIR: "shards.json", REJECTED_DIR: "rejected.json"}
 
 
 def sample_members(sample: EditSample, lossless: bool = False) -> list[tuple[str, bytes]]:
@@ -162,7 +142,7 @@ def read_tar(path: str, keys: Container[str] | None = None) -> Iterator[tuple[st
 def shard_paths(out: str, shard_dir: str = SHARDS_DIR) -> list[str]:
     """The tars of ``out/shard_dir`` (local or a storage URL), sorted; ``out`` is escaped, so
     a folder name with glob characters cannot widen the match."""
-    return storage.glob(storage.join(storage.escape(out), shard_dir, "*.tar"))
+    return storage.glob(BuildLayout(out).shards_pattern(shard_dir))
 
 
 def image_ext(members: dict[str, bytes]) -> str:
@@ -186,7 +166,7 @@ def wids_descriptor(out: str, shard_dir: str, name: str, counts: dict[str, int])
     entry also carries the shard's ``sha256`` (wids ignores keys it does not know), so a
     download can be checked against it."""
     shardlist = []
-    for path, size in storage.glob_sizes(storage.join(storage.escape(out), shard_dir, "*.tar")):
+    for path, size in storage.glob_sizes(BuildLayout(out).shards_pattern(shard_dir)):
         rel = storage.relpath(path, out)
         n = counts.get(rel, 0)
         if n:  # wids cannot index an empty shard

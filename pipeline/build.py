@@ -21,12 +21,13 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from mcie.exitcodes import UnitFailed, UsageError
+from mcie.exitcodes import UnitFailed
 from mcie.records import EditSample
 from mcie.transforms.step import STAGES, Step
 
+from .finalize import finalize
 from .options import BuildOptions
-from .runner import count_outcome, run_pipeline
+from .runner import RunSpec, count_outcome, run_pipeline
 from .units import Unit
 
 #: the stage-at-a-time commands' cuts of a backend's steps (the source runs in ``generate``)
@@ -41,17 +42,7 @@ CUTS = {
 
 def select_steps(steps: list[Step], cut: str) -> list[Step]:
     """The steps of ``steps`` that stage command ``cut`` runs, in order."""
-    stages = CUTS[cut]
-    chosen = [s for s in steps if s.stage in stages]
-    if cut != "build":
-        for s in chosen:
-            spans = getattr(s, "spans", (s.stage,))
-            if not set(spans) <= set(stages):
-                raise UsageError(
-                    f"step {type(s).__name__} spans the stages {list(spans)}; it runs only in "
-                    "`mcie build` (e.g. best-of-N editing needs the judge), not stage by stage"
-                )
-    return chosen
+    return [s for s in steps if s.stage in CUTS[cut]]
 
 
 class UnitFn(beam.DoFn):
@@ -162,57 +153,30 @@ def unit_pipeline(p: beam.Pipeline, units: list[Unit], fn: UnitFn):
     return p | "Units" >> beam.Create(units) | "SpreadUnits" >> beam.Reshuffle() | "BuildUnits" >> step
 
 
+def run_units(
+    opts: BuildOptions,
+    fn: UnitFn,
+    units: list[Unit],
+    *,
+    command: str,
+    fingerprint: dict[str, Any],
+    meta: dict[str, Any],
+    finish: Callable[[str, dict[str, Any]], dict[str, Any]] = finalize,
+) -> dict[str, Any]:
+    """Run ``fn`` over ``units`` into ``opts.out`` (a :class:`~mcie.pipeline.runner.RunSpec`
+    of ``opts``), then ``finish``; returns the summary."""
+    attach = lambda p, todo: unit_pipeline(p, todo, fn)  # noqa: E731
+    spec = RunSpec(command, opts.out, units, fingerprint, meta, opts.run, opts.resume, attach, finish)
+    return run_pipeline(spec)
+
+
 def run_build(opts: BuildOptions) -> dict[str, Any]:
     """Run ``mcie build`` with any backend; returns its summary (see
     :func:`mcie.pipeline.runner.run_pipeline`)."""
     backend = opts.backend
     backend.check(opts.run)
     fn = UnitFn(opts, "build", read_source, open_shard_writer, count=True)
-    return run_pipeline(
-        command=backend.command,
-        out=opts.out,
-        units=backend.units(opts.shard_size),
-        total_samples=backend.total(),
-        fingerprint=opts.fingerprint(),
-        run=opts.run,
-        resume=opts.resume,
-        attach=lambda p, todo: unit_pipeline(p, todo, fn),
-        meta=opts.meta(),
+    units = backend.units(opts.shard_size)
+    return run_units(
+        opts, fn, units, command=backend.command, fingerprint=opts.fingerprint(), meta=opts.meta()
     )
-
-
-class _StepsFn(beam.DoFn):
-    def __init__(self, opts: BuildOptions, cut: str) -> None:
-        self.opts, self.cut = opts, cut
-
-    def setup(self) -> None:
-        policy = self.opts.run.error_policy
-        self.source = self.opts.backend.source() if self.cut == "generate" else None
-        self.steps = select_steps(self.opts.backend.steps(self.opts.thresholds, policy), self.cut)
-        for s in [self.source, *self.steps]:
-            if s is not None:
-                s.setup()
-
-    def process(self, element):
-        policy = self.opts.run.error_policy
-        sample = self.source.run(element, policy)[0] if self.source else element  # truth stays out
-        sample = run_steps(self.steps, [sample], policy)[0]
-        if self.cut == "score":
-            count_outcome(sample)
-        yield sample
-
-
-class RunSteps(beam.PTransform):
-    """Record-level use of a backend's steps, for pipelines users compose themselves and for
-    tests: ``cut="generate"`` turns unit items (sample indices, input files) into candidates;
-    ``"annotate"`` and ``"score"`` take and return ``EditSample`` s (``score`` counts every
-    outcome). ``mcie build`` itself fuses the steps inside units (:class:`UnitFn`)."""
-
-    def __init__(self, opts: BuildOptions, cut: str) -> None:
-        super().__init__(label=f"RunSteps{cut.capitalize()}")
-        if cut not in ("generate", "annotate", "score"):
-            raise ValueError(f"cut must be generate, annotate or score, got {cut!r}")
-        self.opts, self.cut = opts, cut
-
-    def expand(self, pcoll):
-        return pcoll | self.cut.capitalize() >> beam.ParDo(_StepsFn(self.opts, self.cut))

@@ -25,12 +25,13 @@ import json
 from typing import Any
 
 from mcie import storage
+from mcie.layout import REJECTED_DIR, SHARD_DIRS, BuildLayout, index_part_name, shard_name, truth_part_name
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample, content_key
-from mcie.shards import PARTS_DIR, REJECTED_DIR, SHARD_DIRS, read_tar, tar_into
+from mcie.shards import read_tar, tar_into
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, read_table, write_rows
 
-from .units import unit_stats_path
+from .markers import unit_stats
 
 
 def duplicate_key(key: str, source_id: str) -> str:
@@ -54,7 +55,7 @@ def mark_duplicate(sample: EditSample) -> None:
 def resolve_duplicates(out: str) -> int:
     """Make every key of ``out``'s index parts unique across units (see the module docstring);
     returns the number of candidates marked ``duplicate``."""
-    parts = storage.glob(storage.join(storage.escape(out), PARTS_DIR, "index-*.parquet"))
+    parts = storage.glob(BuildLayout(out).index_parts_pattern())
     units_of: dict[str, list[int]] = collections.defaultdict(list)
     for part in parts:
         table = read_table(part, columns=["key", "unit"])
@@ -71,9 +72,9 @@ def resolve_duplicates(out: str) -> int:
 
 def _rewrite_unit(out: str, unit: int, keys: set[str]) -> None:
     """Mark the candidates ``keys`` of ``unit`` as duplicates in all of its files."""
-    stem = f"mcie-{unit:06d}"
-    index_rel = f"{PARTS_DIR}/index-{unit:06d}.parquet"
-    rows = read_table(storage.join(out, index_rel), schema=INDEX_SCHEMA).to_pylist()
+    layout = BuildLayout(out)
+    index_rel = index_part_name(unit)
+    rows = read_table(layout.path(index_rel), schema=INDEX_SCHEMA).to_pylist()
     renamed: dict[str, tuple[str, dict[str, Any]]] = {}  # old key -> (new key, its JSON fields)
     for row in rows:
         if row["key"] in keys:
@@ -84,18 +85,16 @@ def _rewrite_unit(out: str, unit: int, keys: set[str]) -> None:
             renamed[row["key"]] = (new, fields)
             row.update(key=new, **fields)
             if row["shard"] is not None:
-                row["shard"] = f"{REJECTED_DIR}/{stem}.tar"
-    written = _move_members(out, stem, renamed)
-    written[index_rel] = write_rows(storage.join(out, index_rel), rows, INDEX_SCHEMA)
-    truth_rel = f"{PARTS_DIR}/truth-{unit:06d}.parquet"
-    if storage.exists(storage.join(out, truth_rel)):
-        truth = read_table(storage.join(out, truth_rel), schema=TRUTH_SCHEMA).to_pylist()
+                row["shard"] = shard_name(unit, REJECTED_DIR)
+    written = _move_members(layout, unit, renamed)
+    written[index_rel] = write_rows(layout.path(index_rel), rows, INDEX_SCHEMA)
+    truth_rel = truth_part_name(unit)
+    if storage.exists(layout.path(truth_rel)):
+        truth = read_table(layout.path(truth_rel), schema=TRUTH_SCHEMA).to_pylist()
         for r in truth:
             r["key"] = renamed.get(r["key"], (r["key"],))[0]
-        written[truth_rel] = write_rows(storage.join(out, truth_rel), truth, TRUTH_SCHEMA)
-    from .sink import unit_stats  # the sink imports this module
-
-    stats_path = unit_stats_path(out, unit)
+        written[truth_rel] = write_rows(layout.path(truth_rel), truth, TRUTH_SCHEMA)
+    stats_path = layout.stats(unit)
     old = storage.read_json(stats_path)
     stats = unit_stats(unit, rows)
     stats["files"] = {**old.get("files", {}), **{k: v.to_json() for k, v in written.items()}}
@@ -103,12 +102,12 @@ def _rewrite_unit(out: str, unit: int, keys: set[str]) -> None:
     storage.write_json(stats_path, stats)  # last: the done-marker describes the files now there
 
 
-def _move_members(out: str, stem: str, renamed: dict[str, tuple[str, dict[str, Any]]]):
-    """Move the renamed samples from their tars into ``rejected/{stem}.tar`` under their new
+def _move_members(layout: BuildLayout, unit: int, renamed: dict[str, tuple[str, dict[str, Any]]]):
+    """Move the renamed samples from the unit's tars into its ``rejected/`` tar under their new
     key with their JSON updated; returns the digests of the tars rewritten."""
     tars: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
     for d in SHARD_DIRS:
-        path = storage.join(out, d, f"{stem}.tar")
+        path = layout.shard(unit, d)
         if storage.exists(path):
             tars[d] = list(read_tar(path))
     moved = []
@@ -132,9 +131,9 @@ def _move_members(out: str, stem: str, renamed: dict[str, tuple[str, dict[str, A
     changed.add(REJECTED_DIR)
     written = {}
     for d in sorted(changed):
-        rel = f"{d}/{stem}.tar"
+        rel = shard_name(unit, d)
         samples = sorted(tars[d], key=lambda kv: kv[0])
-        with storage.atomic_open(storage.join(out, rel)) as fh:
+        with storage.atomic_open(layout.path(rel)) as fh:
             # members keep the order they were read in (src, tgt, masks, json): the sink's order
             tar_into(fh, ([(f"{k}.{s}", b) for s, b in m.items()] for k, m in samples))
         written[rel] = fh.digest()

@@ -15,15 +15,8 @@ import pyarrow.compute as pc
 
 from mcie import storage
 from mcie.card import write_card
-from mcie.shards import (
-    INDEX_FILE,
-    PARTS_DIR,
-    REJECTED_DIR,
-    SHARDS_DIR,
-    TRUTH_FILE,
-    WIDS_FILES,
-    wids_descriptor,
-)
+from mcie.layout import REJECTED_DIR, SHARDS_DIR, BuildLayout
+from mcie.shards import wids_descriptor
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, concat_parts, merge_parts, read_table
 
 from .duplicates import resolve_duplicates
@@ -59,16 +52,16 @@ def _counts(column: pa.ChunkedArray) -> dict[str, int]:
 def finalize(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Merge and describe ``out``; returns the summary (counts by status and reason)."""
     duplicates = resolve_duplicates(out)  # one key, one candidate, across units too
-    parts = storage.join(storage.escape(out), PARTS_DIR)
-    n = merge_parts(storage.join(parts, "index-*.parquet"), storage.join(out, INDEX_FILE), INDEX_SCHEMA)
-    if storage.glob(storage.join(parts, "truth-*.parquet")):
+    layout = BuildLayout(out)
+    n = merge_parts(layout.index_parts_pattern(), layout.index, INDEX_SCHEMA)
+    if storage.glob(layout.truth_parts_pattern()):
         # the truth holds every mask: appended part by part (each sorted by key), never whole
-        concat_parts(storage.join(parts, "truth-*.parquet"), storage.join(out, TRUTH_FILE), TRUTH_SCHEMA)
+        concat_parts(layout.truth_parts_pattern(), layout.truth, TRUTH_SCHEMA)
     columns = ["shard", "status", "reason", "instruction"]
-    table = read_table(storage.join(out, INDEX_FILE), columns=columns)
+    table = read_table(layout.index, columns=columns)
     per_shard = _counts(table.column("shard"))
     for d in (SHARDS_DIR, REJECTED_DIR):
-        storage.write_json(storage.join(out, WIDS_FILES[d]), wids_descriptor(out, d, f"mcie-{d}", per_shard))
+        storage.write_json(layout.wids(d), wids_descriptor(out, d, f"mcie-{d}", per_shard))
     reasons = pc.binary_join_element_wise(table.column("status"), table.column("reason"), ":")
     with_reason = pc.not_equal(table.column("reason"), "")
     accepted = table.filter(pc.equal(table.column("status"), "accepted")).column("instruction")

@@ -9,21 +9,39 @@ tables of the stage-at-a-time commands) are trusted as before.
 
 from __future__ import annotations
 
+import collections
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mcie import storage
-from mcie.shards import PARTS_DIR, SHARD_DIRS, STATS_DIR
-
-from .units import unit_stats_path
+from mcie.layout import STATS_DIR, UNIT_FOLDERS, BuildLayout, unit_of
+from mcie.reasons import Status
 
 log = logging.getLogger(__name__)
 
-_MARKER = re.compile(r"mcie-(\d{6})\.json")
 #: files checked at once: object stores answer slowly but in parallel; locally it is disk-bound
 _THREADS = 8
+
+
+def unit_stats(unit_id: int, rows: list[Any]) -> dict[str, Any]:
+    """A done-marker's counts: by status and by reason for one unit, from its index rows (or
+    records). The sink adds the unit's file list."""
+
+    def get(r, k):
+        v = r[k] if isinstance(r, dict) else getattr(r, k)
+        return v.value if isinstance(v, Status) else v
+
+    by_status = collections.Counter(get(r, "status") for r in rows)
+    by_reason = collections.Counter(
+        f"{get(r, 'status')}:{get(r, 'reason')}" for r in rows if get(r, "reason")
+    )
+    return {
+        "unit": unit_id,
+        "candidates": len(rows),
+        "by_status": dict(sorted(by_status.items())),
+        "by_reason": dict(sorted(by_reason.items())),
+    }
 
 
 def unit_problems(out: str, stats: dict[str, Any], sizes: dict[str, int]) -> list[str]:
@@ -32,7 +50,7 @@ def unit_problems(out: str, stats: dict[str, Any], sizes: dict[str, int]) -> lis
     found without reading it; the rest are read and hashed."""
     problems = []
     for rel, want in sorted(stats.get("files", {}).items()):
-        path = storage.join(out, rel)
+        path = BuildLayout(out).path(rel)
         if path not in sizes:
             problems.append(f"{rel} is missing")
         elif sizes[path] != want["size"]:
@@ -51,14 +69,10 @@ def _sizes(out: str, markers: list[dict[str, Any]]) -> dict[str, int]:
     return sizes
 
 
-#: the folders a unit writes into (the sink's layout)
-UNIT_FOLDERS = (STATS_DIR, *SHARD_DIRS, PARTS_DIR)
-
-
 def remove_leftovers(out: str) -> int:
     """Delete the temporary files (``*.tmp-*``) a killed worker may leave between writing a
     file and renaming it; returns how many. Nothing lists them, so this only saves space."""
-    leftovers = [p for d in UNIT_FOLDERS for p in storage.list_folder(storage.join(out, d), "*.tmp-*")]
+    leftovers = [p for d in UNIT_FOLDERS for p in storage.list_folder(BuildLayout(out).folder(d), "*.tmp-*")]
     storage.delete(leftovers)
     return len(leftovers)
 
@@ -70,14 +84,14 @@ def finished_units(out: str, verify: bool = True) -> set[int]:
     if n := remove_leftovers(out):
         log.info("resume: deleted %d temporary file(s) of the interrupted run", n)
     markers: dict[int, dict[str, Any]] = {}
-    for path in storage.list_folder(storage.join(out, STATS_DIR), "mcie-*.json"):
-        m = _MARKER.fullmatch(storage.basename(path))
-        if m is None:
+    for path in storage.list_folder(BuildLayout(out).folder(STATS_DIR), "mcie-*.json"):
+        uid = unit_of(storage.basename(path))
+        if uid is None:
             continue
         try:
-            markers[int(m.group(1))] = storage.read_json(path)
+            markers[uid] = storage.read_json(path)
         except ValueError:  # unreadable marker: the unit is redone
-            log.warning("resume: unit %s: unreadable done-marker, building it again", m.group(1))
+            log.warning("resume: unit %06d: unreadable done-marker, building it again", uid)
     if not verify or not markers:
         return set(markers)
     sizes = _sizes(out, list(markers.values()))
@@ -87,5 +101,5 @@ def finished_units(out: str, verify: bool = True) -> set[int]:
     damaged = sorted(uid for uid, problems in found.items() if problems)
     for uid in damaged:
         log.warning("resume: unit %06d is damaged (%s); building it again", uid, "; ".join(found[uid]))
-    storage.delete(unit_stats_path(out, uid) for uid in damaged)
+    storage.delete(BuildLayout(out).stats(uid) for uid in damaged)
     return set(markers) - set(damaged)

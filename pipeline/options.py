@@ -10,6 +10,7 @@ import dataclasses
 
 from mcie import storage
 from mcie.exitcodes import UsageError
+from mcie.layout import DEFAULT_SHARD_SIZE
 from mcie.transforms.judge import FilterThresholds
 from mcie.transforms.step import ERROR_POLICIES
 
@@ -59,7 +60,7 @@ class BuildOptions:
     out: str
     backend: Backend = dataclasses.field(default_factory=SyntheticBackend)
     #: items (sample indices, input files) per unit of work and per shard
-    shard_size: int = 500
+    shard_size: int = DEFAULT_SHARD_SIZE
     #: write PNG instead of JPEG for source and target images
     lossless: bool = False
     resume: bool = False

@@ -3,10 +3,11 @@ the final merge and the summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -16,9 +17,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import mcie
 from mcie import logs, storage
 from mcie.exitcodes import RunFailed
+from mcie.layout import STATS_DIR, BuildLayout
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
-from mcie.shards import STATS_DIR
 
 from .finalize import finalize
 from .loopback import bind_local_servers_to_loopback
@@ -42,31 +43,41 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=lambda o: o.__dict__))
 
 
-def run_pipeline(
-    *,
-    command: str,
-    out: str,
-    units: list[Unit],
-    total_samples: int,
-    fingerprint: dict[str, Any],
-    run: RunOptions,
-    resume: bool,
-    attach: Callable[[beam.Pipeline, list[Unit]], Any],
-    meta: dict[str, Any],
-    finish: Callable[[str, dict[str, Any]], dict[str, Any]] = finalize,
-) -> dict[str, Any]:
-    """Run the units not yet finished in ``out``, then ``finish(out, meta)`` (by default the
-    shard-set :func:`finalize`); returns its summary plus ``elapsed_s``, ``samples_per_s`` and
-    the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card."""
-    storage.configure(run.beam_flags())  # e.g. --s3_endpoint_url, for the driver's own reads
-    check_output_dir(out, resume)
-    with RunLock(out, f"{command} run"):  # a second run into ``out`` refuses (exit 1)
-        return _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish)
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of a unit-parallel pipeline: what :func:`run_pipeline` needs."""
+
+    #: the command, stored in ``run.json`` (a resumed run must be the same command)
+    command: str
+    #: the output folder (or storage URL)
+    out: str
+    #: every unit of the run; those already finished in ``out`` are skipped on ``resume``
+    units: Sequence[Unit]
+    #: the options that decide the output's bytes (a resumed run must match them)
+    fingerprint: dict[str, Any]
+    #: stored in ``run.json`` for later stages and the card
+    meta: dict[str, Any]
+    run: RunOptions
+    resume: bool
+    #: adds the pipeline's transforms for the units to run: ``attach(pipeline, units)``
+    attach: Callable[[beam.Pipeline, list[Unit]], Any]
+    #: the final step, ``finish(out, meta)`` → the summary (by default the shard set's)
+    finish: Callable[[str, dict[str, Any]], dict[str, Any]] = finalize
 
 
-def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish) -> dict[str, Any]:
-    meta = _jsonable(meta)
-    manifest = {"command": command, "options": _jsonable(fingerprint), "units": len(units)}
+def run_pipeline(spec: RunSpec) -> dict[str, Any]:
+    """Run the units of ``spec`` not yet finished in ``spec.out``, then ``spec.finish``;
+    returns its summary plus ``elapsed_s``, ``samples_per_s`` and the Beam ``counters``."""
+    storage.configure(spec.run.beam_flags())  # e.g. --s3_endpoint_url, for the driver's own reads
+    check_output_dir(spec.out, spec.resume)
+    with RunLock(spec.out, f"{spec.command} run"):  # a second run into ``out`` refuses (exit 1)
+        return _run_locked(spec)
+
+
+def _run_locked(spec: RunSpec) -> dict[str, Any]:
+    command, out, units, run, resume = spec.command, spec.out, spec.units, spec.run, spec.resume
+    meta = _jsonable(spec.meta)
+    manifest = {"command": command, "options": _jsonable(spec.fingerprint), "units": len(units)}
     if resume and not storage.is_empty_folder(out, ignore=(LOCK_NAME,)):
         check_resume(out, manifest)
     else:
@@ -79,7 +90,7 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
     if todo:
         if done:
             log.info("resuming: %d of %d units already done", len(done), len(units))
-        stats_dir = storage.join(out, STATS_DIR)
+        stats_dir = BuildLayout(out).folder(STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
         if run.runner in ("FnApiRunner", "DirectRunner"):
@@ -87,7 +98,7 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
         # Beam's log and its workers' output go to a run log, kept in OUT/logs/ on failure
         with logs.run_log(out), reporter if run.progress else _null():
             p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))
-            attach(p, todo)
+            spec.attach(p, todo)
             result = p.run()
             result.wait_until_finish()
         try:
@@ -96,7 +107,7 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
         except Exception:  # some runners report no metrics; the index has the counts anyway
             counters = {}
     elapsed = time.monotonic() - t0
-    summary = finish(out, meta)
+    summary = spec.finish(out, meta)
     summary.update(
         elapsed_s=round(elapsed, 2),
         samples_this_run=todo_samples,

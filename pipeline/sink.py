@@ -15,15 +15,27 @@ import collections
 from typing import Any
 
 from mcie import storage
+from mcie.layout import (
+    PARTS_DIR,
+    PENDING_DIR,
+    REJECTED_DIR,
+    SHARDS_DIR,
+    STATS_DIR,
+    BuildLayout,
+    index_part_name,
+    shard_name,
+    truth_part_name,
+)
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample
-from mcie.shards import PARTS_DIR, PENDING_DIR, REJECTED_DIR, SHARDS_DIR, STATS_DIR, sample_members, tar_into
+from mcie.shards import sample_members, tar_into
 from mcie.tables import INDEX_SCHEMA, TRUTH_SCHEMA, index_row, write_rows
 
 from .duplicates import mark_duplicate
-from .units import unit_stats_path
+from .markers import unit_stats
 
-SHARD_DIRS = {Status.ACCEPTED: SHARDS_DIR, Status.REJECTED: REJECTED_DIR, Status.PENDING: PENDING_DIR}
+#: the shard folder of each status that has one (failed samples go to the index only)
+FOLDER_OF = {Status.ACCEPTED: SHARDS_DIR, Status.REJECTED: REJECTED_DIR, Status.PENDING: PENDING_DIR}
 
 
 class UnitWriter:
@@ -31,7 +43,6 @@ class UnitWriter:
 
     def __init__(self, sink: ShardSink, unit_id: int) -> None:
         self.sink, self.unit_id = sink, unit_id
-        self.stem = f"mcie-{unit_id:06d}"
         self.members: dict[Status, list[tuple[str, list[tuple[str, bytes]]]]] = collections.defaultdict(list)
         self.rows: list[dict[str, Any]] = []
         self.truth: list[dict[str, Any]] = []
@@ -44,14 +55,14 @@ class UnitWriter:
             if truth_row is not None:
                 truth_row = {**truth_row, "key": s.key}
         self.seen.add(s.key)
-        if s.status in SHARD_DIRS:
+        if s.status in FOLDER_OF:
             try:
                 self.members[s.status].append((s.key, sample_members(s, self.sink.lossless)))
             except Exception as exc:
                 if self.sink.policy == "raise":
                     raise
                 s.fail(Reason.ENCODE_ERROR, exc)
-        shard = f"{SHARD_DIRS[s.status]}/{self.stem}.tar" if s.status in SHARD_DIRS else None
+        shard = shard_name(self.unit_id, FOLDER_OF[s.status]) if s.status in FOLDER_OF else None
         self.rows.append(index_row(s, shard, self.unit_id))
         if truth_row is not None:
             self.truth.append(truth_row)
@@ -59,23 +70,23 @@ class UnitWriter:
     def close(self) -> dict[str, Any]:
         """Write the unit's tars, index part, truth part and (last) its stats, which list the
         files written with their sizes and checksums; return the stats."""
-        out, uid = self.sink.out, self.unit_id
+        layout, uid = self.sink.layout, self.unit_id
         files: dict[str, storage.FileDigest] = {}
-        for status, d in SHARD_DIRS.items():
+        for status, d in FOLDER_OF.items():
             items = sorted(self.members[status], key=lambda kv: kv[0])
             if items or status != Status.PENDING:
-                rel = f"{d}/{self.stem}.tar"
-                with storage.atomic_open(storage.join(out, rel)) as fh:
+                rel = shard_name(uid, d)
+                with storage.atomic_open(layout.path(rel)) as fh:
                     tar_into(fh, (m for _, m in items))
                 files[rel] = fh.digest()
-        rel = f"parts/index-{uid:06d}.parquet"
-        files[rel] = write_rows(storage.join(out, rel), self.rows, INDEX_SCHEMA)
+        rel = index_part_name(uid)
+        files[rel] = write_rows(layout.path(rel), self.rows, INDEX_SCHEMA)
         if self.truth:
-            rel = f"parts/truth-{uid:06d}.parquet"
-            files[rel] = write_rows(storage.join(out, rel), self.truth, TRUTH_SCHEMA)
+            rel = truth_part_name(uid)
+            files[rel] = write_rows(layout.path(rel), self.truth, TRUTH_SCHEMA)
         stats = unit_stats(uid, self.rows)
         stats["files"] = {k: v.to_json() for k, v in sorted(files.items())}
-        storage.write_json(unit_stats_path(out, uid), stats)
+        storage.write_json(layout.stats(uid), stats)
         return stats
 
 
@@ -84,10 +95,11 @@ class ShardSink:
 
     def __init__(self, out: str, lossless: bool = False, policy: str = "continue") -> None:
         self.out = out
+        self.layout = BuildLayout(out)
         self.lossless = lossless
         self.policy = policy
         for d in (PARTS_DIR, STATS_DIR, SHARDS_DIR, REJECTED_DIR):
-            storage.makedirs(storage.join(out, d))
+            storage.makedirs(self.layout.folder(d))
 
     def open_unit(self, unit_id: int) -> UnitWriter:
         """A writer for one unit; add samples to it, then close it."""
@@ -102,22 +114,3 @@ class ShardSink:
             writer.add(s)
         writer.truth = list(truth_rows or [])
         return writer.close()
-
-
-def unit_stats(unit_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts by status and by reason for one unit, from its index rows (or records)."""
-
-    def get(r, k):
-        v = r[k] if isinstance(r, dict) else getattr(r, k)
-        return v.value if isinstance(v, Status) else v
-
-    by_status = collections.Counter(get(r, "status") for r in rows)
-    by_reason = collections.Counter(
-        f"{get(r, 'status')}:{get(r, 'reason')}" for r in rows if get(r, "reason")
-    )
-    return {
-        "unit": unit_id,
-        "candidates": len(rows),
-        "by_status": dict(sorted(by_status.items())),
-        "by_reason": dict(sorted(by_reason.items())),
-    }

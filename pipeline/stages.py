@@ -20,35 +20,27 @@ from typing import Any
 
 from mcie import storage
 from mcie.exitcodes import UsageError
+from mcie.layout import STATS_DIR, BuildLayout, unit_of
 from mcie.records import EditSample
-from mcie.shards import PARTS_DIR, STATS_DIR, TRUTH_FILE
 from mcie.tables import TRUTH_SCHEMA, concat_parts, read_records, write_records, write_rows
 
-from .build import UnitFn, open_shard_writer, read_source, unit_pipeline
+from .build import UnitFn, open_shard_writer, read_source, run_units
+from .markers import unit_stats
 from .options import BuildOptions
-from .runner import run_pipeline
-from .sink import unit_stats
-from .units import Unit, unit_stats_path
-
-
-def _part(table: str, unit_id: int) -> str:
-    return storage.join(table, f"part-{unit_id:06d}.parquet")
-
-
-def _write_stats(table: str, unit_id: int, samples: list[EditSample]) -> dict[str, Any]:
-    stats = unit_stats(unit_id, samples)
-    storage.write_json(unit_stats_path(table, unit_id), stats)  # atomic: the done-marker
-    return stats
+from .units import Unit
 
 
 def table_units(table: str) -> list[Unit]:
     """The units of a record table, from its parts; sizes from its stats."""
     if not storage.is_remote(table) and not os.path.isdir(table):
         raise UsageError(f"input table {table!r} does not exist")
+    layout = BuildLayout(table)
     units = []
-    for path in storage.glob(storage.join(storage.escape(table), "part-*.parquet")):
-        uid = int(storage.basename(path)[5:11])
-        units.append(Unit(uid, 0, storage.read_json(unit_stats_path(table, uid))["candidates"]))
+    for path in storage.glob(layout.record_parts_pattern()):
+        uid = unit_of(storage.basename(path))
+        if uid is None:
+            continue
+        units.append(Unit(uid, 0, storage.read_json(layout.stats(uid))["candidates"]))
     if not units:
         raise UsageError(f"input table {table!r} has no part-*.parquet files; is it a record table?")
     return units
@@ -56,13 +48,13 @@ def table_units(table: str) -> list[Unit]:
 
 def table_meta(table: str) -> dict[str, Any]:
     """The ``meta`` a table's ``run.json`` carries (generator, seed, thresholds...)."""
-    return storage.read_json(storage.join(table, "run.json")).get("meta", {})
+    return storage.read_json(BuildLayout(table).run_manifest).get("meta", {})
 
 
 def summarize_table(out: str, meta: dict[str, Any]) -> dict[str, Any]:
     """A record table's summary: counts summed from its stats."""
     total, by_status, by_reason = 0, collections.Counter(), collections.Counter()
-    for path in storage.list_folder(storage.join(out, STATS_DIR), "*.json"):
+    for path in storage.list_folder(BuildLayout(out).folder(STATS_DIR), "*.json"):
         st = storage.read_json(path)
         total += st["candidates"]
         by_status.update(st["by_status"])
@@ -79,7 +71,7 @@ class TableWriter:
     shard sink's interface (``add``, then ``close`` → stats)."""
 
     def __init__(self, out: str, unit_id: int) -> None:
-        self.out, self.unit_id = out, unit_id
+        self.layout, self.unit_id = BuildLayout(out), unit_id
         self.samples: list[EditSample] = []
         self.truth: list[dict[str, Any]] = []
         self.has_truth = False
@@ -90,11 +82,12 @@ class TableWriter:
             self.truth.append(truth)
 
     def close(self) -> dict[str, Any]:
-        write_records(_part(self.out, self.unit_id), self.samples)
+        write_records(self.layout.record_part(self.unit_id), self.samples)
         if self.has_truth:
-            path = storage.join(self.out, PARTS_DIR, f"truth-{self.unit_id:06d}.parquet")
-            write_rows(path, self.truth, TRUTH_SCHEMA)
-        return _write_stats(self.out, self.unit_id, self.samples)
+            write_rows(self.layout.truth_part(self.unit_id), self.truth, TRUTH_SCHEMA)
+        stats = unit_stats(self.unit_id, self.samples)
+        storage.write_json(self.layout.stats(self.unit_id), stats)  # atomic: the done-marker
+        return stats
 
 
 def open_table_writer(opts: BuildOptions, unit: Unit) -> TableWriter:
@@ -114,7 +107,7 @@ class TableReader:
         self.src = src
 
     def __call__(self, opts: BuildOptions, unit: Unit, source=None):
-        for s in read_records(_part(self.src, unit.id)):
+        for s in read_records(BuildLayout(self.src).record_part(unit.id)):
             yield s, None
 
 
@@ -124,27 +117,17 @@ def run_generate(opts: BuildOptions) -> dict[str, Any]:
     def finish(out: str, meta: dict[str, Any]) -> dict[str, Any]:
         if not opts.backend.has_truth:
             return summarize_table(out, meta)
-        concat_parts(  # as the build writes it: part by part, never the whole truth in memory
-            storage.join(storage.escape(out), PARTS_DIR, "truth-*.parquet"),
-            storage.join(out, TRUTH_FILE),
-            TRUTH_SCHEMA,
-        )
+        layout = BuildLayout(out)
+        # as the build writes it: part by part, never the whole truth in memory
+        concat_parts(layout.truth_parts_pattern(), layout.truth, TRUTH_SCHEMA)
         return summarize_table(out, meta)
 
     backend = opts.backend
     backend.check(opts.run)
     fn = UnitFn(opts, "generate", read_source, open_generate_writer, count=False)
-    return run_pipeline(
-        command="generate",
-        out=opts.out,
-        units=backend.units(opts.shard_size),
-        total_samples=backend.total(),
-        fingerprint=opts.fingerprint(),
-        run=opts.run,
-        resume=opts.resume,
-        attach=lambda p, todo: unit_pipeline(p, todo, fn),
-        meta=opts.meta(),
-        finish=finish,
+    units = backend.units(opts.shard_size)
+    return run_units(
+        opts, fn, units, command="generate", fingerprint=opts.fingerprint(), meta=opts.meta(), finish=finish
     )
 
 
@@ -160,17 +143,8 @@ def run_map_stage(stage: str, src: str, opts: BuildOptions) -> dict[str, Any]:
         meta = {**meta, "thresholds": dataclasses.asdict(opts.thresholds)}
     fingerprint = {"input": _where(src), **opts.stage_fingerprint(stage)}
     fn = UnitFn(opts, stage, TableReader(src), open_table_writer, count=stage == "score")
-    summary = run_pipeline(
-        command=stage,
-        out=opts.out,
-        units=units,
-        total_samples=sum(u.stop for u in units),
-        fingerprint=fingerprint,
-        run=opts.run,
-        resume=opts.resume,
-        attach=lambda p, todo: unit_pipeline(p, todo, fn),
-        meta=meta,
-        finish=summarize_table,
+    summary = run_units(
+        opts, fn, units, command=stage, fingerprint=fingerprint, meta=meta, finish=summarize_table
     )
     _carry_truth(src, opts.out)
     return summary
@@ -180,26 +154,18 @@ def run_shard(src: str, opts: BuildOptions) -> dict[str, Any]:
     """``mcie shard``: a scored record table → shards, index, wids JSON, card."""
     units = table_units(src)
     fn = UnitFn(opts, "shard", TableReader(src), open_shard_writer, count=True)
-    summary = run_pipeline(
-        command="shard",
-        out=opts.out,
-        units=units,
-        total_samples=sum(u.stop for u in units),
-        fingerprint={"input": _where(src), "lossless": opts.lossless},
-        run=opts.run,
-        resume=opts.resume,
-        attach=lambda p, todo: unit_pipeline(p, todo, fn),
-        meta={**table_meta(src), "lossless": opts.lossless},
-    )
+    fingerprint = {"input": _where(src), "lossless": opts.lossless}
+    meta = {**table_meta(src), "lossless": opts.lossless}
+    summary = run_units(opts, fn, units, command="shard", fingerprint=fingerprint, meta=meta)
     _carry_truth(src, opts.out)
     return summary
 
 
 def _carry_truth(src_table: str, out: str) -> None:
     """Copy truth.parquet forward byte for byte (no stage reads it)."""
-    path = storage.join(src_table, TRUTH_FILE)
+    path = BuildLayout(src_table).truth
     if storage.exists(path):
-        storage.copy(path, storage.join(out, TRUTH_FILE))
+        storage.copy(path, BuildLayout(out).truth)
 
 
 def _where(table: str) -> str:

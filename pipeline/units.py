@@ -12,7 +12,7 @@ import json
 
 from mcie import storage
 from mcie.exitcodes import UsageError
-from mcie.shards import STATS_DIR
+from mcie.layout import RUN_FILE, BuildLayout, unit_stem
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -26,7 +26,7 @@ class Unit:
     @property
     def name(self) -> str:
         """Zero-padded shard stem, e.g. ``mcie-000003``."""
-        return f"mcie-{self.id:06d}"
+        return unit_stem(self.id)
 
 
 def plan_units(samples: int, shard_size: int) -> list[Unit]:
@@ -34,26 +34,22 @@ def plan_units(samples: int, shard_size: int) -> list[Unit]:
     return [Unit(i, s, min(s + shard_size, samples)) for i, s in enumerate(range(0, samples, shard_size))]
 
 
-def unit_stats_path(out: str, unit_id: int) -> str:
-    """Where a unit's stats file (its done-marker) lives."""
-    return storage.join(out, STATS_DIR, f"mcie-{unit_id:06d}.json")
-
-
 def load_run_manifest(out: str) -> dict | None:
-    path = storage.join(out, "run.json")
+    """``out``'s run manifest (``run.json``), or None when there is none."""
+    path = BuildLayout(out).run_manifest
     if not storage.exists(path):
         return None
     return storage.read_json(path)
 
 
 def write_run_manifest(out: str, manifest: dict) -> None:
-    storage.atomic_write(storage.join(out, "run.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    storage.atomic_write(BuildLayout(out).run_manifest, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def check_resume(out: str, manifest: dict) -> None:
     """A resumed run must have the same output-defining options as the run it continues."""
     old = load_run_manifest(out)
     if old is None:
-        raise UsageError(f"--resume: {out!r} has no run.json; it is not an mcie output to resume")
+        raise UsageError(f"--resume: {out!r} has no {RUN_FILE}; it is not an mcie output to resume")
     if old.get("options") != manifest.get("options") or old.get("command") != manifest.get("command"):
-        raise UsageError(f"--resume: options differ from the run that wrote {out!r} (see its run.json)")
+        raise UsageError(f"--resume: options differ from the run that wrote {out!r} (see its {RUN_FILE})")

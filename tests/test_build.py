@@ -220,10 +220,11 @@ def test_preview_contact_sheet_and_card(built, tmp_path):
 
 
 def test_presets_and_explicit_flags():
-    from mcie.cli import _options, build_parser
+    from mcie.cli import build_parser
+    from mcie.pipeline.cli import build_options
 
     def opts(*argv):
-        return _options(build_parser().parse_args(["build", "--out", "/tmp/never-written", *argv]))
+        return build_options(build_parser().parse_args(["build", "--out", "/tmp/never-written", *argv]))
 
     def size(*argv):
         o = opts(*argv)

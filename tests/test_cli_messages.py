@@ -258,16 +258,16 @@ def test_closed_stdout_exits_quietly(quiet_build):
         (["annotate", "--in", "t/gen", "--out", "o"], ["annotate", "t/gen", "--out", "o"], "inp", "t/gen"),
         (["shard", "--in", "t/sc", "--out", "o"], ["shard", "t/sc", "--out", "o"], "inp", "t/sc"),
         (["bench", "run", "--bench", "b", "--editor", "oracle", "--out", "r"],
-         ["bench", "run", "b", "--editor", "oracle", "--out", "r"], "bench", "b"),
+         ["bench", "run", "b", "--editor", "oracle", "--out", "r"], "inp", "b"),
         (["bench", "build", "--from", "out/x", "--out", "b"], ["bench", "build", "out/x", "--out", "b"],
-         "from_build", "out/x"),
+         "inp", "out/x"),
         (["train", "--shards", "s/*.tar", "--out", "r", "--max-steps", "1"],
          ["train", "s/*.tar", "--out", "r", "--max-steps", "1"], "shards", "s/*.tar"),
         (["train", "s/*.tar", "--out", "r", "--max-steps", "1", "--workers", "2"],
          ["train", "s/*.tar", "--out", "r", "--max-steps", "1", "--loader-workers", "2"], "workers", 2),
         (["build", "--out", "o", "--preset", "demo"], ["build", "--out", "o", "--size", "demo"],
          "preset", "demo"),
-        (["preview", "b", "--png", "p.png"], ["preview", "b", "--out", "p.png"], "png", "p.png"),
+        (["preview", "b", "--png", "p.png"], ["preview", "b", "--out", "p.png"], "out", "p.png"),
         (["models", "tiny", "d"], ["models", "tiny", "--out", "d"], None, "d"),
     ],
 )  # fmt: skip
@@ -296,7 +296,7 @@ def test_ls_shard_calls_its_input_build():
     ls = build_parser()._subparsers._group_actions[0].choices["ls"]
     shard = ls._subparsers._group_actions[0].choices["shard"]
     args = build_parser().parse_args(["ls", "shard", "out/demo", "--out", "out/final"])
-    assert (args.build, args.out) == ("out/demo", "out/final")
+    assert (args.inp, args.out) == ("out/demo", "out/final")
     assert shard.format_usage().split()[-1] == "BUILD"
 
 

@@ -190,15 +190,15 @@ def test_stage_commands_give_the_same_bytes_as_build(real_out, tiny_models, tmp_
     assert not os.path.exists(os.path.join(t, "out", "truth.parquet"))  # no truth for real inputs
 
 
-def test_record_level_steps_on_fnapi_runner(tiny_models):
-    """The same steps as record-level PTransforms (RunSteps) on FnApiRunner; the outcomes equal
-    the fused unit's for the same photos."""
+def test_unit_dofn_on_fnapi_runner(tiny_models):
+    """The build's unit DoFn on FnApiRunner, two photos to a unit (the model steps batch a
+    unit); the outcomes equal those of the steps run over all three photos at once."""
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
+    from unit_outcomes import unit_outcomes
 
     from mcie.pipeline.backends import ModelsBackend
-    from mcie.pipeline.build import RunSteps
     from mcie.pipeline.options import BuildOptions
     from mcie.transforms.sources.images import ImageSourceConfig
 
@@ -209,12 +209,5 @@ def test_record_level_steps_on_fnapi_runner(tiny_models):
     )
     opts = BuildOptions(out="unused", backend=backend)
     with TestPipeline(runner="FnApiRunner") as p:
-        out = (
-            p
-            | beam.Create(paths)
-            | RunSteps(opts, "generate")
-            | RunSteps(opts, "annotate")
-            | RunSteps(opts, "score")
-            | beam.Map(lambda s: (s.key, s.status.value, s.reason))
-        )
+        out = unit_outcomes(p, opts, backend.units(2)) | beam.Map(lambda r: r[1:4])
         assert_that(out, equal_to(expected))

@@ -11,7 +11,7 @@ from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     """Register ``mcie report``."""
     r = sub.add_parser(
         "report",
@@ -23,11 +23,9 @@ def add_parser(sub) -> None:
         epilog=examples("mcie report out/demo", "mcie report out/demo --no-audit --out /tmp/demo.html"),
     )
     r.add_argument(
-        "out", metavar="BUILD", help="output directory of mcie build or mcie shard (local, gs:// or s3://)"
+        "inp", metavar="BUILD", help="output directory of mcie build or mcie shard (local, gs:// or s3://)"
     )
-    r.add_argument(
-        "--out", dest="page", default=None, metavar="FILE", help="page to write (default BUILD/report.html)"
-    )
+    r.add_argument("--out", default=None, metavar="FILE", help="page to write (default BUILD/report.html)")
     r.add_argument(
         "--per-group",
         type=int,
@@ -42,20 +40,21 @@ def add_parser(sub) -> None:
         help="leave out the audit against truth.parquet (it reads every sample: most of the time)",
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    r.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mcie report``; returns the exit code."""
     from mcie.report.dataset import GalleryConfig, write_build_report
 
-    storage.require_folder(args.out)
+    storage.require_folder(args.inp)
     try:
         config = GalleryConfig(per_group=args.per_group, max_items=args.max_items, thumb=args.thumb)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     s = write_build_report(
+        args.inp,
         args.out,
-        args.page,
         config,
         with_audit=not args.no_audit,
         progress=lambda line: print(f"[report] {line}", file=sys.stderr, flush=True),

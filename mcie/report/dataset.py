@@ -26,10 +26,11 @@ from typing import Any
 
 from mcie import storage
 from mcie.exitcodes import UsageError
+from mcie.layout import BuildLayout
 from mcie.report import charts
 from mcie.report.overlay import jpeg_data_uri, thumbnail
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
-from mcie.shards import INDEX_FILE, TRUTH_FILE, ShardError, decode_sample, read_tar
+from mcie.shards import ShardError, decode_sample, read_tar
 from mcie.tables import read_table
 
 #: the index columns the report reads (no pixels)
@@ -67,7 +68,7 @@ class GalleryConfig:
 
 def read_index(out: str) -> list[dict[str, Any]]:
     """The index rows of the build in ``out`` (a UsageError when there is none)."""
-    path = storage.join(out, INDEX_FILE)
+    path = BuildLayout(out).index
     if not storage.exists(path):
         raise UsageError(f"{path} is missing: not the output folder of mcie build or mcie shard")
     return read_table(path, columns=list(INDEX_COLUMNS)).to_pylist()
@@ -140,7 +141,7 @@ def load_thumbnails(
     for shard in sorted(wanted):
         keys = wanted[shard]
         try:
-            for key, members in read_tar(storage.join(out, shard), keys=keys):
+            for key, members in read_tar(BuildLayout(out).path(shard), keys=keys):
                 try:
                     thumbs[key] = _sample_thumbs(members, config)
                 except Exception as exc:  # one bad sample costs its images, not the page
@@ -174,7 +175,7 @@ def _score_panels(index: list[dict[str, Any]]) -> list[tuple[str, dict[str, list
 
 
 def _audit_section(out: str) -> Section | None:
-    if not storage.exists(storage.join(out, TRUTH_FILE)):
+    if not storage.exists(BuildLayout(out).truth):
         return None
     from mcie.audit import audit
 
