@@ -44,11 +44,12 @@ class TensorBoardTracker(RunTracker):
     def __init__(self, folder: str, record: dict[str, Any], start_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step: a resumed run drops the events its predecessor wrote after the checkpoint
-        self.writer = SummaryWriter(folder, purge_step=start_step if start_step else None)
-        self.writer.add_text(
-            "config", "```\n" + json.dumps(record, indent=2, sort_keys=True) + "\n```", start_step
-        )
+        # purge_step: a run resumed at step S drops the events its predecessor wrote after
+        # its checkpoint (steps > S); S itself is the checkpoint's, kept
+        first = start_step + 1 if start_step else 0
+        self.writer = SummaryWriter(folder, purge_step=first or None)
+        text = "```\n" + json.dumps(record, indent=2, sort_keys=True) + "\n```"
+        self.writer.add_text("config", text, first)  # not before the purge step: that reads as a restart
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
