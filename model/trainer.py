@@ -1,5 +1,9 @@
 """``mcie train``: the MCIE-E1 training loop over MCIE shards, on ``accelerate``.
 
+:func:`train` takes one :class:`~mcie.model.train_config.TrainConfig` (the presets' recipes
+and the ``--config`` rerun live there); every run writes it, with its data's SHA-256, as
+``train_config.json`` in the run folder.
+
 One loop for one CPU process, one GPU or several: an ``Accelerator`` built from explicit
 arguments (no ``accelerate config`` needed; ``--device cpu`` → ``cpu=True``) wraps the loss
 (DDP across processes: gradients averaged; autocast for ``--mixed-precision bf16``) and the
@@ -23,11 +27,14 @@ state, learning rate included, comes from the checkpoint).
 ``--validate-every N`` edits ``--validation-samples`` fixed samples with the current weights
 (the EMA when kept; :mod:`mcie.model.validation`), writes ``validation/step-<N>.png`` and logs
 ``val_region_l1`` / ``val_background_l1``. ``log.jsonl`` has one line per logged step and one
-per validation.
+per validation; its ``elapsed_s`` counts training time across ``--resume`` (a checkpoint
+records the time spent up to it). The same curves, the gates' mean |value| and the validation
+images with their instructions go to ``--report-to`` (:mod:`mcie.model.tracking`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +43,7 @@ import shutil
 import time
 import warnings
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -45,6 +53,8 @@ from mcie.model.config import MCIEConfig
 from mcie.model.data import expand_shards, shard_loader
 from mcie.model.editor import MCIEEditor
 from mcie.model.ema import EMAWeights
+from mcie.model.tracking import gate_means, open_tracker
+from mcie.model.train_config import TrainConfig, write_run_record
 from mcie.model.training import training_loss
 from mcie.model.validation import ValidationSet
 from mcie.progress import Progress
@@ -201,18 +211,16 @@ def param_groups(model: MCIEEditor, lr: float, weight_decay: float, gate_lr_mult
     return groups
 
 
-def lr_schedule(opt: torch.optim.Optimizer, args):
-    """The learning-rate schedule of ``--lr-schedule`` / ``--warmup-steps`` over ``--max-steps``
-    (diffusers' ``get_scheduler``: constant, cosine or linear decay to 0 after a linear warm-up).
-    A decay lets a short run end on settled weights: with a constant rate, a tiny model's shades
-    still scattered by ~12 levels after 800 steps (benchmarks/RESULTS.md, issue 12)."""
+def lr_schedule(opt: torch.optim.Optimizer, name: str, warmup: int, max_steps: int):
+    """The learning-rate schedule ``name`` with ``warmup`` steps over ``max_steps`` (diffusers'
+    ``get_scheduler``: constant, cosine or linear decay to 0 after a linear warm-up). On the
+    ``mini`` rung a cosine decay did worse than a constant rate (benchmarks/RESULTS.md): the
+    model is still learning fast when a short budget ends."""
     from diffusers.optimization import get_scheduler
 
-    name = getattr(args, "lr_schedule", "constant")
-    warmup = getattr(args, "warmup_steps", 0)
     if name == "constant":
         name = "constant_with_warmup" if warmup else "constant"
-    return get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=args.max_steps)
+    return get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=max_steps)
 
 
 def _forever(loader):
@@ -226,21 +234,15 @@ def _forever(loader):
             raise ValueError("the shards hold no samples")
 
 
-def build_model(args) -> MCIEEditor:
-    overrides = {"saca": not args.no_saca, "bcca": not args.no_bcca}
-    if args.resolution:
-        overrides["resolution"] = args.resolution
-    if getattr(args, "train_text_encoder", None) is not None:  # else the preset decides
-        overrides["train_text_encoder"] = args.train_text_encoder
-    if getattr(args, "gate_init", None) is not None:  # else the preset decides
-        overrides["gate_init"] = args.gate_init
-    cfg = MCIEConfig.preset_config(args.preset, **overrides)
-    if args.init_from:
-        return MCIEEditor.from_pretrained_sd(args.init_from, cfg, seed=args.seed)
-    return MCIEEditor.from_config(cfg, seed=args.seed)
+def build_model(cfg: TrainConfig) -> MCIEEditor:
+    """A fresh model of the run: the preset's architecture, random or from ``init_from``."""
+    model_cfg: MCIEConfig = cfg.model_config()
+    if cfg.init_from:
+        return MCIEEditor.from_pretrained_sd(cfg.init_from, model_cfg, seed=cfg.seed)
+    return MCIEEditor.from_config(model_cfg, seed=cfg.seed)
 
 
-def make_accelerator(args):
+def make_accelerator(cfg: TrainConfig):
     """An ``Accelerator`` from explicit arguments (no ``accelerate config`` needed): CPU for
     ``--device cpu``, else the GPU accelerate assigns to this process."""
     from accelerate import Accelerator
@@ -253,12 +255,12 @@ def make_accelerator(args):
     AcceleratorState._reset_state(reset_partial_state=not launched)
     GradientState._reset_state()
     acc = Accelerator(
-        cpu=args.device == "cpu",
-        mixed_precision=args.mixed_precision,
-        gradient_accumulation_steps=args.grad_accum,
+        cpu=cfg.device == "cpu",
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
     )
-    if acc.device.type != torch.device(args.device).type:
-        raise ValueError(f"--device {args.device}: accelerate found none and would use {acc.device}")
+    if acc.device.type != torch.device(cfg.device).type:
+        raise ValueError(f"--device {cfg.device}: accelerate found none and would use {acc.device}")
     return acc
 
 
@@ -297,11 +299,12 @@ def format_summary(summary: dict) -> str:
 
 
 class _RunLog:
-    """log.jsonl, validation images and progress lines: written by the main process only."""
+    """log.jsonl, the tracker, validation images and progress lines: the main process only."""
 
-    def __init__(self, args, enabled: bool) -> None:
-        self.out, self.enabled, self.progress = args.out, enabled, args.progress and enabled
-        self.keys_path = os.path.join(args.out, "keys-rank{}.jsonl") if args.log_keys else None
+    def __init__(self, cfg: TrainConfig, enabled: bool, tracker) -> None:
+        self.out, self.enabled, self.progress = cfg.out, enabled, cfg.progress and enabled
+        self.keys_path = os.path.join(cfg.out, "keys-rank{}.jsonl") if cfg.log_keys else None
+        self.tracker = tracker
 
     def record(self, rec: dict) -> None:
         if self.enabled:
@@ -318,20 +321,23 @@ class _RunLog:
                 fh.write(json.dumps({"step": step, "keys": keys}) + "\n")
 
 
-def _setup_model(args, accelerator) -> tuple[MCIEEditor, int, EMAWeights | None, str | None]:
-    """The model at the start step (fresh, or the newest checkpoint's raw weights), its EMA
-    (main process only) and the checkpoint resumed from."""
-    ckpts = list_checkpoints(args.out)
-    if ckpts and not args.resume:
-        raise FileExistsError(f"{args.out!r} already holds checkpoints; pass --resume or use another --out")
-    path = ckpts[-1][1] if args.resume and ckpts else None
-    step = 0
+def _setup_model(cfg: TrainConfig, accelerator) -> tuple[MCIEEditor, dict, EMAWeights | None, str | None]:
+    """The model at the start step (fresh, or the newest checkpoint's raw weights), the state
+    it starts from (``step``, ``elapsed_s``: 0 for a fresh run), its EMA (main process only)
+    and the checkpoint resumed from."""
+    ckpts = list_checkpoints(cfg.out)
+    if ckpts and not cfg.resume:
+        raise FileExistsError(f"{cfg.out!r} already holds checkpoints; pass --resume or use another --out")
+    path = ckpts[-1][1] if cfg.resume and ckpts else None
+    start = {"step": 0, "elapsed_s": 0.0}
     if path:
         model = MCIEEditor.load(path)  # the averaged weights when that run kept an EMA
         with open(os.path.join(path, "trainer_state.json")) as fh:
-            step = json.load(fh)["step"]
+            state = json.load(fh)
+        # a checkpoint of an older mcie has no elapsed time: the clock restarts at 0 then
+        start = {"step": state["step"], "elapsed_s": float(state.get("elapsed_s", 0.0))}
     else:
-        model = build_model(args)
+        model = build_model(cfg)
     model.to(accelerator.device)
     if model.vae is not None:
         model.vae.requires_grad_(False)
@@ -339,12 +345,12 @@ def _setup_model(args, accelerator) -> tuple[MCIEEditor, int, EMAWeights | None,
     model.eval()
     model.unet.train()
     ema = None
-    if args.ema and accelerator.is_main_process:  # ranks hold equal weights: one average suffices
+    if cfg.ema and accelerator.is_main_process:  # ranks hold equal weights: one average suffices
         trainable = ((n, p) for n, p in model.named_trainable_parameters() if p.requires_grad)
-        ema = EMAWeights(trainable, args.ema_decay)
+        ema = EMAWeights(trainable, cfg.ema_decay)
     if path and os.path.isfile(os.path.join(path, RAW_FILE)):
         load_raw_weights(model, os.path.join(path, RAW_FILE))
-    return model, step, ema, path
+    return model, start, ema, path
 
 
 def _validate(model, ema, validation, step: int, run_log: _RunLog) -> dict:
@@ -355,6 +361,9 @@ def _validate(model, ema, validation, step: int, run_log: _RunLog) -> dict:
     os.makedirs(os.path.join(run_log.out, "validation"), exist_ok=True)
     grid.save(os.path.join(run_log.out, "validation", f"step-{step}.png"))
     run_log.record({"step": step, **metrics, "val_s": round(time.time() - t0, 2)})
+    run_log.tracker.scalars({f"val/{k[4:]}": v for k, v in metrics.items() if v is not None}, step)
+    rows = "  \n".join(f"row {i}: {s.instruction}" for i, s in enumerate(validation.samples))
+    run_log.tracker.image("val/edits", grid, f"source | edited | target  \n{rows}", step)
     run_log.say(
         f"validation step {step}: region L1 {metrics['val_region_l1']}, "
         f"background L1 {metrics['val_background_l1']} ({time.time() - t0:.1f}s)"
@@ -362,83 +371,150 @@ def _validate(model, ema, validation, step: int, run_log: _RunLog) -> dict:
     return metrics
 
 
-def train(args) -> dict:
-    """Run the training loop described by parsed ``mcie train`` arguments; returns a summary."""
-    accelerator = make_accelerator(args)
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    n_shards = len(expand_shards(args.shards))
-    if n_shards < world * max(1, args.workers):  # split_by_node / split_by_worker split whole shards
+def _check_feed(cfg: TrainConfig, world: int) -> None:
+    n_shards = len(expand_shards(cfg.shards))
+    if n_shards < world * max(1, cfg.workers):  # split_by_node / split_by_worker split whole shards
         raise ValueError(
-            f"{n_shards} shard(s) cannot feed {world} process(es) x {max(1, args.workers)} loader worker(s):"
+            f"{n_shards} shard(s) cannot feed {world} process(es) x {max(1, cfg.workers)} loader worker(s):"
             " every one needs a shard of its own"
         )
-    if main:
-        os.makedirs(args.out, exist_ok=True)
-    accelerator.wait_for_everyone()
-    model, step, ema, resumed = _setup_model(args, accelerator)
-    params = model.trainable_parameters()
+
+
+def _optimizer(cfg: TrainConfig, model: MCIEEditor, step: int, resumed: str | None):
+    """AdamW and its schedule at ``step`` (the checkpoint's state when resumed)."""
     opt = torch.optim.AdamW(
-        param_groups(model, args.lr, args.weight_decay, getattr(args, "gate_lr_mult", 1.0)),
-        lr=args.lr,
-        weight_decay=args.weight_decay,
+        param_groups(model, cfg.lr, cfg.weight_decay, cfg.gate_lr_mult),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
     )
     # before the optimizer's state is loaded: the schedule's base rates are --lr's, not the
     # decayed rates a checkpoint holds; it is then stepped to the start step
-    schedule = lr_schedule(opt, args)
+    schedule = lr_schedule(opt, cfg.lr_schedule, cfg.warmup_steps, cfg.max_steps)
     if resumed:
         load_optimizer(opt, os.path.join(resumed, "optimizer"))
         with warnings.catch_warnings():  # "scheduler stepped before the optimizer": on purpose here
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(step):
                 schedule.step()
+    return opt, schedule
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the training loop ``cfg`` describes; returns a summary."""
+    accelerator = make_accelerator(cfg)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    _check_feed(cfg, world)
+    if main:
+        os.makedirs(cfg.out, exist_ok=True)
+    accelerator.wait_for_everyone()
+    model, start, ema, resumed = _setup_model(cfg, accelerator)
+    step = start["step"]
+    opt, schedule = _optimizer(cfg, model, step, resumed)
     objective, opt = accelerator.prepare(TrainingObjective(model), opt)
-    cfg = model.cfg
-    validation = None
-    if args.validate_every and main:
-        pattern = args.validation_shards or args.shards
-        validation = ValidationSet.from_shards(
-            pattern, cfg.resolution, args.validation_samples, args.validation_steps
-        )
+    model_cfg = model.cfg
+    validation, tracker = None, None
+    if main:
+        record = write_run_record(cfg, step)  # before the first step: a failed run is described too
+        tracker = open_tracker(cfg.report_to, cfg.out, record, step)
+        if cfg.validate_every:
+            validation = ValidationSet.from_shards(
+                cfg.validation_shards or cfg.shards,
+                model_cfg.resolution,
+                cfg.validation_samples,
+                cfg.validation_steps,
+            )
     loader = shard_loader(
-        args.shards,
+        cfg.shards,
         model.tokenizer,
-        cfg.resolution,
-        cfg.max_sub_edits,
-        args.batch_size,
-        workers=args.workers,
-        shuffle_buffer=args.shuffle_buffer,
-        seed=args.seed * 1_000_003 + step,  # equal on every rank; split_by_node gives each its shards
+        model_cfg.resolution,
+        model_cfg.max_sub_edits,
+        cfg.batch_size,
+        workers=cfg.workers,
+        shuffle_buffer=cfg.shuffle_buffer,
+        seed=cfg.seed * 1_000_003 + step,  # equal on every rank; split_by_node gives each its shards
         repeat=False,
-        sub_length=cfg.sub_length,
+        sub_length=model_cfg.sub_length,
     )
-    gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step + rank * 1_000_000_007)  # noise per rank
-    run_log = _RunLog(args, main)
-    t0, losses, last_ckpt, last_val, skipped = time.time(), [], None, None, 0
-    batches = _forever(loader)
-    start = step
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + rank * 1_000_000_007)  # noise per rank
+    run = _Run(
+        cfg,
+        accelerator,
+        model,
+        objective,
+        opt,
+        schedule,
+        ema,
+        loader,
+        gen,
+        _RunLog(cfg, main, tracker),
+        validation,
+    )
+    try:
+        summary = _loop(run, start)
+    finally:
+        if tracker is not None:
+            tracker.close()
+    accelerator.end_training()
+    return {**summary, "processes": world, "process_index": rank}
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the loop works with, built by :func:`train`."""
+
+    cfg: TrainConfig
+    accelerator: Any
+    model: MCIEEditor
+    objective: nn.Module  # TrainingObjective, wrapped by accelerate
+    opt: Any
+    schedule: Any
+    ema: EMAWeights | None
+    loader: Any
+    gen: torch.Generator
+    log: _RunLog
+    validation: ValidationSet | None
+
+
+def _loop(run: _Run, start: dict) -> dict:
+    """Steps from ``start["step"]`` to ``cfg.max_steps``: log, validate, checkpoint."""
+    cfg, accelerator, model, objective, opt, ema = (
+        run.cfg,
+        run.accelerator,
+        run.model,
+        run.objective,
+        run.opt,
+        run.ema,
+    )
+    world, rank, run_log, params = (
+        accelerator.num_processes,
+        accelerator.process_index,
+        run.log,
+        model.trainable_parameters(),
+    )
+    step, t0, losses, last_ckpt, last_val, skipped = start["step"], time.time(), [], None, None, 0
+    offset = start["elapsed_s"]  # training time before a --resume: log.jsonl's clock goes on
+    batches = _forever(run.loader)
     # a bar on a terminal (main process); the step lines of --log-every otherwise
-    bar = Progress(args.max_steps - start, "train", "steps") if main and args.progress else None
-    while step < args.max_steps:
+    main = accelerator.is_main_process
+    bar = Progress(cfg.max_steps - start["step"], "train", "steps") if main and cfg.progress else None
+    while step < cfg.max_steps:
         total, keys = 0.0, []
-        for _ in range(args.grad_accum):
+        for _ in range(cfg.grad_accum):
             batch = next(batches)
             keys += list(batch["key"])
             skipped += int(batch["skipped"].sum())  # bad samples the loader left out (logged)
             with accelerator.accumulate(objective):
                 loss = objective(
-                    batch,
-                    gen,
-                    args.conditioning_dropout,
-                    getattr(args, "edit_loss_weight", 0.0),
-                    getattr(args, "late_timestep_bias", 1.0),
+                    batch, run.gen, cfg.conditioning_dropout, cfg.edit_loss_weight, cfg.late_timestep_bias
                 )
                 accelerator.backward(loss)  # divides by grad_accum; DDP averages over processes
-                if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()  # a no-op until the last accumulated batch
                 opt.zero_grad(set_to_none=True)
-            total += float(loss.detach()) / args.grad_accum
-        schedule.step()
+            total += float(loss.detach()) / cfg.grad_accum
+        lr = run.schedule.get_last_lr()[0]  # the rate this step used
+        run.schedule.step()
         step += 1
         losses.append(total)
         if ema is not None:
@@ -446,34 +522,43 @@ def train(args) -> dict:
         run_log.keys(rank, step, keys)
         if bar is not None:
             bar.update(1, loss=f"{total:.4f}")
-        if step % args.log_every == 0 or step == args.max_steps:
-            window = losses[-args.log_every :]
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            window = losses[-cfg.log_every :]
             local = torch.tensor(sum(window) / len(window), device=accelerator.device)
             mean = accelerator.reduce(local, "mean")  # over processes
-            rec = {"step": step, "loss": float(mean), "elapsed_s": round(time.time() - t0, 2)}
+            rec = {
+                "step": step,
+                "loss": float(mean),
+                "lr": lr,
+                "elapsed_s": round(offset + time.time() - t0, 2),
+            }
             run_log.record(rec)
+            if run_log.enabled:
+                run_log.tracker.scalars(
+                    {"train/loss": rec["loss"], "train/lr": lr, **gate_means(model.gates())}, step
+                )
             if bar is None or bar.bar is None:
-                run_log.say(progress_line(step, args.max_steps, rec["loss"], step - start, time.time() - t0))
-        if validation is not None and (step % args.validate_every == 0 or step == args.max_steps):
-            last_val = _validate(model, ema, validation, step, run_log)
-        if step % args.checkpoint_every == 0 or step == args.max_steps:
+                run_log.say(
+                    progress_line(step, cfg.max_steps, rec["loss"], step - start["step"], time.time() - t0)
+                )
+        if run.validation is not None and (step % cfg.validate_every == 0 or step == cfg.max_steps):
+            last_val = _validate(model, ema, run.validation, step, run_log)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             if main:
-                extra = {"preset": cfg.preset, "loss": total, "processes": world}
-                last_ckpt = save_checkpoint(model, opt, step, args.out, args.keep_checkpoints, extra, ema)
+                extra = {"preset": model.cfg.preset, "loss": total, "processes": world,
+                         "elapsed_s": round(offset + time.time() - t0, 2)}  # fmt: skip
+                last_ckpt = save_checkpoint(model, opt, step, cfg.out, cfg.keep_checkpoints, extra, ema)
             accelerator.wait_for_everyone()
     elapsed = time.time() - t0
     if bar is not None:
         bar.close()
-    accelerator.end_training()
     return {
-        "steps_run": step - start,
+        "steps_run": step - start["step"],
         "step": step,
         "final_loss": losses[-1] if losses else None,
         "checkpoint": last_ckpt,
         "validation": last_val,
         "elapsed_s": round(elapsed, 2),
-        "steps_per_s": round((step - start) / elapsed, 3) if elapsed > 0 else None,
-        "processes": world,
-        "process_index": rank,
+        "steps_per_s": round((step - start["step"]) / elapsed, 3) if elapsed > 0 else None,
         "skipped_samples": skipped,
     }

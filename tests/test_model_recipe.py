@@ -88,13 +88,11 @@ def test_late_timestep_bias_draws_the_noisier_half_more_often():
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    import argparse
-
     from mcie.model.trainer import lr_schedule
 
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1e-2)
-    sched = lr_schedule(opt, argparse.Namespace(lr_schedule="cosine", warmup_steps=2, max_steps=10))
+    sched = lr_schedule(opt, "cosine", 2, 10)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -105,7 +103,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lrs[-1] == pytest.approx(1e-2 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))
     # constant without warm-up: the old behaviour
     opt = torch.optim.AdamW([p], lr=1e-2)
-    sched = lr_schedule(opt, argparse.Namespace(lr_schedule="constant", warmup_steps=0, max_steps=10))
+    sched = lr_schedule(opt, "constant", 0, 10)
     for _ in range(5):
         opt.step()
         sched.step()

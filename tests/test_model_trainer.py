@@ -24,6 +24,7 @@ from mcie.cli import build_parser, main  # noqa: E402
 from mcie.model.config import MCIEConfig  # noqa: E402
 from mcie.model.editor import MCIEEditor  # noqa: E402
 from mcie.model.ema import EMAWeights  # noqa: E402
+from mcie.model.train_cli import train_options  # noqa: E402
 from mcie.model.trainer import RAW_FILE, _setup_model, make_accelerator  # noqa: E402
 from mcie.model.validation import ValidationSet  # noqa: E402
 from mcie.shards import read_tar  # noqa: E402
@@ -81,9 +82,9 @@ def test_ema_checkpoints_hold_the_average_and_resume_restores_it(shards, tmp_pat
     assert torch.equal(loaded.unet.conv_in.weight.detach(), ema3["unet.conv_in.weight"])
 
     # resuming puts the raw weights in the model and the checkpoint's average in the EMA
-    args = build_parser().parse_args([*argv, "--max-steps", "4", "--resume"])
-    model, step, ema, path = _setup_model(args, make_accelerator(args))
-    assert step == 3 and path.endswith("checkpoint-3")
+    cfg = train_options(build_parser().parse_args([*argv, "--max-steps", "4", "--resume"]))
+    model, start, ema, path = _setup_model(cfg, make_accelerator(cfg))
+    assert start["step"] == 3 and start["elapsed_s"] > 0 and path.endswith("checkpoint-3")
     params = dict(model.named_trainable_parameters())
     assert all(torch.equal(params[n].detach(), raw3[n]) for n in raw3)
     assert all(torch.equal(ema.shadow[n], ema3[n]) for n in ema3)
@@ -149,7 +150,8 @@ def test_two_process_accelerate_launch(shards, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
         raise
     assert proc.returncode == 0, stderr[-3000:]
-    assert sorted(os.listdir(run)) == ["checkpoint-3", "keys-rank0.jsonl", "keys-rank1.jsonl", "log.jsonl"]
+    assert sorted(os.listdir(run)) == ["checkpoint-3", "keys-rank0.jsonl", "keys-rank1.jsonl", "log.jsonl", "logs",
+                                       "train_config.json"]  # fmt: skip
     shard_keys = [{k for k, _ in read_tar(p)} for p in sorted(glob.glob(shards))]
     seen = []
     for rank in (0, 1):
