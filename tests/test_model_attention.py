@@ -12,14 +12,10 @@ from diffusers import UNet2DConditionModel  # noqa: E402
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from mcie.model.attention import (  # noqa: E402
-    MCIEAttnProcessor,
-    layer_grid,
-    regions_to_grid,
-    saca_visibility,
-)
+from mcie.model.attention import MCIEAttnProcessor  # noqa: E402
 from mcie.model.config import MCIEConfig  # noqa: E402
 from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions  # noqa: E402
+from mcie.model.regions import layer_grid, regions_to_grid, saca_visibility  # noqa: E402
 from mcie.model.training import training_loss  # noqa: E402
 
 H, W = 16, 24  # non-square latent on purpose
