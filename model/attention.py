@@ -28,39 +28,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
-
-def layer_grid(latent_hw: tuple[int, int], n: int) -> tuple[int, int]:
-    """The (h, w) grid of a layer with ``n`` queries: the latent grid halved (rounding up, as
-    diffusers' stride-2 convolutions do) until its size is ``n``."""
-    h, w = int(latent_hw[0]), int(latent_hw[1])
-    while h * w > n:
-        h, w = -(-h // 2), -(-w // 2)
-    if h * w != n:
-        raise ValueError(f"no grid of latent {latent_hw} has {n} positions")
-    return h, w
-
-
-def regions_to_grid(regions: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(B, K, h, w) regions → (B, K, gh, gw) with max-pooling, so a small region still covers at
-    least one cell of a coarse grid."""
-    if tuple(regions.shape[-2:]) == tuple(grid):
-        return regions
-    return F.adaptive_max_pool2d(regions.float(), grid)
-
-
-def saca_visibility(regions: torch.Tensor, n_global: int, n_sub: int) -> torch.Tensor:
-    """Which key tokens each query may see in the regional branch.
-
-    ``regions``: (B, K, gh, gw) in {0, 1} on the layer grid. Keys are the global instruction's
-    ``n_global`` tokens followed by K blocks of ``n_sub`` tokens. A query inside region k sees
-    k's tokens (several regions: their union); a query in no region sees the global tokens.
-    Every row therefore has at least one visible token. Returns bool (B, gh*gw, n_global + K*n_sub).
-    """
-    inside = (regions > 0.5).flatten(2).transpose(1, 2)  # (B, N, K)
-    outside_all = ~inside.any(dim=-1, keepdim=True)  # (B, N, 1)
-    vis_global = outside_all.expand(-1, -1, n_global)  # (B, N, Lg)
-    vis_sub = inside.repeat_interleave(n_sub, dim=-1)  # (B, N, K*L): token j belongs to sub j // L
-    return torch.cat([vis_global, vis_sub], dim=-1)
+from mcie.model.regions import RegionCache, layer_grid
 
 
 def _heads(x: torch.Tensor, attn: Attention) -> torch.Tensor:
@@ -98,10 +66,16 @@ class MCIEAttnProcessor(nn.Module):
         a  += bcca_gate * background * attention(q, source tokens)     # BCCA
 
     ``regional`` attends over [global tokens, sub-instruction tokens] with the visibility of
-    :func:`saca_visibility` (masked keys get exactly zero weight). BCCA follows diffusers'
-    ``IPAdapterAttnProcessor2_0``: new ``to_k_src`` / ``to_v_src`` projections (randomly
-    initialised, so gradients flow) and a gate that starts at zero. With both gates at 0 the
-    layer computes exactly what ``AttnProcessor2_0`` computes.
+    :func:`~mcie.model.regions.saca_visibility` (masked keys get exactly zero weight): a query
+    in no region sees the global tokens only, so ``regional(q) = a`` there, and the branch is
+    computed as one masked attention call on the queries inside a region against the tokens
+    of the sub-instructions that have one (:class:`~mcie.model.regions.RegionPlan`).
+    BCCA follows diffusers' ``IPAdapterAttnProcessor2_0``: new ``to_k_src`` / ``to_v_src``
+    projections (randomly initialised, so gradients flow) and a gate that starts at zero. With
+    both gates at 0 the layer computes exactly what ``AttnProcessor2_0`` computes.
+
+    ``cache`` holds what every layer derives alike from ``regions`` and ``bg_mask``; give all
+    processors of a UNet the same one (:func:`install_processors` does).
     """
 
     def __init__(
@@ -111,9 +85,11 @@ class MCIEAttnProcessor(nn.Module):
         saca: bool = True,
         bcca: bool = True,
         gate_init: float = 0.0,
+        cache: RegionCache | None = None,
     ) -> None:
         super().__init__()
         self.saca, self.bcca = saca, bcca
+        self.cache = cache if cache is not None else RegionCache()
         if saca:
             self.saca_gate = nn.Parameter(torch.full((), float(gate_init)))
         if bcca:
@@ -171,27 +147,20 @@ class MCIEAttnProcessor(nn.Module):
         )  # (B, heads, N, d)
 
         n_queries = query.shape[2]
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)  # (B, N, C)
         if self.saca and sub_tokens is not None and regions is not None:
-            hidden_states = self._saca(attn, query, key, value, hidden_states, sub_tokens, regions, latent_hw)
+            hidden_states = self._saca(attn, query, hidden_states, sub_tokens, regions, latent_hw)
         if self.bcca and src_tokens is not None and bg_mask is not None:
             if latent_hw is None:
                 raise ValueError("BCCA needs latent_hw=(h, w) to place the background mask")
-            grid = layer_grid(latent_hw, n_queries)
-            # background on the layer grid: 1 only where every covered latent cell is background
-            # (min-pooling), so the edit regions keep their max-pooled size
-            bg = (
-                -F.adaptive_max_pool2d(-bg_mask.float(), grid)
-                if tuple(bg_mask.shape[-2:]) != grid
-                else bg_mask
-            )
-            bg = bg.flatten(2).transpose(1, 2)[:, None].to(query.dtype)  # (B, 1, N, 1)
+            bg = self.cache.background(bg_mask, layer_grid(latent_hw, n_queries), query.dtype)  # (B, N, 1)
             k_src = _heads(self.to_k_src(src_tokens.to(query.dtype)), attn)  # (B, heads, S, d)
             v_src = _heads(self.to_v_src(src_tokens.to(query.dtype)), attn)
             src_out = F.scaled_dot_product_attention(query, k_src, v_src)  # (B, heads, N, d)
+            src_out = src_out.transpose(1, 2).reshape(hidden_states.shape)  # (B, N, C)
             hidden_states = hidden_states + self.bcca_gate.to(query.dtype) * bg * src_out
 
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
-        hidden_states = hidden_states.to(query.dtype)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:
@@ -201,7 +170,7 @@ class MCIEAttnProcessor(nn.Module):
         hidden_states = hidden_states / attn.rescale_output_factor
         return hidden_states
 
-    def _saca(self, attn, query, key, value, global_out, sub_tokens, regions, latent_hw) -> torch.Tensor:
+    def _saca(self, attn, query, global_out, sub_tokens, regions, latent_hw) -> torch.Tensor:
         if latent_hw is None:
             raise ValueError("SACA needs latent_hw=(h, w): (B, h*w, C) alone cannot tell h from w")
         b, k, n_sub, _ = sub_tokens.shape
@@ -209,18 +178,29 @@ class MCIEAttnProcessor(nn.Module):
             raise ValueError(
                 f"regions {tuple(regions.shape)} do not match sub_tokens {tuple(sub_tokens.shape)}"
             )
-        sub = sub_tokens.flatten(1, 2).to(query.dtype)  # (B, K*L, D)
+        plan = self.cache.region_plan(regions, layer_grid(latent_hw, query.shape[2]), n_sub, query.dtype)
+        if plan.rows is None:  # no query inside a region: the branch equals the stock attention
+            return global_out
+        sub = sub_tokens[:, plan.keep].flatten(1, 2).to(query.dtype)  # (B, K'*L, D)
         if attn.norm_cross:
             sub = attn.norm_encoder_hidden_states(sub)
-        k_sub, v_sub = _heads(attn.to_k(sub), attn), _heads(attn.to_v(sub), attn)  # (B, heads, K*L, d)
+        k_sub, v_sub = _heads(attn.to_k(sub), attn), _heads(attn.to_v(sub), attn)  # (B, heads, K'*L, d)
         if attn.norm_k is not None:
             k_sub = attn.norm_k(k_sub)
-        keys = torch.cat([key, k_sub], dim=2)  # (B, heads, Lg + K*L, d)
-        values = torch.cat([value, v_sub], dim=2)
-        grid = layer_grid(latent_hw, query.shape[2])
-        visible = saca_visibility(regions_to_grid(regions, grid), key.shape[2], n_sub)  # (B, N, Lg+K*L)
-        regional = F.scaled_dot_product_attention(query, keys, values, attn_mask=visible[:, None])
-        return global_out + self.saca_gate.to(query.dtype) * (regional - global_out)
+        # whole rows of 'C' values are gathered and added back (index_select / index_add, whose
+        # backward passes are each other), which is far cheaper on a CPU than a strided gather
+        b, heads, _, head_dim = query.shape
+        channels = heads * head_dim
+        q_rows = query.transpose(1, 2).reshape(-1, channels)  # (B*N, C)
+        q_in = q_rows.index_select(0, plan.rows).view(b, -1, heads, head_dim)  # (B, M, heads, d)
+        q_in = q_in.transpose(1, 2)  # (B, heads, M, d)
+        regional = F.scaled_dot_product_attention(q_in, k_sub, v_sub, attn_mask=plan.mask)  # (B, heads, M, d)
+        regional = regional.transpose(1, 2).reshape(-1, channels)  # (B*M, C)
+        out_rows = global_out.reshape(-1, channels)  # (B*N, C)
+        change = (regional - out_rows.index_select(0, plan.rows)) * plan.valid  # 0 on padding rows
+        # rows are distinct positions, so each change is added once
+        out_rows = out_rows.index_add(0, plan.rows, self.saca_gate.to(query.dtype) * change)
+        return out_rows.view(global_out.shape)  # (B, N, C)
 
 
 def install_processors(
@@ -231,11 +211,12 @@ def install_processors(
     processors by layer name."""
     procs: dict = {}
     mcie: dict[str, nn.Module] = {}
+    cache = RegionCache()  # one per UNet: its layers share what they derive from the regions
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):
             hidden = _hidden_size(unet, name)
             mcie[name] = procs[name] = MCIEAttnProcessor(
-                hidden, src_token_dim, saca=saca, bcca=bcca, gate_init=gate_init
+                hidden, src_token_dim, saca=saca, bcca=bcca, gate_init=gate_init, cache=cache
             )
         else:
             procs[name] = SelfAttnProcessor()

@@ -12,14 +12,16 @@ from diffusers import UNet2DConditionModel  # noqa: E402
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from mcie.model.attention import (  # noqa: E402
-    MCIEAttnProcessor,
+from mcie.model.attention import MCIEAttnProcessor  # noqa: E402
+from mcie.model.config import MCIEConfig  # noqa: E402
+from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions  # noqa: E402
+from mcie.model.regions import (  # noqa: E402
+    RegionCache,
+    background_to_grid,
     layer_grid,
     regions_to_grid,
     saca_visibility,
 )
-from mcie.model.config import MCIEConfig  # noqa: E402
-from mcie.model.editor import Conditioning, MCIEEditor, background_from_regions  # noqa: E402
 from mcie.model.training import training_loss  # noqa: E402
 
 H, W = 16, 24  # non-square latent on purpose
@@ -130,6 +132,157 @@ def test_query_outside_region_gives_zero_weight_to_its_tokens():
     neither = ~regions[0].bool().any(0).flatten()
     assert neither.any()
     assert vis[neither][:, :5].all() and not vis[neither][:, 5:].any()
+
+
+def _per_region_reference(attn, proc, hidden, text, subs, regions, latent_hw, src=None, bg=None):
+    """The MCIE layer computed the slow, obvious way, in float64: per sample, the queries of
+    each distinct set of regions attend (plain softmax) to the tokens of exactly those
+    sub-instructions; queries in no region keep the global attention."""
+    b, n, _ = hidden.shape
+    heads = attn.heads
+
+    def split(x):  # (B, L, C) -> (B, heads, L, d)
+        return x.view(x.shape[0], -1, heads, x.shape[-1] // heads).transpose(1, 2).double()
+
+    def attend(q, k, v):  # (heads, n, d), (heads, L, d) -> (heads, n, d)
+        return ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).softmax(-1) @ v
+
+    n_sub = subs.shape[2]
+    q, kg, vg = split(attn.to_q(hidden)), split(attn.to_k(text)), split(attn.to_v(text))
+    ks, vs = split(attn.to_k(subs.flatten(1, 2))), split(attn.to_v(subs.flatten(1, 2)))
+    grid = layer_grid(latent_hw, n)
+    inside = regions_to_grid(regions, grid).flatten(2).transpose(1, 2) > 0.5  # (B, N, K)
+    saca_gate = proc.saca_gate.double()
+    outs = []
+    for i in range(b):
+        a = attend(q[i], kg[i], vg[i])  # the stock layer
+        parts = [a[:, j : j + 1] for j in range(n)]
+        for pattern in {tuple(row.tolist()) for row in inside[i] if row.any()}:
+            rows = [j for j in range(n) if tuple(inside[i, j].tolist()) == pattern]
+            tok = [t for k, on in enumerate(pattern) if on for t in range(k * n_sub, (k + 1) * n_sub)]
+            regional = attend(q[i][:, rows], ks[i][:, tok], vs[i][:, tok])
+            for r, j in enumerate(rows):
+                parts[j] = a[:, j : j + 1] + saca_gate * (regional[:, r : r + 1] - a[:, j : j + 1])
+        out = torch.cat(parts, dim=1)  # (heads, N, d)
+        if src is not None:
+            k_src = split(proc.to_k_src(src[i : i + 1]))[0]
+            v_src = split(proc.to_v_src(src[i : i + 1]))[0]
+            bg_i = background_to_grid(bg[i : i + 1], grid).flatten().double()[None, :, None]  # (1, N, 1)
+            out = out + proc.bcca_gate.double() * bg_i * attend(q[i], k_src, v_src)
+        outs.append(out)
+    out = torch.stack(outs).transpose(1, 2).reshape(b, n, -1).float()  # (B, N, C)
+    return attn.to_out[1](attn.to_out[0](out))
+
+
+def _layouts() -> dict[str, torch.Tensor]:
+    """Region layouts at latent (8, 12), seen by a layer on the (4, 6) grid."""
+    base = torch.zeros(2, 3, 8, 12)
+    base[:, 0, 1:5, 2:7] = 1
+    base[:, 1, 5, 9] = 1  # one latent cell: must survive max-pooling
+    base[:, 2, 3:8, 5:12] = 1  # overlaps region 0
+    base[1] = base[1].flip(-1)  # the samples differ
+    empty = base.clone()
+    empty[:, 2] = 0  # a sub-instruction with no region anywhere
+    empty[0, 1] = 0  # and one with a region in sample 1 only
+    lonely = base.clone()
+    lonely[1] = 0  # a sample with no region: padding rows in the fused call
+    everything = torch.ones(2, 3, 8, 12)
+    everything[:, 1:] = 0
+    return {
+        "overlapping": base,
+        "empty-region": empty,
+        "sample-without-regions": lonely,
+        "whole-image": everything,
+        "no-region": torch.zeros(2, 3, 8, 12),
+        "guidance-3x": torch.cat([empty] * 3),  # InstructPix2Pix guidance blocks
+    }
+
+
+@pytest.mark.parametrize("layout", list(_layouts()))
+@pytest.mark.parametrize("bcca", [False, True])
+def test_fused_regional_attention_equals_per_region_attention(layout, bcca):
+    torch.manual_seed(0)
+    regions = _layouts()[layout]
+    b, latent_hw = regions.shape[0], (8, 12)
+    attn = Attention(query_dim=32, cross_attention_dim=32, heads=4, dim_head=8)
+    proc = MCIEAttnProcessor(32, src_token_dim=8, saca=True, bcca=bcca)
+    proc.saca_gate.data.fill_(0.7)
+    if bcca:
+        proc.bcca_gate.data.fill_(0.4)
+    attn.set_processor(proc)
+    hidden = torch.randn(b, 24, 32, requires_grad=True)  # the (4, 6) grid
+    text, subs = torch.randn(b, 7, 32), torch.randn(b, 3, 5, 32)
+    extra = {}
+    if bcca:
+        src, bg = torch.randn(b, 6, 8), background_from_regions(regions)
+        bg[-1] = 0  # a dropped image: no BCCA for that sample
+        extra = {"src_tokens": src, "bg_mask": bg}
+    weights = torch.randn(b, 24, 32)  # a fixed projection of the output, to compare gradients
+
+    def run(fn):
+        attn.zero_grad()
+        proc.zero_grad()
+        hidden.grad = None
+        out = fn()
+        (out * weights).sum().backward()
+        gate = proc.saca_gate.grad  # None where no query is inside a region
+        gate = torch.zeros(()) if gate is None else gate.clone()
+        return out.detach(), hidden.grad.clone(), gate, attn.to_k.weight.grad.clone()
+
+    fused = run(lambda: attn(hidden, text, sub_tokens=subs, regions=regions, latent_hw=latent_hw, **extra))
+    ref = run(
+        lambda: _per_region_reference(
+            attn, proc, hidden, text, subs, regions, latent_hw, extra.get("src_tokens"), extra.get("bg_mask")
+        )
+    )
+    for got, want, what in zip(
+        fused, ref, ("output", "grad hidden", "grad saca gate", "grad to_k"), strict=True
+    ):
+        assert torch.allclose(got, want, atol=2e-5, rtol=1e-4), (what, (got - want).abs().max())
+    if layout == "no-region":  # SACA then changes nothing: its gate gets no gradient
+        assert fused[2] == 0
+    else:
+        assert fused[2].abs() > 1e-4
+
+
+def test_attention_runs_an_efficient_sdpa_kernel_not_the_math_fallback():
+    """On a CPU, SDPA's flash kernel serves the global, regional (masked) and BCCA calls,
+    forward and backward."""
+    attn = Attention(query_dim=32, cross_attention_dim=32, heads=4, dim_head=8)
+    proc = MCIEAttnProcessor(32, src_token_dim=8, gate_init=1.0)
+    attn.set_processor(proc)
+    regions = _layouts()["overlapping"]
+    hidden = torch.randn(2, 24, 32, requires_grad=True)
+    kw = dict(sub_tokens=torch.randn(2, 3, 5, 32), regions=regions, latent_hw=(8, 12))
+    kw.update(src_tokens=torch.randn(2, 6, 8), bg_mask=background_from_regions(regions))
+    with torch.profiler.profile() as prof:
+        attn(hidden, torch.randn(2, 7, 32), **kw).sum().backward()
+    names = [e.key for e in prof.key_averages()]
+    flash = [n for n in names if "scaled_dot_product_flash_attention" in n]
+    assert sum(e.count for e in prof.key_averages() if e.key in flash) >= 3 * 2  # 3 calls, fwd + bwd
+    assert not [n for n in names if "math" in n], names
+
+
+def test_region_cache_builds_once_and_notices_changes():
+    cache, grid = RegionCache(), (4, 6)
+    regions = _layouts()["overlapping"]
+    plan = cache.region_plan(regions, grid, 5, torch.float32)
+    assert plan.rows is not None and plan.mask.shape[:2] == (2, 1) and plan.mask.shape[-1] == 3 * 5
+    assert cache.region_plan(regions, grid, 5, torch.float32) is plan  # the next layer: same plan
+    assert cache.region_plan(regions.clone(), grid, 5, torch.float32) is plan  # equal values
+    assert cache.region_plan(regions, (8, 12), 5, torch.float32) is not plan  # another grid
+    regions[:, 2] = 0  # changed in place: rebuilt, without sub-instruction 2's tokens
+    changed = cache.region_plan(regions, grid, 5, torch.float32)
+    assert changed is not plan and changed.keep.tolist() == [0, 1] and changed.mask.shape[-1] == 2 * 5
+    with torch.inference_mode():  # no version counter: compared by value
+        frozen = _layouts()["overlapping"]
+        first = cache.region_plan(frozen, grid, 5, torch.float32)
+        frozen.zero_()
+        assert cache.region_plan(frozen, grid, 5, torch.float32).rows is None
+        assert first.rows is not None
+    bg = background_from_regions(_layouts()["overlapping"])
+    assert cache.background(bg, grid, torch.float32) is cache.background(bg, grid, torch.float32)
+    assert cache.background(bg, grid, torch.float32).shape == (2, 24, 1)
 
 
 def test_layer_grid_and_max_pooled_regions():
