@@ -84,7 +84,7 @@ planner's box, and the grounder's footprint on the source), never copied from th
 - `bg_changed`: share of background pixels where a channel moved by more than 16 levels.
 
 Filter thresholds of this build: `{thresholds}`.
-
+{filter_measured}
 ## Loading
 
 The YAML front matter above declares the configs (`default`: accepted shards, `rejected`: the
@@ -107,6 +107,22 @@ def _most_sub_edits(out: str) -> int:
         return 0
     column = read_table(path, columns=["num_sub_edits"]).column("num_sub_edits")
     return int(pc.max(column).as_py() or 0)
+
+
+def filter_measured(out: str) -> str:
+    """The card's paragraph on the filter against the synthetic truth (empty without one):
+    precision, recall, and recall by failure type, magnitude and strength (detection curves,
+    :mod:`mcie.audit`)."""
+    from mcie.audit import curve_line, truth_summary
+
+    t = truth_summary(out)
+    if t is None:
+        return ""
+    return (
+        "\nThe filter against the injected failures (`truth.parquet`; a positive is a candidate"
+        f" with a failure): precision {t['filter_precision']}, recall {t['filter_recall']}."
+        f" Recall by failure type and magnitude: {curve_line(t)}.\n"
+    )
 
 
 def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -149,5 +165,6 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
         ext=ext,
         schema_version=SCHEMA_VERSION,
         thresholds=json.dumps(meta.get("thresholds", {}), sort_keys=True),
+        filter_measured=filter_measured(out),
     )
     storage.atomic_write(storage.join(out, "README.md"), text)

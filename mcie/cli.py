@@ -102,6 +102,14 @@ def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
         default=0.3,
         help="share of candidates with an injected failure (default 0.3)",
     )
+    g.add_argument(
+        "--failure-magnitude",
+        choices=("standard", "subtle"),
+        default="standard",
+        help="how strong injected failures are: standard (gross: hue 20-45 deg, 30-70%% done, "
+        "drift 8-16 levels) or subtle (hue 10-22 deg, 65-85%% done, drift 4-8 levels, wrong "
+        "object of the same colour family) (default standard)",
+    )
     g.add_argument("--min-edits", type=int, default=2, help="fewest sub-edits per instruction (default 2)")
     g.add_argument("--max-edits", type=int, default=5, help="most sub-edits per instruction (default 5)")
     g.add_argument(
@@ -359,7 +367,7 @@ def _backend(args: argparse.Namespace):
                 max_edits=args.max_edits,
                 edit_weights=_edit_weights(args.edit_types),
             ),
-            failures=FailureConfig(rate=args.failure_rate),
+            failures=FailureConfig(rate=args.failure_rate, magnitude=args.failure_magnitude),
         ),
     )
 

@@ -238,7 +238,40 @@ def _audit_section(out: str) -> Section | None:
             "filter recall by failure type",
         )
     )
+    body += _detection_parts(a)
     return Section("audit", "Audit against the truth", "".join(body))
+
+
+def _detection_parts(a: dict[str, Any]) -> list[str]:
+    """Recall by failure type and magnitude class (a chart) and the detection curves (a
+    table: recall in bins of each failure's strength), from :func:`mcie.audit.magnitude_figures`."""
+    by_mag = a.get("recall_by_magnitude") or {}
+    if not by_mag:
+        return []
+    mags = sorted({m for v in by_mag.values() for m in v})
+    series = {m: {k: v[m]["recall"] for k, v in by_mag.items() if m in v} for m in mags}
+    counts = {k: sum(x["positives"] for x in v.values()) for k, v in by_mag.items()}
+    parts = [
+        figure(
+            charts.bars(
+                series,
+                "Filter recall by failure type and magnitude",
+                "recall",
+                "injected failure type",
+                counts=counts,
+            ),
+            "filter recall by failure type and magnitude (standard / subtle)",
+        )
+    ]
+    rows = [
+        [name, f"{b['low']:g}-{b['high']:g} {c['unit']}", b["positives"], b["recall"]]
+        for name, c in a.get("detection_curves", {}).items()
+        for b in c["bins"]
+    ]
+    if rows:
+        parts.append("<h3>Detection curves: recall against failure strength</h3>")
+        parts.append(table(["failure", "strength", "positives", "recall"], rows))
+    return parts
 
 
 def build_report(
