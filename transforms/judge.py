@@ -38,6 +38,12 @@ class FilterThresholds:
     bg_psnr_min: float = 40.0
     bg_l1_max: float = 0.01
     bg_changed_max: float = 0.002
+    #: share of the background away from every mask moved by more than 8 levels (the pixel
+    #: judge's ``bg_faint``; judges that do not report it are not held to it)
+    bg_faint_max: float = 0.001
+    #: when set, a sub-edit passes on its score (``scores["compliance"]`` >= this) instead of
+    #: the judge's own ``executed``: the threshold ``mcie calibrate`` chooses from reviewers
+    min_sub_score: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_compliance <= 1 or not 0 <= self.bg_ssim_min <= 1:
@@ -62,9 +68,13 @@ class JudgeFilter:
             or s["bg_psnr"] < t.bg_psnr_min
             or s["bg_l1"] > t.bg_l1_max
             or s["bg_changed"] > t.bg_changed_max
+            or s.get("bg_faint", 0.0) > t.bg_faint_max
         ):
             return False, Reason.BACKGROUND_CHANGED
-        if t.min_compliance >= 1.0 and not all(sub.executed for sub in sample.sub_edits):
+        if t.min_sub_score is not None:
+            if any(sub.scores.get("compliance", 0.0) < t.min_sub_score for sub in sample.sub_edits):
+                return False, Reason.SUB_EDIT_NOT_EXECUTED
+        elif t.min_compliance >= 1.0 and not all(sub.executed for sub in sample.sub_edits):
             return False, Reason.SUB_EDIT_NOT_EXECUTED
         if s["compliance"] < t.min_compliance:
             return False, Reason.LOW_COMPLIANCE

@@ -32,6 +32,18 @@ class PixelJudgeConfig:
 PATTERN_TINT = {"solid": (0.0, 0.05), "dotted": (0.09, 0.32), "striped": (0.33, 0.70)}
 
 
+#: a colour must differ from the background by this much (squared RGB distance, ~12 levels)
+#: outside brightness for :meth:`PixelJudge.coverage` to discount brightness swings
+GREY_FREE_MIN = 150.0
+#: the most a gradient or texture background swings along the grey axis (14 levels per
+#: channel, as a length along the unit grey vector)
+BG_SWING = 14.0 * np.sqrt(3)
+
+
+#: a background channel moving by more than this counts as a faint change
+FAINT_LEVELS = 8
+
+
 class PixelJudge(Judge):
     """Checks each sub-edit's claim in its region and the background outside all masks.
 
@@ -64,6 +76,7 @@ class PixelJudge(Judge):
             **sample.scores,
             "compliance": round(float(np.mean(executed)), 4),
             **{k: round(v, 4) for k, v in bg.items()},
+            "bg_faint": round(faint_change(src, tgt, union), 5),
         }
         sample.provenance = {**sample.provenance, "judge": self.name}
         return sample
@@ -87,7 +100,9 @@ class PixelJudge(Judge):
         return inner if inner.sum() >= 8 else m
 
     def pattern_ok(self, img: np.ndarray, inside: np.ndarray, rgb, pattern: str) -> float:
-        """1 when every half of ``inside`` shows ``pattern`` (tint share in range), else 0."""
+        """1 when every half of ``inside`` shows ``pattern`` (tint share in range), else 0. The
+        coarse check, kept for callers that do not know the object's radius; see
+        :meth:`pattern_agreement`."""
         lo, hi = PATTERN_TINT[pattern]
         tint = self.has(img, [tint_of(tuple(rgb))]) & inside
         ys, xs = np.nonzero(inside)
@@ -105,6 +120,40 @@ class PixelJudge(Judge):
                 return 0.0
         return 1.0
 
+    def pattern_agreement(self, img: np.ndarray, inside: np.ndarray, rgb, pattern: str, r: float) -> float:
+        """How well ``inside`` shows ``pattern`` as the renderer draws it for an object of
+        radius ``r``: the share of its pixels (those showing the base colour or its tint) whose
+        colour is the one the pattern puts there, at the pattern's best-fitting phase — the
+        lowest share over the whole and over slices cut off from each of 8 sides, so a part
+        left as it was (a partial edit) shows even when it is a sixth of the object.
+
+        The pattern is drawn per pixel, not anti-aliased (:func:`scene._fill`), so a clean
+        object agrees on every such pixel; tint shares alone cannot tell a small dotted object
+        from a striped one (their ranges overlap below ~15 px)."""
+        base = self.has(img, [tuple(rgb)]) & inside
+        tint = self.has(img, [tint_of(tuple(rgb))]) & inside & ~base
+        ys, xs = np.nonzero(base | tint)
+        if len(xs) < 8:
+            return 0.0
+        seen = tint[ys, xs]
+        if pattern == "solid":
+            expected, sure = np.zeros_like(seen), np.ones_like(seen)
+        else:
+            expected, sure = _fit_pattern(xs, ys, seen, pattern, r)
+        # per part, the share of the pixels the pattern paints in each colour that show it: a
+        # part left solid inside a dotted object misses its dots, though they are a fifth of it
+        parts = [np.ones_like(seen)]
+        for angle in np.arange(8) * (np.pi / 4):
+            proj = xs * np.cos(angle) + ys * np.sin(angle)
+            parts.append(proj >= np.quantile(proj, 0.8))
+        score = 1.0
+        for part in parts:
+            for colour in (True, False):
+                want = part & sure & (expected == colour)
+                if want.sum() >= 6:
+                    score = min(score, float((seen[want] == colour).mean()))
+        return score
+
     @staticmethod
     def local_background(src: np.ndarray, region: np.ndarray) -> np.ndarray:
         """Median source colour in a ring around ``region``: the background an object is
@@ -118,17 +167,31 @@ class PixelJudge(Judge):
         """Per-pixel coverage of an object of colour ``rgb`` over background ``bg`` in
         ``region``, estimated from each pixel's position on the line from ``bg`` to the colour
         (or its tint); pixels off that line count 0. Summed, it is the object's area free of the
-        anti-aliased rim's bias."""
+        anti-aliased rim's bias.
+
+        Gradient and texture backgrounds move every channel alike (up to ~14 levels from
+        ``bg``, :func:`scene.background`), so where the colour differs from ``bg`` in more
+        than brightness the grey part of each pixel's offset is left out: a light tint close
+        to the background would otherwise read textured background as object."""
         px = img[region].astype(np.float32)
         best = np.zeros(len(px), dtype=np.float32)
         colours = [rgb] if pattern == "solid" else [rgb, tint_of(tuple(rgb))]
+        grey = np.full(3, 1 / np.sqrt(3), dtype=np.float32)
         for c in colours:
             d = np.asarray(c, dtype=np.float32) - bg
             denom = float(d @ d)
             if denom < 1.0:
                 continue
-            a = np.clip((px - bg) @ d / denom, 0.0, 1.0)
-            off = max_channel(np.abs(px - bg - a[:, None] * d))
+            off_bg = px - bg
+            d_chroma = d - (d @ grey) * grey
+            if float(d_chroma @ d_chroma) >= GREY_FREE_MIN:
+                a = np.clip(off_bg @ d_chroma / float(d_chroma @ d_chroma), 0.0, 1.0)
+                rest = off_bg - a[:, None] * d
+                shift = np.clip(rest @ grey, -BG_SWING, BG_SWING)
+                off = max_channel(np.abs(rest - shift[:, None] * grey))
+            else:
+                a = np.clip(off_bg @ d / denom, 0.0, 1.0)
+                off = max_channel(np.abs(off_bg - a[:, None] * d))
             best = np.maximum(best, np.where(off <= 24, a, 0.0))
         return best
 
@@ -142,3 +205,75 @@ class PixelJudge(Judge):
         # Work on the crop around everything this sub-edit touches (fast, same result).
         et = edit_type(sub.edit_type)
         return et.check(JudgeCrop(self, sub, src, tgt, et.box_keys))
+
+
+def faint_change(src: np.ndarray, tgt: np.ndarray, union: np.ndarray) -> float:
+    """Share of the background, away from every mask (2 px), where a channel moved by more
+    than :data:`FAINT_LEVELS`: a faint blotch (16 levels) passes ``bg_changed`` (> 16 levels)
+    and, being small, the SSIM, PSNR and L1 bounds too. The renderer is exact, so a clean
+    background does not move at all; the 2 px keep anti-aliased rims of edited objects out."""
+    away = ~dilate(union, 2)
+    n = int(away.sum())
+    if n == 0:
+        return 0.0
+    moved = max_channel(np.abs(src.astype(np.int16) - tgt.astype(np.int16))) > FAINT_LEVELS
+    return float((moved & away).sum() / n)
+
+
+def pattern_mask(xs: np.ndarray, ys: np.ndarray, pattern: str, r: float, cx: float, cy: float) -> np.ndarray:
+    """Which pixels (xs, ys) show the tint for ``pattern`` anchored at (cx, cy): the renderer's
+    own rule (:func:`mcie.transforms.synthetic.scene._fill`)."""
+    dx, dy = xs + 0.5 - cx, ys + 0.5 - cy
+    if pattern == "striped":
+        period = max(4.0, r / 2.5)
+        return np.floor((dx + dy) / period) % 2 == 1
+    step = max(5.0, r / 2.0)
+    gx = dx - step * np.round(dx / step)
+    gy = dy - step * np.round(dy / step)
+    return gx * gx + gy * gy <= (0.25 * step) ** 2
+
+
+def _fit_pattern(
+    xs: np.ndarray, ys: np.ndarray, seen: np.ndarray, pattern: str, r: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern's tint mask at the anchor that best explains ``seen`` (tint per pixel), and
+    which pixels it is sure of (those a 0.15 px move of the anchor does not flip: the anchor is
+    fitted, not known). The first guess is the circular mean of the tint pixels' phase; it is
+    refined on a 0.2 px grid, then a 0.05 px one."""
+    if pattern == "striped":
+        period = max(4.0, r / 2.5)
+        # tint bands: floor((u - c) / period) odd, u = x + y + 1; their middle is c + 1.5 period
+        u = (xs + ys + 1.0)[seen]
+        guess = (_circular_mean(u, 2 * period) - 1.5 * period if len(u) else 0.0, 0.0)
+        grids = [(np.arange(-1.0, 1.01, 0.2), [0.0]), (np.arange(-0.2, 0.21, 0.05), [0.0])]
+        nudges = [(-0.15, 0.0), (0.15, 0.0)]
+    else:
+        step = max(5.0, r / 2.0)
+        # dots sit on the grid through the anchor: their phase is the anchor's
+        guess = (
+            _circular_mean(xs[seen] + 0.5, step) if seen.any() else 0.0,
+            _circular_mean(ys[seen] + 0.5, step) if seen.any() else 0.0,
+        )
+        coarse, fine = np.arange(-0.6, 0.61, 0.2), np.arange(-0.2, 0.21, 0.05)
+        grids = [(coarse, coarse), (fine, fine)]
+        nudges = [(-0.15, 0.0), (0.15, 0.0), (0.0, -0.15), (0.0, 0.15)]
+    for gx, gy in grids:
+        best = max(
+            (
+                (int((pattern_mask(xs, ys, pattern, r, guess[0] + a, guess[1] + b) == seen).sum()), a, b)
+                for a in gx
+                for b in gy
+            ),  # fmt: skip
+        )
+        guess = (guess[0] + best[1], guess[1] + best[2])
+    expected = pattern_mask(xs, ys, pattern, r, *guess)
+    sure = np.ones_like(expected)
+    for a, b in nudges:
+        sure &= pattern_mask(xs, ys, pattern, r, guess[0] + a, guess[1] + b) == expected
+    return expected, sure
+
+
+def _circular_mean(v: np.ndarray, period: float) -> float:
+    """The mean of ``v`` taken modulo ``period`` (on the circle), in [0, period)."""
+    a = 2 * np.pi * v / period
+    return float(np.angle(np.exp(1j * a).mean()) % (2 * np.pi) * period / (2 * np.pi))

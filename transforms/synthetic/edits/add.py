@@ -103,6 +103,6 @@ class Add(EditType):
         x0, y0 = c.origin
         cx, cy = p["center"][0] - x0 + ox * p["r"], p["center"][1] - y0 + oy * p["r"]
         placed = 1.0 if np.hypot(xs.mean() + 0.5 - cx, ys.mean() + 0.5 - cy) <= 0.1 * p["r"] else 0.0
-        pattern_ok = j.pattern_ok(c.tgt, inside, p["rgb"], p["pattern"])
+        pattern_ok = j.pattern_agreement(c.tgt, inside, p["rgb"], p["pattern"], p["r"])
         area = j.coverage(c.tgt, m, c.bg, p["rgb"], p["pattern"]).sum()
         return min(purity, area_score(area / expected_area(p["shape"], p["r"])), placed, pattern_ok)

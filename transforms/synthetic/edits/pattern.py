@@ -37,11 +37,11 @@ class Pattern(TargetEdit):
         return d.pattern != edit.params["to_pattern"]
 
     def check(self, c: JudgeCrop) -> float:
-        """The colour is kept and the share of tint matches the new pattern in each half of
-        the object (so a half-done edit fails)."""
+        """The colour is kept and every part of the object shows the new pattern as the
+        renderer draws it (so a partly done edit fails)."""
         j, p = c.judge, c.p
         inside = j.inside(c.g)
         if not c.g.any():
             return 0.0
         purity = float(j.has(c.tgt[inside], j.colours(p["rgb"], "striped")).mean())
-        return purity * j.pattern_ok(c.tgt, inside, p["rgb"], p["to_pattern"])
+        return purity * j.pattern_agreement(c.tgt, inside, p["rgb"], p["to_pattern"], p["r"])
