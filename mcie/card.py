@@ -115,14 +115,47 @@ def filter_measured(out: str) -> str:
     :mod:`mcie.audit`)."""
     from mcie.audit import curve_line, truth_summary
 
+    text = ""
     t = truth_summary(out)
-    if t is None:
-        return ""
-    return (
-        "\nThe filter against the injected failures (`truth.parquet`; a positive is a candidate"
-        f" with a failure): precision {t['filter_precision']}, recall {t['filter_recall']}."
-        f" Recall by failure type and magnitude: {curve_line(t)}.\n"
-    )
+    if t is not None:
+        text += (
+            "\nThe filter against the injected failures (`truth.parquet`; a positive is a candidate"
+            f" with a failure): precision {t['filter_precision']}, recall {t['filter_recall']}."
+            f" Recall by failure type and magnitude: {curve_line(t)}.\n"
+        )
+    path = storage.join(out, CALIBRATION_FILE)
+    if storage.exists(path):
+        c = storage.read_json(path)
+        s, at = c["samples"], c["samples"]["at_target"]
+        text += (
+            f"\nThe judge against the reviewers (`mcie calibrate`, {s['n']} reviewed samples, bootstrap"
+            f" 95% intervals): accuracy {s['accuracy']['value']} {s['accuracy']['ci95']}, precision"
+            f" {s['precision']['value']} {s['precision']['ci95']}, recall {s['recall']['value']}"
+            f" {s['recall']['ci95']}, Cohen's kappa {s['kappa']['value']} {s['kappa']['ci95']};"
+            f" the sub-instruction score threshold for precision {c['target_precision']} is"
+            f" {at['threshold']} (recall {at['recall']}).\n"
+        )
+    return f"{FILTER_BEGIN}{text}{FILTER_END}"
+
+
+#: ``mcie calibrate``'s figures inside a build (:mod:`mcie.calibrate` writes it)
+CALIBRATION_FILE = "calibration.json"
+#: the card's filter paragraph lies between these, so ``mcie calibrate`` can renew it in place
+FILTER_BEGIN, FILTER_END = "<!-- mcie:filter -->", "<!-- /mcie:filter -->\n"
+
+
+def refresh_filter_measured(out: str) -> bool:
+    """Renew the filter paragraph of ``out/README.md`` (after ``mcie calibrate``); False when
+    the card is missing or has no such paragraph (a card written before it existed)."""
+    path = storage.join(out, "README.md")
+    if not storage.exists(path):
+        return False
+    card = storage.read_bytes(path).decode("utf-8")
+    start, end = card.find(FILTER_BEGIN), card.find(FILTER_END)
+    if start < 0 or end < start:
+        return False
+    storage.atomic_write(path, card[:start] + filter_measured(out) + card[end + len(FILTER_END) :])
+    return True
 
 
 def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:

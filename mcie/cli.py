@@ -127,6 +127,13 @@ def _add_threshold_args(p: argparse.ArgumentParser) -> None:
     d = FilterThresholds()
     g = p.add_argument_group("filter thresholds")
     g.add_argument(
+        "--thresholds",
+        default=None,
+        metavar="FILE",
+        help="thresholds file (JSON, as `mcie calibrate` writes); replaces the flags below "
+        "(default: none, the flags decide)",
+    )
+    g.add_argument(
         "--min-compliance",
         type=float,
         default=d.min_compliance,
@@ -292,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ls_parsers(sub)
     real_cli.add_parsers(sub)
+    __import__("mcie.calibrate").calibrate.add_parsers(sub)
     return p
 
 
@@ -388,7 +396,9 @@ def _options(args: argparse.Namespace):
                 kw["shard_size"] = 64  # input files per shard
             else:
                 kw["shard_size"] = {**DEFAULT_SIZE, **PRESETS.get(args.preset or "", {})}["shard_size"]
-        if hasattr(args, "min_compliance"):
+        if getattr(args, "thresholds", None):
+            kw["thresholds"] = FilterThresholds.from_file(args.thresholds)
+        elif hasattr(args, "min_compliance"):
             kw["thresholds"] = FilterThresholds(
                 args.min_compliance,
                 args.bg_ssim_min,
@@ -417,6 +427,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if callable(getattr(args, "run", None)):  # commands registered with set_defaults(run=...)
+        return args.run(args)
     if args.command == "ls":
         from mcie.annotation.cli import run as run_ls
 

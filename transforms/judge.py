@@ -49,6 +49,28 @@ class FilterThresholds:
         if not 0 <= self.min_compliance <= 1 or not 0 <= self.bg_ssim_min <= 1:
             raise ValueError(f"min_compliance and bg_ssim_min must be in [0, 1], got {self}")
 
+    @classmethod
+    def from_file(cls, path: str) -> FilterThresholds:
+        """Thresholds from a JSON file (as ``mcie calibrate`` writes); fields left out keep
+        their defaults. A missing file, bad JSON, an unknown or badly typed field is a
+        ``ValueError`` naming the file and the allowed fields."""
+        from mcie import storage
+
+        if not storage.exists(path):
+            raise ValueError(f"thresholds file {path!r} does not exist")
+        try:
+            data = storage.read_json(path)
+        except ValueError as exc:
+            raise ValueError(f"thresholds file {path!r} is not JSON: {exc}") from exc
+        names = sorted(f.name for f in dataclasses.fields(cls))
+        if not isinstance(data, dict) or set(data) - set(names):
+            unknown = sorted(set(data) - set(names)) if isinstance(data, dict) else data
+            raise ValueError(f"thresholds file {path!r}: unknown fields {unknown}; allowed: {names}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"thresholds file {path!r}: {exc}") from exc
+
 
 class JudgeFilter:
     """Decides a judged sample: ``(True, None)`` keeps it, ``(False, reason)`` rejects it."""
