@@ -40,6 +40,11 @@ GREY_FREE_MIN = 150.0
 BG_SWING = 14.0 * np.sqrt(3)
 
 
+#: the median distance (levels, max channel) of an object's matching pixels from its colour
+#: above which the colour is off (clean renders: 0)
+EXACT_TOL = 6
+#: the least share of an object's colour a blended rim pixel must show to count for it
+BLEND_MIN = 0.25
 #: a background channel moving by more than this counts as a faint change
 FAINT_LEVELS = 8
 
@@ -90,6 +95,66 @@ class PixelJudge(Judge):
             hit |= max_channel(np.abs(px - np.asarray(c, dtype=np.int16))) <= self.config.colour_tol
         return hit
 
+    def purity(self, pixels: np.ndarray, colours: list, bg: np.ndarray | None = None) -> float:
+        """Share of ``pixels`` showing one of ``colours`` (:meth:`has`) — 0 when those that do
+        sit, as a rule, off the colour (median distance over :data:`EXACT_TOL`): the renderer
+        paints an object's inside exactly, so a hue turned by 10 degrees (a brown moves 16
+        levels, just inside ``colour_tol``) shows as an offset though every pixel "has" it.
+
+        With ``bg`` (the local background), a pixel also counts when it is a blend of ``bg``
+        and a colour (on the line between them, at least :data:`BLEND_MIN` of the colour) —
+        an object a few pixels wide is mostly anti-aliased rim — and pixels that are (nearly)
+        background are left out of the share."""
+        px = pixels.astype(np.int16)
+        dist = np.full(px.shape[:-1], 10_000, dtype=np.int16)
+        for c in colours:
+            dist = np.minimum(dist, max_channel(np.abs(px - np.asarray(c, dtype=np.int16))))
+        hit = dist <= self.config.colour_tol
+        # (judged on 8 such pixels or more: a tiny object's few are rim blends, not its colour)
+        if hit.sum() >= 8 and np.median(dist[hit]) > EXACT_TOL:
+            return 0.0
+        if bg is None:
+            return float(hit.mean()) if len(hit) else 0.0
+        blend = np.zeros_like(hit)
+        online = np.zeros_like(hit)
+        off_bg = px.astype(np.float32) - bg
+        for c in colours:
+            d = np.asarray(c, dtype=np.float32) - bg
+            denom = float(d @ d)
+            if denom < 1.0:
+                continue
+            a = np.clip(off_bg @ d / denom, 0.0, 1.0)
+            close = max_channel(np.abs(off_bg - a[:, None] * d)) <= self.config.colour_tol
+            online |= close
+            # a blend, not the colour turned a little (that sits near a = 1, off the colour)
+            blend |= close & (a >= BLEND_MIN) & (a <= 0.85)
+        # a faint blend is left out (it could be any colour's rim); so is plain background
+        far = max_channel(np.abs(off_bg)) > self.config.colour_tol
+        counted = hit | blend | (~online & far)
+        return float((hit | blend)[counted].mean()) if counted.any() else 0.0
+
+    def change_consistent(
+        self, src_px: np.ndarray, tgt_px: np.ndarray, deltas: list, must_change: np.ndarray | None = None
+    ) -> float:
+        """For objects a few pixels wide, whose pixels blend into the background and their
+        neighbours: share of pixels whose change (target - source) is some ``alpha`` in
+        [0, 1] times one of ``deltas`` (new colour - old colour): a pixel
+        ``alpha * old + (1 - alpha) * rest`` becomes ``alpha * new + (1 - alpha) * rest``
+        whatever ``rest`` is. Counted: the changed pixels and ``must_change`` (those that
+        showed the old colour); none counted is 1 (nothing to judge, nothing wrong)."""
+        diff = tgt_px.astype(np.float32) - src_px.astype(np.float32)
+        changed = max_channel(np.abs(diff)) > self.config.colour_tol
+        ok = np.zeros(len(diff), dtype=bool)
+        for d in deltas:
+            d = np.asarray(d, dtype=np.float32)
+            denom = float(d @ d)
+            if denom < 1.0:
+                continue
+            a = np.clip(diff @ d / denom, 0.0, 1.0)
+            ok |= max_channel(np.abs(diff - a[:, None] * d)) <= self.config.colour_tol
+        counted = changed if must_change is None else changed | must_change
+        return float(ok[counted].mean()) if counted.any() else 1.0
+
     @staticmethod
     def colours(rgb, pattern: str) -> list:
         return [tuple(rgb)] if pattern == "solid" else [tuple(rgb), tint_of(tuple(rgb))]
@@ -130,8 +195,14 @@ class PixelJudge(Judge):
         The pattern is drawn per pixel, not anti-aliased (:func:`scene._fill`), so a clean
         object agrees on every such pixel; tint shares alone cannot tell a small dotted object
         from a striped one (their ranges overlap below ~15 px)."""
-        base = self.has(img, [tuple(rgb)]) & inside
-        tint = self.has(img, [tint_of(tuple(rgb))]) & inside & ~base
+        # the rim's blends of a colour with a light background look like its tint, so only
+        # pixels a full pixel inside count; an object too small to have 8 of them cannot show
+        # a pattern (a dot every 5 px at least) and is not judged on it
+        core = erode(inside, 1)
+        if core.sum() < 8:
+            return 1.0
+        base = self.has(img, [tuple(rgb)]) & core
+        tint = self.has(img, [tint_of(tuple(rgb))]) & core & ~base
         ys, xs = np.nonzero(base | tint)
         if len(xs) < 8:
             return 0.0
@@ -195,6 +266,25 @@ class PixelJudge(Judge):
             best = np.maximum(best, np.where(off <= 24, a, 0.0))
         return best
 
+    def size_score(self, img, region, bg, rgb, pattern: str, expected: float, small: bool) -> float:
+        """:func:`area_score` of the object's area in ``region`` (:meth:`coverage`) against
+        ``expected``. On a ``small`` object (too few pixels a full pixel inside to show its
+        pattern) a rim pixel of its colour blended into a light background matches its light
+        tint, so the area is either estimate's: as patterned (rims may count as tint) or as
+        solid (its tint then counts 0.4)."""
+        from mcie.transforms.synthetic.edits.base import area_score
+
+        score = area_score(self.coverage(img, region, bg, rgb, pattern).sum() / expected)
+        if small and pattern != "solid":
+            score = max(score, area_score(self.coverage(img, region, bg, rgb, "solid").sum() / expected))
+        return score
+
+    @staticmethod
+    def small(footprint: np.ndarray) -> bool:
+        """Whether an object is too small to show a pattern: fewer than 8 pixels a full pixel
+        inside its footprint."""
+        return int(erode(footprint, 1).sum()) < 8
+
     def object_pixels(self, src, tgt, region, g, colours) -> tuple[np.ndarray, np.ndarray]:
         """Pixels of ``region`` showing the object's colours in the target and in the source,
         leaving out look-alike pixels of other objects (same colour in the source, off ``g``)."""
@@ -220,33 +310,45 @@ def faint_change(src: np.ndarray, tgt: np.ndarray, union: np.ndarray) -> float:
     return float((moved & away).sum() / n)
 
 
-def pattern_mask(xs: np.ndarray, ys: np.ndarray, pattern: str, r: float, cx: float, cy: float) -> np.ndarray:
-    """Which pixels (xs, ys) show the tint for ``pattern`` anchored at (cx, cy): the renderer's
-    own rule (:func:`mcie.transforms.synthetic.scene._fill`)."""
+def pattern_mask(
+    xs: np.ndarray, ys: np.ndarray, pattern: str, r: float, cx: float, cy: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which pixels (xs, ys) show the tint for ``pattern`` anchored at (cx, cy) — the
+    renderer's own rule (:func:`mcie.transforms.synthetic.scene._fill`) — and each pixel's
+    margin: how far (px) the anchor may move before that pixel flips."""
     dx, dy = xs + 0.5 - cx, ys + 0.5 - cy
     if pattern == "striped":
         period = max(4.0, r / 2.5)
-        return np.floor((dx + dy) / period) % 2 == 1
+        t = (dx + dy) / period
+        # moving the anchor by e along x moves dx + dy by e
+        return np.floor(t) % 2 == 1, np.abs(t - np.round(t)) * period
     step = max(5.0, r / 2.0)
     gx = dx - step * np.round(dx / step)
     gy = dy - step * np.round(dy / step)
-    return gx * gx + gy * gy <= (0.25 * step) ** 2
+    dist = np.sqrt(gx * gx + gy * gy)
+    return dist <= 0.25 * step, np.abs(dist - 0.25 * step)
+
+
+#: pixels closer than this (px of anchor movement) to a pattern edge are not judged: the anchor
+#: is fitted to within ~0.1 px, and the renderer computes in float32
+PATTERN_MARGIN = 0.3
 
 
 def _fit_pattern(
     xs: np.ndarray, ys: np.ndarray, seen: np.ndarray, pattern: str, r: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pattern's tint mask at the anchor that best explains ``seen`` (tint per pixel), and
-    which pixels it is sure of (those a 0.15 px move of the anchor does not flip: the anchor is
-    fitted, not known). The first guess is the circular mean of the tint pixels' phase; it is
-    refined on a 0.2 px grid, then a 0.05 px one."""
+    which pixels it is sure of (at least :data:`PATTERN_MARGIN` from an edge of the pattern:
+    the anchor is fitted, not known, and a stripe edge can pass within 0.01 px of a whole
+    diagonal of pixel centres). Candidates are scored on their sure pixels. Stripes: their one
+    phase is scanned over a whole period (0.25 px), then refined (0.05 px). Dots: the first
+    guess is the circular mean of the tint pixels' phase, refined within 1 px (0.25 px), then
+    0.05 px."""
     if pattern == "striped":
         period = max(4.0, r / 2.5)
-        # tint bands: floor((u - c) / period) odd, u = x + y + 1; their middle is c + 1.5 period
-        u = (xs + ys + 1.0)[seen]
-        guess = (_circular_mean(u, 2 * period) - 1.5 * period if len(u) else 0.0, 0.0)
-        grids = [(np.arange(-1.0, 1.01, 0.2), [0.0]), (np.arange(-0.2, 0.21, 0.05), [0.0])]
-        nudges = [(-0.15, 0.0), (0.15, 0.0)]
+        # one phase (c = cx + cy) within one period of two bands: cheap to scan whole
+        guess = (0.0, 0.0)
+        grids = [(np.arange(0.0, 2 * period, 0.25), [0.0]), (np.arange(-0.25, 0.26, 0.05), [0.0])]
     else:
         step = max(5.0, r / 2.0)
         # dots sit on the grid through the anchor: their phase is the anchor's
@@ -254,23 +356,19 @@ def _fit_pattern(
             _circular_mean(xs[seen] + 0.5, step) if seen.any() else 0.0,
             _circular_mean(ys[seen] + 0.5, step) if seen.any() else 0.0,
         )
-        coarse, fine = np.arange(-0.6, 0.61, 0.2), np.arange(-0.2, 0.21, 0.05)
+        coarse, fine = np.arange(-1.0, 1.01, 0.25), np.arange(-0.25, 0.26, 0.05)
         grids = [(coarse, coarse), (fine, fine)]
-        nudges = [(-0.15, 0.0), (0.15, 0.0), (0.0, -0.15), (0.0, 0.15)]
+
+    def fit(a: float, b: float) -> float:
+        m, margin = pattern_mask(xs, ys, pattern, r, guess[0] + a, guess[1] + b)
+        sure = margin >= PATTERN_MARGIN
+        return float((m == seen)[sure].mean()) if sure.any() else 0.0
+
     for gx, gy in grids:
-        best = max(
-            (
-                (int((pattern_mask(xs, ys, pattern, r, guess[0] + a, guess[1] + b) == seen).sum()), a, b)
-                for a in gx
-                for b in gy
-            ),  # fmt: skip
-        )
+        best = max((fit(a, b), a, b) for a in gx for b in gy)
         guess = (guess[0] + best[1], guess[1] + best[2])
-    expected = pattern_mask(xs, ys, pattern, r, *guess)
-    sure = np.ones_like(expected)
-    for a, b in nudges:
-        sure &= pattern_mask(xs, ys, pattern, r, guess[0] + a, guess[1] + b) == expected
-    return expected, sure
+    expected, margin = pattern_mask(xs, ys, pattern, r, *guess)
+    return expected, margin >= PATTERN_MARGIN
 
 
 def _circular_mean(v: np.ndarray, period: float) -> float:
