@@ -12,7 +12,9 @@ Against ``truth.parquet`` (definitions from the foundation issue):
 * a *positive* is a candidate with at least one injected failure; precision and recall are of
   ``rejected`` against positives (failed candidates are left out and counted);
 * mask mIoU is over the sub-edits of clean candidates against the truth masks (empty against
-  empty counts 1); recall is also reported per failure type.
+  empty counts 1); recall is also reported per failure type, per failure type and magnitude
+  class (``standard`` / ``subtle``, ``--failure-magnitude``), and as a *detection curve*: recall
+  in bins of each failure's strength (:data:`CURVES`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,112 @@ from mcie.validate import sample_problems
 
 def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
+
+
+#: detection curves: curve name -> (unit, bin edges); bins are [low, high), the last one
+#: closed; a failure's strength is read by :func:`failure_strength`. Edges cover both
+#: magnitude classes' ranges (levels are integers: 4-8 is the subtle shift, 8-16 the standard).
+CURVES: dict[str, tuple[str, tuple[float, ...]]] = {
+    "colour_off": ("hue degrees", (10, 14, 18, 22, 30, 38, 45)),
+    "partial": ("share undone", (0.15, 0.25, 0.35, 0.5, 0.6, 0.7)),
+    "background_drift:shift": ("levels", (4, 6, 9, 13, 17)),
+    "background_drift:blotch": ("levels", (16, 24, 33, 41, 56, 71)),
+}
+
+
+def failure_strength(f: dict[str, Any]) -> tuple[str, float] | None:
+    """(curve name, strength) of one injected failure from ``truth.parquet``, or None for a
+    failure without a strength (missed, wrong object) or from a build that did not record it."""
+    kind = f.get("type")
+    if kind == "colour_off" and "hue_degrees" in f:
+        return kind, abs(float(f["hue_degrees"]))
+    if kind == "partial" and "fraction" in f:
+        return kind, round(1.0 - float(f["fraction"]), 6)
+    if kind == "background_drift" and "levels" in f:
+        return f"{kind}:{f.get('drift')}", float(f["levels"])
+    return None
+
+
+def _bin(edges: tuple[float, ...], v: float) -> int:
+    for i in range(len(edges) - 1):
+        if v < edges[i + 1] or i == len(edges) - 2:
+            return i
+    return 0
+
+
+def magnitude_figures(truth: list[dict[str, Any]], rejected: dict[str, bool]) -> dict[str, Any]:
+    """Recall per (failure type, magnitude class) and the detection curves, from truth rows
+    (``key``, ``failures_json``) and ``rejected`` (key -> whether the filter rejected it; a key
+    missing from it, a failed candidate, is left out)."""
+    pos: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    hit: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    cpos: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    chit: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for t in truth:
+        if t["key"] not in rejected:
+            continue
+        r = rejected[t["key"]]
+        for f in json.loads(t.get("failures_json") or "[]"):
+            mag = f.get("magnitude", "standard")  # builds before the knob were standard
+            pos[f["type"]][mag] += 1
+            hit[f["type"]][mag] += r
+            s = failure_strength(f)
+            if s is not None and s[0] in CURVES:
+                b = _bin(CURVES[s[0]][1], s[1])
+                cpos[s[0]][b] += 1
+                chit[s[0]][b] += r
+    by_mag = {
+        k: {m: {"positives": pos[k][m], "recall": _ratio(hit[k][m], pos[k][m])} for m in sorted(pos[k])}
+        for k in sorted(pos)
+    }
+    curves = {}
+    for name in sorted(cpos):
+        unit, edges = CURVES[name]
+        curves[name] = {
+            "unit": unit,
+            "bins": [
+                {
+                    "low": edges[b],
+                    "high": edges[b + 1],
+                    "positives": cpos[name][b],
+                    "recall": _ratio(chit[name][b], cpos[name][b]),
+                }
+                for b in sorted(cpos[name])
+            ],
+        }
+    return {"recall_by_magnitude": by_mag, "detection_curves": curves}
+
+
+def truth_summary(out: str) -> dict[str, Any] | None:
+    """The filter against the truth from the index and ``truth.parquet`` alone (no shard is
+    read): precision, recall and :func:`magnitude_figures`; None without a truth file. For the
+    dataset card."""
+    truth_path = storage.join(out, TRUTH_FILE)
+    if not storage.exists(truth_path):
+        return None
+    index = read_table(storage.join(out, INDEX_FILE), columns=["key", "status"]).to_pylist()
+    rejected = {r["key"]: r["status"] == "rejected" for r in index if r["status"] != "failed"}
+    truth = read_table(truth_path, columns=["key", "num_failures", "failures_json"]).to_pylist()
+    tp = sum(1 for t in truth if t["num_failures"] and rejected.get(t["key"]) is True)
+    fp = sum(1 for t in truth if not t["num_failures"] and rejected.get(t["key"]) is True)
+    fn = sum(1 for t in truth if t["num_failures"] and rejected.get(t["key"]) is False)
+    return {
+        "filter_precision": _ratio(tp, tp + fp),
+        "filter_recall": _ratio(tp, tp + fn),
+        **magnitude_figures(truth, rejected),
+    }
+
+
+def curve_line(figures: dict[str, Any]) -> str:
+    """One line of text: recall per failure type and magnitude class, then each detection
+    curve as ``low-high: recall (n)`` bins."""
+    parts = []
+    for k, mags in figures["recall_by_magnitude"].items():
+        parts.append(f"{k} " + ", ".join(f"{m} {v['recall']} (n={v['positives']})" for m, v in mags.items()))
+    for name, c in figures["detection_curves"].items():
+        bins = ", ".join(f"{b['low']:g}-{b['high']:g}: {b['recall']} (n={b['positives']})" for b in c["bins"])
+        parts.append(f"{name} by {c['unit']} [{bins}]")
+    return "; ".join(parts)
 
 
 def audit(out: str) -> dict[str, Any]:
@@ -113,6 +221,7 @@ def _check_sample(rel, key, members, row, masks_of) -> list[str]:
 
 def _against_truth(truth, by_key, masks_of) -> dict[str, Any]:
     tp = fp = fn = tn = failed = 0
+    rejected_of: dict[str, bool] = {}
     pos_type = collections.Counter()
     hit_type = collections.Counter()
     ious: list[float] = []
@@ -124,6 +233,7 @@ def _against_truth(truth, by_key, masks_of) -> dict[str, Any]:
             continue
         positive = t["num_failures"] > 0
         rejected = row["status"] == "rejected"
+        rejected_of[t["key"]] = rejected
         tp += positive and rejected
         fp += (not positive) and rejected
         fn += positive and not rejected
@@ -145,6 +255,7 @@ def _against_truth(truth, by_key, masks_of) -> dict[str, Any]:
         "recall_by_failure": {k: _ratio(hit_type[k], pos_type[k]) for k in sorted(pos_type)},
         "positives_by_failure": dict(sorted(pos_type.items())),
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "failed_excluded": failed},
+        **magnitude_figures(truth, rejected_of),
     }
 
 
@@ -162,5 +273,6 @@ def format_report(r: dict[str, Any]) -> str:
             f"    tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}; failed: {c['failed_excluded']}",
             f"  recall by failure type: {r['recall_by_failure']}",
             f"    positives: {r['positives_by_failure']}",
+            f"  recall by magnitude: {curve_line(r)}",
         ]
     return "\n".join(lines)

@@ -85,7 +85,7 @@ planner's box, and the grounder's footprint on the source), never copied from th
 - `bg_changed`: share of background pixels where a channel moved by more than 16 levels.
 
 Filter thresholds of this build: `{thresholds}`.
-
+{filter_measured}
 ## Loading
 
 The YAML front matter above declares the configs (`default`: accepted shards, `rejected`: the
@@ -108,6 +108,55 @@ def _most_sub_edits(out: str) -> int:
         return 0
     column = read_table(path, columns=["num_sub_edits"]).column("num_sub_edits")
     return int(pc.max(column).as_py() or 0)
+
+
+def filter_measured(out: str) -> str:
+    """The card's paragraph on the filter against the synthetic truth (empty without one):
+    precision, recall, and recall by failure type, magnitude and strength (detection curves,
+    :mod:`mcie.audit`)."""
+    from mcie.audit import curve_line, truth_summary
+
+    text = ""
+    t = truth_summary(out)
+    if t is not None:
+        text += (
+            "\nThe filter against the injected failures (`truth.parquet`; a positive is a candidate"
+            f" with a failure): precision {t['filter_precision']}, recall {t['filter_recall']}."
+            f" Recall by failure type and magnitude: {curve_line(t)}.\n"
+        )
+    path = storage.join(out, CALIBRATION_FILE)
+    if storage.exists(path):
+        c = storage.read_json(path)
+        s, at = c["samples"], c["samples"]["at_target"]
+        text += (
+            f"\nThe judge against the reviewers (`mcie calibrate`, {s['n']} reviewed samples, bootstrap"
+            f" 95% intervals): accuracy {s['accuracy']['value']} {s['accuracy']['ci95']}, precision"
+            f" {s['precision']['value']} {s['precision']['ci95']}, recall {s['recall']['value']}"
+            f" {s['recall']['ci95']}, Cohen's kappa {s['kappa']['value']} {s['kappa']['ci95']};"
+            f" the sub-instruction score threshold for precision {c['target_precision']} is"
+            f" {at['threshold']} (recall {at['recall']}).\n"
+        )
+    return f"{FILTER_BEGIN}{text}{FILTER_END}"
+
+
+#: ``mcie calibrate``'s figures inside a build (:mod:`mcie.calibrate` writes it)
+CALIBRATION_FILE = "calibration.json"
+#: the card's filter paragraph lies between these, so ``mcie calibrate`` can renew it in place
+FILTER_BEGIN, FILTER_END = "<!-- mcie:filter -->", "<!-- /mcie:filter -->\n"
+
+
+def refresh_filter_measured(out: str) -> bool:
+    """Renew the filter paragraph of ``out/README.md`` (after ``mcie calibrate``); False when
+    the card is missing or has no such paragraph (a card written before it existed)."""
+    path = storage.join(out, "README.md")
+    if not storage.exists(path):
+        return False
+    card = storage.read_bytes(path).decode("utf-8")
+    start, end = card.find(FILTER_BEGIN), card.find(FILTER_END)
+    if start < 0 or end < start:
+        return False
+    storage.atomic_write(path, card[:start] + filter_measured(out) + card[end + len(FILTER_END) :])
+    return True
 
 
 def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -150,5 +199,6 @@ def write_card(out: str, summary: dict[str, Any], meta: dict[str, Any]) -> None:
         ext=ext,
         schema_version=SCHEMA_VERSION,
         thresholds=json.dumps(meta.get("thresholds", {}), sort_keys=True),
+        filter_measured=filter_measured(out),
     )
     storage.atomic_write(BuildLayout(out).card, text)

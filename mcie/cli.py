@@ -20,7 +20,7 @@ from mcie.exitcodes import ExitCode, RunFailed, ServiceError, UsageError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mcie`` and its subcommands."""
-    from mcie import inspect_cli
+    from mcie import calibrate, inspect_cli
     from mcie.annotation import cli as ls_cli
     from mcie.bench import cli as bench_cli
     from mcie.model import cli as model_cli
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for module in (pipeline_cli, inspect_cli, report_cli, bench_cli, model_cli, ls_cli):
+    for module in (pipeline_cli, inspect_cli, calibrate, report_cli, bench_cli, model_cli, ls_cli):
         module.add_parsers(sub)
     return p
 

@@ -207,6 +207,14 @@ def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
         help="share of candidates with an injected failure (default 0.3)",
     )
     g.add_argument(
+        "--failure-magnitude",
+        choices=("standard", "subtle"),
+        default="standard",
+        help="how strong injected failures are: standard (gross: hue 20-45 deg, 30-70%% done, "
+        "drift 8-16 levels) or subtle (hue 10-22 deg, 65-85%% done, drift 4-8 levels, wrong "
+        "object of the same colour family) (default standard)",
+    )
+    g.add_argument(
         "--task",
         default=None,
         choices=["mini", "mini-3", "full"],
@@ -238,6 +246,8 @@ _THRESHOLD_HELP = {
     "bg_psnr_min": "reject below this background PSNR in dB",
     "bg_l1_max": "reject above this background L1",
     "bg_changed_max": "reject above this share of visibly changed background pixels",
+    "bg_faint_max": "reject above this share of background, away from every mask, moved > 8 levels",
+    "min_sub_score": "a sub-edit passes on its compliance score >= this instead of the judge's verdict",
 }
 
 
@@ -245,6 +255,13 @@ def _add_threshold_args(p: argparse.ArgumentParser) -> None:
     from mcie.transforms.judge import FilterThresholds
 
     g = p.add_argument_group("filter thresholds")
+    g.add_argument(
+        "--thresholds",
+        default=None,
+        metavar="FILE",
+        help="thresholds file (JSON, as `mcie calibrate` writes); replaces the flags below "
+        "(default: none, the flags decide)",
+    )
     for f in dataclasses.fields(FilterThresholds):
         flag = "--" + f.name.replace("_", "-")
         g.add_argument(
@@ -342,6 +359,8 @@ def thresholds(args: argparse.Namespace):
     """The ``filter thresholds`` group's :class:`~mcie.transforms.judge.FilterThresholds`."""
     from mcie.transforms.judge import FilterThresholds
 
+    if args.thresholds:
+        return FilterThresholds.from_file(args.thresholds)
     return FilterThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FilterThresholds)})
 
 
@@ -381,6 +400,7 @@ def _source_backend(args: argparse.Namespace):
             max_edits=args.max_edits,
             object_scale=args.object_scale,
             failure_rate=args.failure_rate,
+            failure_magnitude=args.failure_magnitude,
         ),
     )
 

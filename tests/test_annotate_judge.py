@@ -109,7 +109,9 @@ def test_thresholds_change_the_decision_not_the_scores():
     sample, _ = _scored(source, 14, 0)
     assert sample.status == Status.REJECTED and sample.reason == "background_changed"
     scores = dict(sample.scores)
-    lenient = FilterThresholds(bg_ssim_min=0.0, bg_psnr_min=0.0, bg_l1_max=1.0, bg_changed_max=1.0)
+    lenient = FilterThresholds(
+        bg_ssim_min=0.0, bg_psnr_min=0.0, bg_l1_max=1.0, bg_changed_max=1.0, bg_faint_max=1.0
+    )
     JudgeFilter(lenient).apply(sample)
     assert sample.status == Status.ACCEPTED and sample.reason == ""
     assert sample.scores == scores

@@ -38,10 +38,38 @@ class FilterThresholds:
     bg_psnr_min: float = 40.0
     bg_l1_max: float = 0.01
     bg_changed_max: float = 0.002
+    #: share of the background away from every mask moved by more than 8 levels (the pixel
+    #: judge's ``bg_faint``; judges that do not report it are not held to it)
+    bg_faint_max: float = 0.001
+    #: when set, a sub-edit passes on its score (``scores["compliance"]`` >= this) instead of
+    #: the judge's own ``executed``: the threshold ``mcie calibrate`` chooses from reviewers
+    min_sub_score: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_compliance <= 1 or not 0 <= self.bg_ssim_min <= 1:
             raise ValueError(f"min_compliance and bg_ssim_min must be in [0, 1], got {self}")
+
+    @classmethod
+    def from_file(cls, path: str) -> FilterThresholds:
+        """Thresholds from a JSON file (as ``mcie calibrate`` writes); fields left out keep
+        their defaults. A missing file, bad JSON, an unknown or badly typed field is a
+        ``ValueError`` naming the file and the allowed fields."""
+        from mcie import storage
+
+        if not storage.exists(path):
+            raise ValueError(f"thresholds file {path!r} does not exist")
+        try:
+            data = storage.read_json(path)
+        except ValueError as exc:
+            raise ValueError(f"thresholds file {path!r} is not JSON: {exc}") from exc
+        names = sorted(f.name for f in dataclasses.fields(cls))
+        if not isinstance(data, dict) or set(data) - set(names):
+            unknown = sorted(set(data) - set(names)) if isinstance(data, dict) else data
+            raise ValueError(f"thresholds file {path!r}: unknown fields {unknown}; allowed: {names}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"thresholds file {path!r}: {exc}") from exc
 
 
 class JudgeFilter:
@@ -62,9 +90,13 @@ class JudgeFilter:
             or s["bg_psnr"] < t.bg_psnr_min
             or s["bg_l1"] > t.bg_l1_max
             or s["bg_changed"] > t.bg_changed_max
+            or s.get("bg_faint", 0.0) > t.bg_faint_max
         ):
             return False, Reason.BACKGROUND_CHANGED
-        if t.min_compliance >= 1.0 and not all(sub.executed for sub in sample.sub_edits):
+        if t.min_sub_score is not None:
+            if any(sub.scores.get("compliance", 0.0) < t.min_sub_score for sub in sample.sub_edits):
+                return False, Reason.SUB_EDIT_NOT_EXECUTED
+        elif t.min_compliance >= 1.0 and not all(sub.executed for sub in sample.sub_edits):
             return False, Reason.SUB_EDIT_NOT_EXECUTED
         if s["compliance"] < t.min_compliance:
             return False, Reason.LOW_COMPLIANCE

@@ -239,7 +239,90 @@ def _audit_section(out: str) -> Section | None:
             "filter recall by failure type",
         )
     )
+    body += _detection_parts(a)
     return Section("audit", "Audit against the truth", "".join(body))
+
+
+def _calibration_section(out: str) -> Section | None:
+    """The judge against the reviewers (``mcie calibrate``'s ``calibration.json``), if run."""
+    from mcie.card import CALIBRATION_FILE
+
+    path = storage.join(out, CALIBRATION_FILE)
+    if not storage.exists(path):
+        return None
+    c = storage.read_json(path)
+
+    def cell(f: dict[str, Any]) -> str:
+        return f"{f['value']} {f['ci95']}" if f["ci95"] else str(f["value"])
+
+    rows = [
+        [
+            level.replace("_", "-"),
+            c[level]["n"],
+            cell(c[level]["accuracy"]),
+            cell(c[level]["precision"]),
+            cell(c[level]["recall"]),
+            cell(c[level]["kappa"]),
+            c[level]["at_target"]["threshold"],
+            c[level]["at_target"]["recall"],
+        ]
+        for level in ("samples", "sub_edits")
+    ]
+    body = [
+        "<p class='note'>The judge's pass against the reviewers' verdicts imported from Label Studio "
+        "(<code>mcie calibrate</code>; bootstrap 95% intervals in brackets).</p>",
+        table(
+            [
+                "level",
+                "n",
+                "accuracy",
+                "precision",
+                "recall",
+                "kappa",
+                f"threshold at precision {c['target_precision']}",
+                "recall there",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+    pairs = [
+        [" / ".join(a["reviewers"]), a["tasks"], a["agreement"], a["kappa"]] for a in c["reviewer_agreement"]
+    ]
+    if pairs:
+        body.append(table(["reviewers", "shared tasks", "agreement", "kappa"], pairs))
+    return Section("calibration", "The judge against the reviewers", "".join(body))
+
+
+def _detection_parts(a: dict[str, Any]) -> list[str]:
+    """Recall by failure type and magnitude class (a chart) and the detection curves (a
+    table: recall in bins of each failure's strength), from :func:`mcie.audit.magnitude_figures`."""
+    by_mag = a.get("recall_by_magnitude") or {}
+    if not by_mag:
+        return []
+    mags = sorted({m for v in by_mag.values() for m in v})
+    series = {m: {k: v[m]["recall"] for k, v in by_mag.items() if m in v} for m in mags}
+    counts = {k: sum(x["positives"] for x in v.values()) for k, v in by_mag.items()}
+    parts = [
+        figure(
+            charts.bars(
+                series,
+                "Filter recall by failure type and magnitude",
+                "recall",
+                "injected failure type",
+                counts=counts,
+            ),
+            "filter recall by failure type and magnitude (standard / subtle)",
+        )
+    ]
+    rows = [
+        [name, f"{b['low']:g}-{b['high']:g} {c['unit']}", b["positives"], b["recall"]]
+        for name, c in a.get("detection_curves", {}).items()
+        for b in c["bins"]
+    ]
+    if rows:
+        parts.append("<h3>Detection curves: recall against failure strength</h3>")
+        parts.append(table(["failure", "strength", "positives", "recall"], rows))
+    return parts
 
 
 def build_report(
@@ -307,6 +390,9 @@ def build_report(
     audit_section = _audit_section(out) if with_audit else None
     if audit_section:
         sections.append(audit_section)
+    calibration = _calibration_section(out)
+    if calibration:
+        sections.append(calibration)
     if problems:
         sections.append(
             Section(

@@ -1,17 +1,25 @@
 """The synthetic editor: re-render the scene with the plan applied, sometimes badly.
 
 It stands in for a diffusion editor. At a configurable rate (default 30% of candidates) it
-injects one of the failures real editors make, with fixed magnitudes so the task is well
-defined:
+injects one of the failures real editors make, with magnitudes drawn from fixed ranges so the
+task is well defined. Two sets of ranges (:data:`MAGNITUDES`, ``--failure-magnitude``):
 
-* ``wrong_object`` — a distractor of the same shape is edited instead of the target;
-* ``missed`` — a sub-edit is not carried out;
-* ``partial`` — a sub-edit is carried out on 30-70% of its region (a random half-plane);
-* ``colour_off`` — a recoloured or added object's hue is off by 20-45 degrees;
-* ``background_drift`` — a visible change outside every mask: a blotch (40-70 levels) or a
-  global shift of 8-16 levels (so at least 8/255 on average).
+=====================  ====================================  =====================================
+failure                ``standard`` (gross)                  ``subtle`` (what real editors do)
+=====================  ====================================  =====================================
+``wrong_object``       a distractor of the same shape        same shape and colour family
+``missed``             the sub-edit is not carried out       the same
+``partial``            30-70% of the region done             65-85% done (a random half-plane)
+``colour_off``         hue off by 20-45 degrees              10-22 degrees
+``background_drift``   blotch of 40-70 levels or a global    blotch of 16-32 levels or a global
+                       shift of 8-16 levels                  shift of 4-8 levels
+=====================  ====================================  =====================================
 
-What it really did is returned as *truth*, which only ``mcie audit`` and CIE-Bench read.
+The subtle ranges are the ones named when the knob was designed (hue 10-22 degrees, partial
+65-85%, drift 4-8 levels, same shape and colour family); the subtle blotch is our choice (half
+the standard one, still a visible spot). Colour families are ours too (:data:`COLOUR_FAMILY`).
+What it really did, each failure with its magnitude, is returned as *truth*, which only
+``mcie audit`` and CIE-Bench read.
 """
 
 from __future__ import annotations
@@ -29,11 +37,45 @@ FAILURE_TYPES = ("wrong_object", "missed", "partial", "background_drift", "colou
 
 
 @dataclasses.dataclass(frozen=True)
+class FailureMagnitude:
+    """The ranges failures are drawn from (low, high; integers are inclusive)."""
+
+    hue_degrees: tuple[float, float]
+    #: share of a partial sub-edit's region that is done
+    partial_done: tuple[float, float]
+    shift_levels: tuple[int, int]
+    blotch_levels: tuple[int, int]
+    #: a wrong object must also share the target's colour family (:data:`COLOUR_FAMILY`)
+    wrong_same_family: bool
+
+
+MAGNITUDES: dict[str, FailureMagnitude] = {
+    "standard": FailureMagnitude((20.0, 45.0), (0.3, 0.7), (8, 16), (40, 70), False),
+    "subtle": FailureMagnitude((10.0, 22.0), (0.65, 0.85), (4, 8), (16, 32), True),
+}
+#: named colour -> family, for subtle wrong objects (neighbours on the hue circle or in value)
+COLOUR_FAMILY = {
+    "red": "red",
+    "pink": "red",
+    "orange": "orange",
+    "yellow": "orange",
+    "brown": "orange",
+    "lime": "green",
+    "green": "green",
+    "cyan": "blue",
+    "blue": "blue",
+    "purple": "blue",
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class FailureConfig:
-    """Share of candidates carrying a failure, and which failure types may be injected."""
+    """Share of candidates carrying a failure, which failure types may be injected, and how
+    strong they are (``magnitude``: a key of :data:`MAGNITUDES`)."""
 
     rate: float = 0.3
     types: tuple[str, ...] = FAILURE_TYPES
+    magnitude: str = "standard"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -41,6 +83,14 @@ class FailureConfig:
         bad = set(self.types) - set(FAILURE_TYPES)
         if bad:
             raise ValueError(f"unknown failure types {sorted(bad)}; allowed: {FAILURE_TYPES}")
+        if self.magnitude not in MAGNITUDES:
+            raise ValueError(
+                f"unknown failure magnitude {self.magnitude!r}; allowed: {', '.join(MAGNITUDES)}"
+            )
+
+    @property
+    def ranges(self) -> FailureMagnitude:
+        return MAGNITUDES[self.magnitude]
 
 
 @dataclasses.dataclass
@@ -114,19 +164,23 @@ class SceneEditor:
                 _, k, extra = [o for o in options if o[0] == kind][
                     int(rng.integers(sum(o[0] == kind for o in options)))
                 ]
-                failure: dict[str, Any] = {"type": kind, "sub_edit": k}
+                mag = self.config.ranges
+                failure: dict[str, Any] = {"type": kind, "sub_edit": k, "magnitude": self.config.magnitude}
                 if kind == "missed":
                     skip.add(k)
                 elif kind == "wrong_object":
                     targets[k] = extra
                     failure["distractor"] = extra
+                    failure["same_colour"] = (
+                        source.objects[extra].colour == source.objects[edits[k].target].colour
+                    )
                 elif kind == "colour_off":
-                    deg = float(rng.uniform(20, 45)) * (1 if rng.random() < 0.5 else -1)
+                    deg = float(rng.uniform(*mag.hue_degrees)) * (1 if rng.random() < 0.5 else -1)
                     base = edits[k].params[edit_type(edits[k].edit_type).colour_key]
                     rgb[k] = hue_shift(tuple(base), deg)
                     failure["hue_degrees"] = round(deg, 1)
                 elif kind == "partial":
-                    partial = (k, float(rng.uniform(0.3, 0.7)), float(rng.uniform(0, 2 * np.pi)))
+                    partial = (k, float(rng.uniform(*mag.partial_done)), float(rng.uniform(0, 2 * np.pi)))
                     failure["fraction"] = round(partial[1], 3)
                 else:
                     drift = "blotch" if rng.random() < 0.5 else "shift"
@@ -144,7 +198,7 @@ class SceneEditor:
             union = np.zeros(img.shape[:2], dtype=bool)
             for m in masks:
                 union |= m
-            _apply_drift(img, union, drift, rng)
+            failures[0]["levels"] = _apply_drift(img, union, drift, rng, self.config.ranges)
         return img, EditTruth(executed=executed, masks=masks, failures=failures)
 
     def _applicable(self, source: Scene, edits: list[PlannedEdit]) -> list[tuple[str, int, Any]]:
@@ -162,6 +216,11 @@ class SceneEditor:
                 o = objs[e.target]
                 for j, d in enumerate(objs):
                     if j in targets or d.shape != o.shape or not et.distractor_ok(d, e):
+                        continue
+                    if (
+                        self.config.ranges.wrong_same_family
+                        and COLOUR_FAMILY[d.colour] != COLOUR_FAMILY[o.colour]
+                    ):
                         continue
                     # the distractor must not touch any target, or its change would hide in a mask
                     if all(np.hypot(d.cx - objs[t].cx, d.cy - objs[t].cy) > d.r + objs[t].r for t in targets):
@@ -186,16 +245,19 @@ def _half_plane_rest(region: np.ndarray, fraction: float, angle: float) -> np.nd
     return rest
 
 
-def _apply_drift(img: np.ndarray, union: np.ndarray, kind: str, rng: np.random.Generator) -> None:
-    """Change the background outside ``union`` dilated by 2 px: a blotch of 40-70 levels, or a
-    global shift of 8-16 levels towards mid-grey (so clipping never shrinks it)."""
+def _apply_drift(
+    img: np.ndarray, union: np.ndarray, kind: str, rng: np.random.Generator, mag: FailureMagnitude
+) -> int:
+    """Change the background outside ``union`` dilated by 2 px: a blotch, or a global shift
+    towards mid-grey (so clipping never shrinks it), of a number of levels drawn from ``mag``;
+    returns that number."""
     from mcie.metrics import dilate
 
     outside = ~dilate(union, 2)
     size = img.shape[0]
     if kind == "shift":
         region = outside
-        delta = int(rng.integers(8, 17))
+        delta = int(rng.integers(mag.shift_levels[0], mag.shift_levels[1] + 1))
     else:
         yy, xx = np.mgrid[0:size, 0:size]
         r = float(rng.uniform(0.04, 0.08)) * size
@@ -205,7 +267,8 @@ def _apply_drift(img: np.ndarray, union: np.ndarray, kind: str, rng: np.random.G
             region = ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r) & outside
             if region.sum() >= 0.5 * np.pi * r * r:
                 break
-        delta = int(rng.integers(40, 71))
+        delta = int(rng.integers(mag.blotch_levels[0], mag.blotch_levels[1] + 1))
     vals = img[region].astype(np.int16)
     sign = np.where(vals > 127, -1, 1)
     img[region] = np.clip(vals + sign * delta, 0, 255).astype(np.uint8)
+    return delta

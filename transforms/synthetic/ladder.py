@@ -70,13 +70,15 @@ def ladder_config(
     max_edits: int | None = None,
     object_scale: float | None = None,
     failure_rate: float = 0.0,
+    failure_magnitude: str = "standard",
     equal_weights: bool = False,
 ) -> SyntheticConfig:
     """Rung ``task`` (default ``full``: the demo mix) at ``image_size`` px with the user's
     overrides: ``edit_types`` restricts the rung's types (each keeps its weight in the rung, or
     its default weight; all 1.0 with ``equal_weights``, as CIE-Bench stratifies), ``min_edits`` /
     ``max_edits`` / ``object_scale`` replace the rung's, ``failure_rate`` is the share of
-    candidates with an injected failure. Raises ValueError naming the allowed values."""
+    candidates with an injected failure, ``failure_magnitude`` how strong (standard, subtle).
+    Raises ValueError naming the allowed values."""
     cfg = task_config(task or "full", image_size)
     plan = cfg.plan
     if edit_types is not None:
@@ -96,7 +98,7 @@ def ladder_config(
         min_edits=plan.min_edits if min_edits is None else min_edits,
         max_edits=plan.max_edits if max_edits is None else max_edits,
     )
-    over = {"plan": plan, "failures": FailureConfig(rate=failure_rate)}
+    over = {"plan": plan, "failures": FailureConfig(rate=failure_rate, magnitude=failure_magnitude)}
     if object_scale is not None:
         over["object_scale"] = object_scale
     return dataclasses.replace(cfg, **over)

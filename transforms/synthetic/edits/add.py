@@ -24,12 +24,14 @@ from .base import (
     JudgeCrop,
     PlanContext,
     PlannedEdit,
-    area_score,
     article,
     box_of,
     cell_of,
     expected_area,
 )
+
+#: the least tolerance (px) on a new object's centroid
+PLACE_TOL_PX = 0.75
 
 
 @register
@@ -96,13 +98,16 @@ class Add(EditType):
         if not m.any():
             return 0.0
         inside = j.inside(m)
-        purity = float(j.has(c.tgt[inside], c.old).mean())
+        purity = j.purity(c.tgt[inside], c.old, c.bg)
         # a half-drawn shape has its centroid off where the whole shape would have it
         ys, xs = np.nonzero(m)
         ox, oy = shape_centroid(p["shape"])
         x0, y0 = c.origin
         cx, cy = p["center"][0] - x0 + ox * p["r"], p["center"][1] - y0 + oy * p["r"]
-        placed = 1.0 if np.hypot(xs.mean() + 0.5 - cx, ys.mean() + 0.5 - cy) <= 0.1 * p["r"] else 0.0
-        pattern_ok = j.pattern_ok(c.tgt, inside, p["rgb"], p["pattern"])
-        area = j.coverage(c.tgt, m, c.bg, p["rgb"], p["pattern"]).sum()
-        return min(purity, area_score(area / expected_area(p["shape"], p["r"])), placed, pattern_ok)
+        # (a small shape's pixel mask moves its centroid by up to ~0.7 px with its sub-pixel place)
+        tol = max(0.1 * p["r"], PLACE_TOL_PX)
+        placed = 1.0 if np.hypot(xs.mean() + 0.5 - cx, ys.mean() + 0.5 - cy) <= tol else 0.0
+        pattern_ok = j.pattern_agreement(c.tgt, inside, p["rgb"], p["pattern"], p["r"])
+        expected = expected_area(p["shape"], p["r"])
+        size_ok = j.size_score(c.tgt, m, c.bg, p["rgb"], p["pattern"], expected, j.small(inside))
+        return min(purity, size_ok, placed, pattern_ok)

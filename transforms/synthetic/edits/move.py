@@ -7,7 +7,7 @@ import dataclasses
 from mcie.transforms.synthetic.scene import find_free_spot
 
 from . import register
-from .base import CELL_WORDS, JudgeCrop, TargetEdit, area_score, box_of, cell_of, cell_region, expected_area
+from .base import CELL_WORDS, JudgeCrop, TargetEdit, box_of, cell_of, cell_region, expected_area
 
 
 @register
@@ -52,6 +52,7 @@ class Move(TargetEdit):
         new = m & ~g
         if not new.any():
             return 0.0
-        purity = float(j.has(c.tgt[j.inside(new)], c.old).mean())
-        area = j.coverage(c.tgt, new, c.bg, p["rgb"], p["pattern"]).sum()
-        return min(cleared, purity, area_score(area / expected_area(p["shape"], p["r"])))
+        purity = j.purity(c.tgt[j.inside(new)], c.old, c.bg)
+        expected = expected_area(p["shape"], p["r"])
+        size_ok = j.size_score(c.tgt, new, c.bg, p["rgb"], p["pattern"], expected, j.small(g))
+        return min(cleared, purity, size_ok)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from mcie.transforms.synthetic.scene import PATTERNS
+import numpy as np
+
+from mcie.metrics import erode
+from mcie.transforms.synthetic.scene import PATTERNS, tint_of
 
 from . import register
 from .base import PATTERN_ASKS, JudgeCrop, TargetEdit
@@ -37,11 +40,16 @@ class Pattern(TargetEdit):
         return d.pattern != edit.params["to_pattern"]
 
     def check(self, c: JudgeCrop) -> float:
-        """The colour is kept and the share of tint matches the new pattern in each half of
-        the object (so a half-done edit fails)."""
+        """The colour is kept and every part of the object shows the new pattern as the
+        renderer draws it (so a partly done edit fails)."""
         j, p = c.judge, c.p
         inside = j.inside(c.g)
         if not c.g.any():
             return 0.0
-        purity = float(j.has(c.tgt[inside], j.colours(p["rgb"], "striped")).mean())
-        return purity * j.pattern_ok(c.tgt, inside, p["rgb"], p["to_pattern"])
+        if erode(c.g, 1).sum() < 8:
+            # a few pixels wide: too small to show a pattern (a dot every 5 px at least); only
+            # that nothing but base and tint swapped places is judged
+            swap = np.subtract(tint_of(tuple(p["rgb"])), p["rgb"])
+            return j.change_consistent(c.src[c.g], c.tgt[c.g], [swap, -swap])
+        purity = j.purity(c.tgt[inside], j.colours(p["rgb"], "striped"), c.bg)
+        return purity * j.pattern_agreement(c.tgt, inside, p["rgb"], p["to_pattern"], p["r"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
+from mcie.metrics import erode
 from mcie.transforms.synthetic.scene import COLOURS
 
 from . import register
@@ -44,4 +47,10 @@ class Recolour(TargetEdit):
         if not c.g.any():
             return 0.0
         inside = j.inside(c.g)
-        return float(j.has(c.tgt[inside], j.colours(p["to_rgb"], p["pattern"])).mean())
+        new = j.colours(p["to_rgb"], p["pattern"])
+        if erode(c.g, 1).sum() >= 8:
+            return j.purity(c.tgt[inside], new, c.bg)
+        # a few pixels wide: every pixel blends with the background or a neighbour; judge the
+        # change itself, old colour to new in proportion, on every pixel of the footprint
+        deltas = [np.subtract(n, o) for n, o in zip(new, c.old, strict=True)]
+        return j.change_consistent(c.src[c.g], c.tgt[c.g], deltas, j.has(c.src[c.g], c.old))

@@ -7,7 +7,7 @@ import dataclasses
 from mcie.transforms.synthetic.scene import SHAPES, shape_iou
 
 from . import register
-from .base import JudgeCrop, TargetEdit, area_score, article, box_of, expected_area
+from .base import JudgeCrop, TargetEdit, article, box_of, expected_area
 
 
 @register
@@ -40,7 +40,7 @@ class Replace(TargetEdit):
         region = c.region("to_box") | g
         now, before = j.object_pixels(c.src, c.tgt, region, g, c.old)
         others = j.has(c.src, c.old) & region & ~g
-        area = j.coverage(c.tgt, region & ~others, c.bg, p["rgb"], p["pattern"]).sum()
-        size_ok = area_score(area / expected_area(p["to_shape"], p["r"]))
+        expected = expected_area(p["to_shape"], p["r"])
+        size_ok = j.size_score(c.tgt, region & ~others, c.bg, p["rgb"], p["pattern"], expected, j.small(g))
         overlap = (now & before).sum() / max((now | before).sum(), 1)
         return size_ok if overlap < 0.85 else 0.0
