@@ -116,10 +116,11 @@ def truth_summary(out: str) -> dict[str, Any] | None:
     """The filter against the truth from the index and ``truth.parquet`` alone (no shard is
     read): precision, recall and :func:`magnitude_figures`; None without a truth file. For the
     dataset card."""
-    truth_path = storage.join(out, TRUTH_FILE)
+    layout = BuildLayout(out)
+    truth_path = layout.truth
     if not storage.exists(truth_path):
         return None
-    index = read_table(storage.join(out, INDEX_FILE), columns=["key", "status"]).to_pylist()
+    index = read_table(layout.index, columns=["key", "status"]).to_pylist()
     rejected = {r["key"]: r["status"] == "rejected" for r in index if r["status"] != "failed"}
     truth = read_table(truth_path, columns=["key", "num_failures", "failures_json"]).to_pylist()
     tp = sum(1 for t in truth if t["num_failures"] and rejected.get(t["key"]) is True)

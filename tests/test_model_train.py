@@ -72,7 +72,13 @@ def test_train_checkpoints_resume_and_edit(shards, source_image, tmp_path):
             "--lr", "1e-3", "--checkpoint-every", "4", "--keep-checkpoints", "2",
             "--no-progress"]  # fmt: skip
     assert main([*args, "--max-steps", "12"]) == 0
-    assert sorted(os.listdir(run)) == ["checkpoint-12", "checkpoint-8", "log.jsonl", "logs", "train_config.json"]
+    assert sorted(os.listdir(run)) == [
+        "checkpoint-12",
+        "checkpoint-8",
+        "log.jsonl",
+        "logs",
+        "train_config.json",
+    ]
     assert main([*args, "--max-steps", "12"]) == 1  # refuses to overwrite without --resume
     assert main([*args, "--max-steps", "14", "--resume"]) == 0
     with open(os.path.join(run, "checkpoint-14", "trainer_state.json")) as fh:

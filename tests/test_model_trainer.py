@@ -150,8 +150,9 @@ def test_two_process_accelerate_launch(shards, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
         raise
     assert proc.returncode == 0, stderr[-3000:]
-    assert sorted(os.listdir(run)) == ["checkpoint-3", "keys-rank0.jsonl", "keys-rank1.jsonl", "log.jsonl", "logs",
-                                       "train_config.json"]  # fmt: skip
+    assert sorted(os.listdir(run)) == [
+        "checkpoint-3", "keys-rank0.jsonl", "keys-rank1.jsonl", "log.jsonl", "logs", "train_config.json",
+    ]  # fmt: skip
     shard_keys = [{k for k, _ in read_tar(p)} for p in sorted(glob.glob(shards))]
     seen = []
     for rank in (0, 1):
