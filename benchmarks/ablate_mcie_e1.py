@@ -12,7 +12,8 @@ sub-instructions with their regions), and writes into ``--out``:
 - ``ablation.png``: those four figures against steps, one line per variant (seeds averaged);
 - ``contact.png``: held-out sets at the last step: source | expected | one column per variant.
 
-Data: ``mcie bench train-set`` (fresh scenes, ``--train-seed``) and ``mcie bench build``
+Data: a clean ``mcie build --task T --failure-rate 0 --lossless`` (fresh scenes, ``--train-seed``;
+every candidate is trained on: its targets are exact) and ``mcie bench build``
 (``--bench-seed``; benchmark sets use a seed space of their own, so the two never share a scene).
 Runs go ``--parallel`` at a time as ``nice``d subprocesses (one torch thread each), or in this
 process with ``--parallel 0`` (the smoke test). Wall time on a shared machine is contaminated:
@@ -179,17 +180,20 @@ class LoadSampler:
 
 
 def prepare_data(args) -> tuple[str, str]:
-    """Training shards and the held-out benchmark (each built once; reruns reuse them)."""
+    """Training shards (a clean MCIE build of the rung: every candidate, no injected failure)
+    and the held-out benchmark, each built once; reruns reuse them."""
     gen = ["--task", args.task, "--image-size", str(args.image_size)]
     train_dir, bench_dir = os.path.join(args.out, "train"), os.path.join(args.out, "bench")
-    if not os.path.isfile(os.path.join(train_dir, "train_set.json")):  # written last
+    if not os.path.isfile(os.path.join(train_dir, "index.parquet")):  # written last
         shutil.rmtree(train_dir, ignore_errors=True)
-        argv = ["bench", "train-set", "--out", train_dir, "--samples", str(args.train_samples)]
+        argv = ["build", "--out", train_dir, "--samples", str(args.train_samples), "--failure-rate", "0"]
+        argv += ["--lossless", "--shard-size", "1000", "--no-progress"]
         run_mcie([*argv, "--seed", str(args.train_seed), *gen], args, os.path.join(args.out, "data.log"))
     if not os.path.isfile(os.path.join(bench_dir, "bench.json")):
         argv = ["bench", "build", "--out", bench_dir, "--sets", str(args.bench_sets)]
         run_mcie([*argv, "--seed", str(args.bench_seed), *gen], args, os.path.join(args.out, "data.log"))
-    return os.path.join(train_dir, "shards", "*.tar"), bench_dir
+    every = ",".join(os.path.join(train_dir, d, "*.tar") for d in ("shards", "rejected"))
+    return every, bench_dir
 
 
 def train_argv(args, shards: str, run_dir: str, variant: str, seed: int) -> list[str]:
