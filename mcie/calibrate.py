@@ -35,7 +35,7 @@ from mcie import storage
 from mcie.card import CALIBRATION_FILE, refresh_filter_measured
 from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
-from mcie.layout import INDEX_FILE
+from mcie.layout import BuildLayout
 from mcie.tables import read_table
 
 #: bootstrap resamples behind every interval
@@ -144,7 +144,7 @@ def labelled(out: str) -> dict[str, Any]:
     """The labelled examples of a reviewed build: per sample (judge pass, human good, lowest
     sub-score) and per sub-instruction (judge executed, human good, score), and every
     reviewer's verdicts by key (for agreement between reviewers)."""
-    path = storage.join(out, INDEX_FILE)
+    path = BuildLayout(out).index
     if not storage.exists(path):
         raise UsageError(f"{path} is missing: is {out!r} a build folder?")
     cols = ["key", "status", "sub_executed", "sub_compliance", "verdict_json"]
@@ -218,7 +218,7 @@ def calibrate(opts: CalibrateOptions) -> dict[str, Any]:
     report["reviewer_agreement"] = reviewer_agreement(data["raters"])
     # the build's own thresholds, with the sub-instruction bound replaced (the core does not
     # import the filter: the file is checked where it is read, FilterThresholds.from_file)
-    run = storage.join(opts.out, "run.json")
+    run = BuildLayout(opts.out).run_manifest
     meta = storage.read_json(run).get("meta", {}) if storage.exists(run) else {}
     chosen = dict(meta.get("thresholds") or {})
     t = report["samples"]["at_target"]["threshold"]

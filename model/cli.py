@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from mcie.exitcodes import UsageError
 from mcie.model import edit_cli, train_cli
 
 COMMANDS = ("train", "edit")
@@ -20,14 +19,6 @@ def add_parsers(sub) -> None:
     """Add the ``train`` and ``edit`` subcommands to ``mcie``'s subparsers."""
     train_cli.add_parser(sub)
     edit_cli.add_parser(sub)
-
-
-def require_torch() -> None:
-    """The model extra, or a usage error naming it."""
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:  # the model extra is optional
-        raise UsageError("MCIE-E1 needs the model extra: pip install 'mcie[model]'") from exc
 
 
 def run(args: argparse.Namespace) -> int:

@@ -199,7 +199,7 @@ class EditOptions:
 
 def run_edit(args: argparse.Namespace) -> int:
     """``mcie edit``."""
-    from mcie.model.cli import require_torch
+    from mcie.model.extra import require_torch
     from mcie.threads import set_torch_threads
 
     opts = EditOptions.from_args(args)

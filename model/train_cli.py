@@ -106,7 +106,7 @@ def train_options(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """``mcie train``: build the config, check the data, train, print one summary."""
-    from mcie.model.cli import require_torch
+    from mcie.model.extra import require_torch
     from mcie.threads import set_torch_threads
 
     cfg = train_options(args)  # usage errors before torch is imported
