@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 from mcie import storage
@@ -74,10 +75,15 @@ def _add_build(bs) -> None:
 def _add_train_set(bs) -> None:
     ts = bs.add_parser(
         "train-set",
-        help="write training shards of a task-ladder rung (fresh scenes)",
-        description="Write training shards of a task-ladder rung: fresh synthetic scenes, from a seed\n"
-        "space the benchmark sets never use.",
-        epilog=examples("mcie bench train-set --out train/mini --task mini --samples 6000 --image-size 32"),
+        help="deprecated: a clean `mcie build --task ... --failure-rate 0 --lossless`",
+        description="Deprecated alias: training sets are MCIE builds. This runs\n"
+        "`mcie build --task T --image-size S --samples N --seed K --failure-rate 0 --lossless`\n"
+        "(no injected failures; annotate, judge, filter, index and card as every build); train on\n"
+        "OUT/shards/*.tar. Build seeds never meet the benchmark's seed space.",
+        epilog=examples(
+            "mcie build --out train/mini --task mini --image-size 32 --samples 6000 --lossless",
+            "mcie bench train-set --out train/mini --task mini --samples 6000 --image-size 32",
+        ),
     )
     ts.add_argument("--out", required=True, help="directory to write (shards/*.tar)")
     ts.add_argument("--samples", type=int, default=4000, help="samples (default 4000)")
@@ -276,16 +282,37 @@ def run_build(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def run_train_set(args: argparse.Namespace) -> int:
-    """``mcie bench train-set``."""
-    from . import sets
+def _train_set(args: argparse.Namespace) -> str:
+    """The deprecated ``bench train-set``: a clean MCIE build of the rung; returns its summary line."""
+    from mcie.pipeline.backends import SyntheticBackend
+    from mcie.pipeline.build import run_build
+    from mcie.pipeline.options import BuildOptions
+    from mcie.transforms.synthetic.ladder import ladder_config
 
+    print(
+        "mcie bench train-set is deprecated: it runs `mcie build --task ... --failure-rate 0 --lossless`"
+        f" into {args.out} (train on {os.path.join(args.out, 'shards', '*.tar')})",
+        file=sys.stderr,
+    )
+    types = [t.strip() for t in args.edit_types.split(",") if t.strip()] if args.edit_types else None
+    try:
+        synthetic = ladder_config(
+            args.task, args.image_size, edit_types=types, min_edits=args.min_edits,
+            max_edits=args.max_edits, object_scale=args.object_scale, failure_rate=0.0,
+        )  # fmt: skip
+        backend = SyntheticBackend(samples=args.samples, seed=args.seed, synthetic=synthetic)
+        opts = BuildOptions(out=args.out, backend=backend, shard_size=args.shard_size, lossless=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    s = run_build(opts)
+    return f"candidates: {s['candidates']}  " + "  ".join(f"{k}: {v}" for k, v in s["by_status"].items())
+
+
+def run_train_set(args: argparse.Namespace) -> int:
+    """``mcie bench train-set`` (deprecated): a clean ``mcie build`` of the rung."""
     storage.check_folder(args.out)
     check_min(args, samples=1, shard_size=1)
-    manifest = sets.build_training_shards(
-        args.out, _synthetic_config(args), args.samples, args.seed, args.shard_size
-    )
-    print(json.dumps(manifest, sort_keys=True))
+    print(_train_set(args), file=sys.stderr)
     return ExitCode.OK
 
 

@@ -12,7 +12,6 @@ sample of a held-out photo goes to the benchmark, none to training.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from mcie.layout import INDEX_FILE, SHARDS_DIR
 from mcie.shards import image_ext, read_tar, shard_paths
 from mcie.tables import read_table, write_table
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
-from mcie.transforms.synthetic.ladder import task_config
+from mcie.transforms.synthetic.ladder import ladder_config
 from mcie.transforms.synthetic.planner import EDIT_TYPES, PlannedEdit
 from mcie.transforms.synthetic.scene import Scene, SceneObject
 from mcie.validate import check_sample
@@ -82,20 +81,15 @@ def synthetic_config(
     :mod:`mcie.transforms.synthetic.ladder`; default: the full demo mix) with optional
     overrides of its edit types, sub-edits per sample and object size. Failures are off."""
     try:
-        cfg = task_config(task or "full", image_size)
-        plan = cfg.plan
-        if edit_types:
-            plan = dataclasses.replace(plan, edit_weights=tuple((t, 1.0) for t in edit_types))
-        if min_edits is not None or max_edits is not None:
-            plan = dataclasses.replace(
-                plan,
-                min_edits=plan.min_edits if min_edits is None else min_edits,
-                max_edits=plan.max_edits if max_edits is None else max_edits,
-            )
-        over = {"plan": plan}
-        if object_scale is not None:
-            over["object_scale"] = object_scale
-        return dataclasses.replace(cfg, **over)
+        return ladder_config(
+            task,
+            image_size,
+            edit_types=edit_types,
+            min_edits=min_edits,
+            max_edits=max_edits,
+            object_scale=object_scale,
+            equal_weights=True,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -128,7 +122,10 @@ def build_synthetic(
         src = sources[k]
         for attempt in range(200):  # rejection sampling, deterministic in (seed, set_id, attempt)
             index = set_id * 1000 + attempt
-            scene, edits, sample, truth = src.generate_with_scene(BENCH_SEED_OFFSET + seed, index)
+            try:
+                scene, edits, sample, truth = src.generate_with_scene(BENCH_SEED_OFFSET + seed, index)
+            except ValueError:  # no plan fits this draw's scenes: the next attempt draws anew
+                continue
             if want in {e.edit_type for e in edits}:
                 break
         rows.append(
@@ -165,39 +162,6 @@ def build_synthetic(
         },
     }
     return _write(out, rows, manifest)
-
-
-def build_training_shards(
-    out: str, config: SyntheticConfig, samples: int, seed: int = 0, shard_size: int = 1000
-) -> dict[str, Any]:
-    """``samples`` fresh training samples of ``config`` (exact targets, lossless PNG) as
-    WebDataset shards ``out/shards/train-NNNNN.tar``, readable by ``mcie train``. Seeds live
-    apart from the benchmark's (:data:`BENCH_SEED_OFFSET`), so no benchmark scene is trained on."""
-    from mcie.images import decode_mask
-    from mcie.shards import sample_members, write_tar
-
-    if samples < 1 or shard_size < 1:
-        raise UsageError("--samples and --shard-size must be >= 1")
-    if seed >= BENCH_SEED_OFFSET:
-        raise UsageError(f"--seed must be below {BENCH_SEED_OFFSET} (the benchmark's seed space)")
-    shard_dir = os.path.join(out, "shards")
-    if glob.glob(os.path.join(shard_dir, "*.tar")):
-        raise UsageError(f"{shard_dir!r} already holds shards; pick a new directory")
-    os.makedirs(shard_dir, exist_ok=True)
-    src = SyntheticSource(config)
-    batch, n_shards = [], 0
-    for index in range(samples):
-        sample, truth = src.generate(seed, index)
-        for sub, m in zip(sample.sub_edits, truth["masks_png"], strict=True):
-            sub.mask = decode_mask(m)
-        batch.append(sample_members(sample, lossless=True))
-        if len(batch) == shard_size or index == samples - 1:
-            batch.sort(key=lambda members: members[0][0])
-            write_tar(os.path.join(shard_dir, f"train-{n_shards:05d}.tar"), batch)
-            batch, n_shards = [], n_shards + 1
-    manifest = {"samples": samples, "shards": n_shards, "seed": seed, "image_size": config.image_size}
-    storage.write_json(os.path.join(out, "train_set.json"), manifest)
-    return manifest
 
 
 def _holdout(source_hash: str, fraction: float) -> bool:

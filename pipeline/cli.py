@@ -206,14 +206,31 @@ def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
         default=0.3,
         help="share of candidates with an injected failure (default 0.3)",
     )
-    g.add_argument("--min-edits", type=int, default=2, help="fewest sub-edits per instruction (default 2)")
-    g.add_argument("--max-edits", type=int, default=5, help="most sub-edits per instruction (default 5)")
+    g.add_argument(
+        "--task",
+        default=None,
+        choices=["mini", "mini-3", "full"],
+        help="task-ladder rung (objects, edit types, sub-edits per instruction, object size): mini "
+        "(2 recolours), mini-3 (2-3 of add/remove/recolour), full (the demo mix; the default)",
+    )
+    g.add_argument(
+        "--min-edits",
+        type=int,
+        default=None,
+        help="fewest sub-edits per instruction (default: the task's)",
+    )
+    g.add_argument(
+        "--max-edits", type=int, default=None, help="most sub-edits per instruction (default: the task's)"
+    )
     g.add_argument(
         "--edit-types",
         default=None,
         metavar="TYPE[,TYPE...]",
-        help="only these edit types, e.g. 'recolour' or 'recolour,remove' (default: all seven, "
-        "weighted as the full set)",
+        help="only these edit types, e.g. 'recolour' or 'recolour,remove' (default: the task's; for "
+        "full all default types, weighted as the full set)",
+    )
+    g.add_argument(
+        "--object-scale", type=float, default=None, help="multiplies object radii (default: the task's)"
     )
 
 
@@ -331,20 +348,6 @@ def thresholds(args: argparse.Namespace):
     return FilterThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FilterThresholds)})
 
 
-def _edit_weights(spec: str | None) -> tuple[tuple[str, float], ...]:
-    """``--edit-types`` → the planner's (type, weight) pairs: the default weights, restricted."""
-    from mcie.transforms.synthetic.edits import DEFAULT_EDIT_WEIGHTS, EDIT_TYPES, EDIT_WEIGHTS
-
-    if spec is None:
-        return tuple(DEFAULT_EDIT_WEIGHTS.items())
-    types = [t.strip() for t in spec.split(",") if t.strip()]
-    unknown = sorted(set(types) - set(EDIT_TYPES))
-    if not types or unknown:
-        allowed = ", ".join(EDIT_TYPES)
-        raise ValueError(f"--edit-types: unknown or no edit types {unknown}; allowed: {allowed}")
-    return tuple((t, EDIT_WEIGHTS[t]) for t in EDIT_TYPES if t in types)
-
-
 def _size(args: argparse.Namespace) -> dict[str, int]:
     return {**DEFAULT_SIZE, **PRESETS.get(args.preset or "", {})}
 
@@ -359,25 +362,26 @@ def _source_backend(args: argparse.Namespace):
     """The backend of ``build`` and ``generate``: ``--models`` picks the real models, else the
     synthetic scenes."""
     from mcie.pipeline.backends import SyntheticBackend
-    from mcie.transforms.synthetic.editor import FailureConfig
-    from mcie.transforms.synthetic.generator import SyntheticConfig
-    from mcie.transforms.synthetic.planner import PlanConfig
+    from mcie.transforms.synthetic.ladder import ladder_config
 
     if args.images and not args.models:
         raise UsageError("--images needs --models (the synthetic generator makes its own images)")
     if args.models:
         return models_backend(args.models, resolve_inputs(args.images), args.image_size, args.accelerator)
+    types = (
+        [t.strip() for t in args.edit_types.split(",") if t.strip()] if args.edit_types is not None else None
+    )
     return SyntheticBackend(
         samples=args.samples if args.samples is not None else _size(args)["samples"],
         seed=args.seed,
-        synthetic=SyntheticConfig(
-            image_size=args.image_size,
-            plan=PlanConfig(
-                min_edits=args.min_edits,
-                max_edits=args.max_edits,
-                edit_weights=_edit_weights(args.edit_types),
-            ),
-            failures=FailureConfig(rate=args.failure_rate),
+        synthetic=ladder_config(
+            args.task,
+            args.image_size,
+            edit_types=types,
+            min_edits=args.min_edits,
+            max_edits=args.max_edits,
+            object_scale=args.object_scale,
+            failure_rate=args.failure_rate,
         ),
     )
 

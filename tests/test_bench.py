@@ -366,10 +366,13 @@ def test_task_ladder_sets_at_the_model_resolution_and_training_shards(tmp_path):
     assert (
         main(["bench", "train-set", "--out", t, "--task", "mini", "--samples", "5", "--shard-size", "3"]) == 0
     )
-    assert sorted(os.listdir(os.path.join(t, "shards"))) == ["train-00000.tar", "train-00001.tar"]
-    batch = next(
-        iter(shard_loader(os.path.join(t, "shards", "*.tar"), build_tokenizer(64), 32, 5, 5, repeat=False))
-    )
+    # a deprecated alias of a clean `mcie build`: every candidate accepted or rejected by the judge
+    assert sorted(os.listdir(os.path.join(t, "shards"))) == ["mcie-000000.tar", "mcie-000001.tar"]
+    every = os.path.join(t, "shards", "*.tar") + "," + os.path.join(t, "rejected", "*.tar")
+    batch = next(iter(shard_loader(every, build_tokenizer(64), 32, 5, 5, repeat=False)))
     assert batch["src"].shape == (5, 3, 32, 32) and batch["n_sub"].tolist() == [2] * 5
     assert batch["regions"][:, :2].flatten(1).amax(1).tolist() == [1.0] * 5  # both regions present
     assert main(["bench", "train-set", "--out", t, "--task", "mini", "--samples", "5"]) == 1  # no overwrite
+    with open(os.path.join(t, "run.json")) as fh:
+        synthetic = json.load(fh)["options"]["synthetic"]
+    assert synthetic["failures"]["rate"] == 0.0 and synthetic["plan"]["edit_weights"] == [["recolour", 1.0]]

@@ -20,6 +20,8 @@ from mcie.transforms.synthetic.planner import PlanConfig, ScenePlanner
 from mcie.transforms.synthetic.scene import footprints, random_scene, render
 
 GENERATOR_NAME = "synthetic-shapes-v1"
+#: scenes drawn for one candidate before it is given up (then a ``failed`` row, never an abort)
+REDRAWS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +73,9 @@ class SyntheticSource:
         """:meth:`generate` plus the source scene graph and the plan (for CIE-Bench)."""
         cfg = self.config
         rng = np.random.default_rng([seed, index])
-        for attempt in range(5):  # a crowded scene may leave no room for a plan: draw another
+        # a crowded scene may leave no room for a plan: draw another from the same stream (about 1
+        # in 6,000 mini scenes needs more than 5 draws; after REDRAWS the candidate is a failed row)
+        for attempt in range(REDRAWS):
             scene = random_scene(
                 rng,
                 cfg.image_size,
@@ -85,7 +89,7 @@ class SyntheticSource:
                 edits, instruction = self.planner.plan(scene, rng)
                 break
             except ValueError:
-                if attempt == 4:
+                if attempt == REDRAWS - 1:
                     raise
         src = render(scene)
         src_fp = footprints(scene)
