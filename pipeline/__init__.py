@@ -1,2 +1,2 @@
 """Pipelines: ``mcie build`` (all stages fused per unit), each stage alone over record tables,
-record-level PTransforms, options and the runner. Runs on Beam's ``FnApiRunner`` locally."""
+options, the runner and their commands (:mod:`.cli`). Runs on Beam's ``FnApiRunner`` locally."""
