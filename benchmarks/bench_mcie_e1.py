@@ -9,7 +9,10 @@ and VAE encoders included, as in ``mcie train``.
     python benchmarks/bench_mcie_e1.py                       # tiny preset, CPU
     python benchmarks/bench_mcie_e1.py --device cuda --preset sd15 --resolution 512 --dtype bf16
 
-On CUDA it prints samples/s and peak memory per variant. ``--dtype bf16`` runs the step under
+On a CPU the variants alternate step by step; it prints each one's median wall and thread-CPU
+step time, both ratios, and the load average before and after (CPU time is less swayed by
+other processes on a shared machine). ``--channels-last`` and ``--compile`` apply to both
+UNets. On CUDA it prints samples/s and peak memory per variant. ``--dtype bf16`` runs the step under
 ``torch.autocast(bfloat16)`` with fp32 weights (mixed precision, as ``mcie train
 --mixed-precision bf16``).
 """
@@ -49,7 +52,7 @@ def synthetic_batch(model: MCIEEditor, b: int, res: int, k: int, seed: int = 0) 
         "regions": regions,
         "input_ids": model.tokenize([", ".join(subs[:k])] * b),
         # sub-instructions at cfg.sub_length tokens, as `mcie train`'s loader gives them
-        "sub_ids": torch.stack([model.tokenize_subs(texts)] * b),
+        "sub_ids": torch.stack([model.tokenize(texts, model.cfg.sub_length)] * b),
     }
 
 
@@ -105,11 +108,15 @@ class StepTimer:
         }
 
 
-def prepare(model: MCIEEditor, device) -> MCIEEditor:
+def prepare(model: MCIEEditor, device, channels_last: bool = False, compile_unet: bool = False) -> MCIEEditor:
     model.to(device)
     for part in (model.text_encoder, model.vae):
         if part is not None:
             part.requires_grad_(False)
+    if channels_last:  # NHWC weights: oneDNN convolutions without layout reorders
+        model.unet.to(memory_format=torch.channels_last)
+    if compile_unet:  # in place, so the processors and parameters stay where the model has them
+        model.unet.compile()
     return model
 
 
@@ -124,6 +131,14 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--sub-length",
+        type=int,
+        default=None,
+        help="tokens per sub-instruction (default: the preset's sub_max_length, as mcie train)",
+    )
+    p.add_argument("--channels-last", action="store_true", help="both UNets in channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile both UNets (warm-up steps compile)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
     if args.threads:
@@ -131,6 +146,8 @@ def main() -> None:
     device = torch.device(args.device)
     kw = {"resolution": args.resolution} if args.resolution else {}
     # the UNet's cost is compared: both variants keep the text encoder frozen (tiny-pixel trains it)
+    if args.sub_length:
+        kw["sub_max_length"] = args.sub_length
     cfg = MCIEConfig.preset_config(args.preset, train_text_encoder=False, **kw)
     mcie = MCIEEditor.from_config(cfg, seed=0)
     plain = copy.deepcopy(mcie)
@@ -146,7 +163,8 @@ def main() -> None:
     if device.type == "cpu":
         # CPU: interleave the variants step by step, so load from other processes hits both alike
         timers = {
-            n: StepTimer(prepare(m, device), fn, batch, args, device) for n, (m, fn) in variants.items()
+            n: StepTimer(prepare(m, device, args.channels_last, args.compile), fn, batch, args, device)
+            for n, (m, fn) in variants.items()
         }
         for i in range(args.warmup + args.steps):
             for timer in timers.values():
@@ -156,7 +174,7 @@ def main() -> None:
     else:
         # GPU: one variant at a time, so each one's peak memory is its own
         for n, (m, fn) in variants.items():
-            timer = StepTimer(prepare(m, device), fn, batch, args, device)
+            timer = StepTimer(prepare(m, device, args.channels_last, args.compile), fn, batch, args, device)
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             for i in range(args.warmup + args.steps):
@@ -178,9 +196,12 @@ def main() -> None:
         "resolution": cfg.resolution,
         "batch_size": args.batch_size,
         "sub_edits": args.sub_edits,
+        "sub_length": cfg.sub_length,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
+        "channels_last": args.channels_last,
+        "compile": args.compile,
         "torch": torch.__version__,
         # 1-minute load average before and after the timed steps (other processes' share)
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
