@@ -134,14 +134,20 @@ class PixelJudge(Judge):
         return float((hit | blend)[counted].mean()) if counted.any() else 0.0
 
     def change_consistent(
-        self, src_px: np.ndarray, tgt_px: np.ndarray, deltas: list, must_change: np.ndarray | None = None
+        self,
+        src_px: np.ndarray,
+        tgt_px: np.ndarray,
+        deltas: list,
+        must_change: np.ndarray | None = None,
+        min_changed: float = 0.0,
     ) -> float:
         """For objects a few pixels wide, whose pixels blend into the background and their
         neighbours: share of pixels whose change (target - source) is some ``alpha`` in
         [0, 1] times one of ``deltas`` (new colour - old colour): a pixel
         ``alpha * old + (1 - alpha) * rest`` becomes ``alpha * new + (1 - alpha) * rest``
         whatever ``rest`` is. Counted: the changed pixels and ``must_change`` (those that
-        showed the old colour); none counted is 1 (nothing to judge, nothing wrong)."""
+        showed the old colour). 0 when fewer than ``min_changed`` of the pixels (and than one)
+        changed."""
         diff = tgt_px.astype(np.float32) - src_px.astype(np.float32)
         changed = max_channel(np.abs(diff)) > self.config.colour_tol
         ok = np.zeros(len(diff), dtype=bool)
@@ -153,7 +159,11 @@ class PixelJudge(Judge):
             a = np.clip(diff @ d / denom, 0.0, 1.0)
             ok |= max_channel(np.abs(diff - a[:, None] * d)) <= self.config.colour_tol
         counted = changed if must_change is None else changed | must_change
-        return float(ok[counted].mean()) if counted.any() else 1.0
+        # an edit must show: nothing changed is not done (an unedited object of a few pixels
+        # would otherwise pass every such check)
+        if changed.sum() < max(1, min_changed * len(diff)):
+            return 0.0
+        return float(ok[counted].mean())
 
     @staticmethod
     def colours(rgb, pattern: str) -> list:
@@ -185,7 +195,9 @@ class PixelJudge(Judge):
                 return 0.0
         return 1.0
 
-    def pattern_agreement(self, img: np.ndarray, inside: np.ndarray, rgb, pattern: str, r: float) -> float:
+    def pattern_agreement(
+        self, img: np.ndarray, inside: np.ndarray, rgb, pattern: str, r: float
+    ) -> float | None:
         """How well ``inside`` shows ``pattern`` as the renderer draws it for an object of
         radius ``r``: the share of its pixels (those showing the base colour or its tint) whose
         colour is the one the pattern puts there, at the pattern's best-fitting phase — the
@@ -200,7 +212,7 @@ class PixelJudge(Judge):
         # a pattern (a dot every 5 px at least) and is not judged on it
         core = erode(inside, 1)
         if core.sum() < 8:
-            return 1.0
+            return None
         base = self.has(img, [tuple(rgb)]) & core
         tint = self.has(img, [tint_of(tuple(rgb))]) & core & ~base
         ys, xs = np.nonzero(base | tint)
@@ -211,6 +223,8 @@ class PixelJudge(Judge):
             expected, sure = np.zeros_like(seen), np.ones_like(seen)
         else:
             expected, sure = _fit_pattern(xs, ys, seen, pattern, r)
+            if (expected & sure).sum() < 6:
+                return None  # too few pixels where the pattern puts its tint to judge it
         # per part, the share of the pixels the pattern paints in each colour that show it: a
         # part left solid inside a dotted object misses its dots, though they are a fifth of it
         parts = [np.ones_like(seen)]

@@ -107,7 +107,9 @@ class Add(EditType):
         # (a small shape's pixel mask moves its centroid by up to ~0.7 px with its sub-pixel place)
         tol = max(0.1 * p["r"], PLACE_TOL_PX)
         placed = 1.0 if np.hypot(xs.mean() + 0.5 - cx, ys.mean() + 0.5 - cy) <= tol else 0.0
+        # (an object too small to show a pattern is not judged on it)
         pattern_ok = j.pattern_agreement(c.tgt, inside, p["rgb"], p["pattern"], p["r"])
+        pattern_ok = 1.0 if pattern_ok is None else pattern_ok
         expected = expected_area(p["shape"], p["r"])
         size_ok = j.size_score(c.tgt, m, c.bg, p["rgb"], p["pattern"], expected, j.small(inside))
         return min(purity, size_ok, placed, pattern_ok)

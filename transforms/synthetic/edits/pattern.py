@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 
-from mcie.metrics import erode
 from mcie.transforms.synthetic.scene import PATTERNS, tint_of
 
 from . import register
@@ -46,10 +45,11 @@ class Pattern(TargetEdit):
         inside = j.inside(c.g)
         if not c.g.any():
             return 0.0
-        if erode(c.g, 1).sum() < 8:
+        agreement = j.pattern_agreement(c.tgt, inside, p["rgb"], p["to_pattern"], p["r"])
+        if agreement is None:
             # a few pixels wide: too small to show a pattern (a dot every 5 px at least); only
-            # that nothing but base and tint swapped places is judged
+            # that base and tint swapped places, and nothing else changed, is judged
             swap = np.subtract(tint_of(tuple(p["rgb"])), p["rgb"])
             return j.change_consistent(c.src[c.g], c.tgt[c.g], [swap, -swap])
         purity = j.purity(c.tgt[inside], j.colours(p["rgb"], "striped"), c.bg)
-        return purity * j.pattern_agreement(c.tgt, inside, p["rgb"], p["to_pattern"], p["r"])
+        return purity * agreement

@@ -53,4 +53,5 @@ class Recolour(TargetEdit):
         # a few pixels wide: every pixel blends with the background or a neighbour; judge the
         # change itself, old colour to new in proportion, on every pixel of the footprint
         deltas = [np.subtract(n, o) for n, o in zip(new, c.old, strict=True)]
-        return j.change_consistent(c.src[c.g], c.tgt[c.g], deltas, j.has(c.src[c.g], c.old))
+        # (colours differ by 65 levels and more, so a pixel a third covered changes visibly)
+        return j.change_consistent(c.src[c.g], c.tgt[c.g], deltas, j.has(c.src[c.g], c.old), 0.3)

@@ -1,0 +1,50 @@
+"""The pixel judge on small objects: the share of perfect edits it passes on the task-ladder
+rungs at 32 and 64 px (its ceiling), judged with the true regions as CIE-Bench judges them.
+Before the small-object checks it passed 0.44 of the full mix at 32 px and 0.87 of mini-3."""
+
+import numpy as np
+import pytest
+
+from mcie.images import decode_mask
+from mcie.transforms.synthetic.generator import SyntheticSource
+from mcie.transforms.synthetic.judge import PixelJudge
+from mcie.transforms.synthetic.ladder import task_config
+
+
+def _ceiling(task: str, size: int, n: int, seed: int = 5) -> tuple[float, dict]:
+    source = SyntheticSource(task_config(task, size))
+    judge = PixelJudge()
+    passed, by_type = [], {}
+    for i in range(n):
+        sample, truth = source.generate(seed, i)
+        for sub, m in zip(sample.sub_edits, truth["masks_png"], strict=True):
+            sub.mask = decode_mask(m) > 0
+        judge.judge(sample)
+        for sub in sample.sub_edits:
+            passed.append(bool(sub.executed))
+            by_type.setdefault(sub.edit_type, []).append(bool(sub.executed))
+    return float(np.mean(passed)), {k: round(float(np.mean(v)), 2) for k, v in by_type.items()}
+
+
+@pytest.mark.parametrize(
+    "task,size,floor",
+    [("mini", 32, 0.97), ("mini-3", 32, 0.95), ("full", 32, 0.9), ("mini-3", 64, 0.98), ("full", 64, 0.97)],
+)
+def test_perfect_edits_pass_on_small_objects(task, size, floor):
+    share, by_type = _ceiling(task, size, 40)
+    assert share >= floor, by_type
+
+
+def test_small_objects_still_fail_when_not_edited():
+    """The identity editor (target = source) passes nothing but removals of nothing."""
+    source = SyntheticSource(task_config("full", 32))
+    judge = PixelJudge()
+    passed = []
+    for i in range(20):
+        sample, truth = source.generate(6, i)
+        sample.tgt = sample.src.copy()
+        for sub, m in zip(sample.sub_edits, truth["masks_png"], strict=True):
+            sub.mask = decode_mask(m) > 0
+        judge.judge(sample)
+        passed += [bool(s.executed) for s in sample.sub_edits]
+    assert np.mean(passed) <= 0.05
