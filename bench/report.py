@@ -420,7 +420,7 @@ def write_run_html(run: str, path: str | None = None) -> str:
     meta = " · ".join(
         [
             esc(os.path.abspath(run)),
-            f"{summary['sets']} sets",
+            f"{esc(summary.get('sets'))} sets",  # every value from the run folder is escaped
             f"checker {esc(summary.get('checker') or '—')}",
             f"decomposition {esc(summary.get('decomposition', '—'))}",
             f"intervals: {BOOTSTRAP} bootstrap resamples, seed {SEED}",

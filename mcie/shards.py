@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import tarfile
 from collections.abc import Container, Iterable, Iterator
 from typing import IO, Any
@@ -112,17 +114,66 @@ def check_tar_complete(path: str) -> int:
     """Walk the member headers of ``path`` (data is skipped, not read) and check the tar is
     whole; returns the number of members. Raises :class:`ShardError` naming the file."""
     n = 0
+    seen = _SeenKeys(path)
     try:
         total = storage.size(path)
-        with storage.open_read(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+        with _open_shard(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             for info in tar:
                 if info.offset_data + info.size > total:
                     raise ShardError(f"{path}: truncated tar (member {info.name} is cut short)")
+                if info.isfile():
+                    seen.member(info.name)
                 n += 1
             _check_end(path, fh, tar.offset)
     except tarfile.TarError as exc:
         raise ShardError(f"{path}: unreadable tar ({exc})") from exc
     return n
+
+
+def _open_shard(path: str):
+    """Open a shard for reading; a local path must be a regular file (a FIFO or a device named
+    as a shard would block the reader forever)."""
+    if not storage.is_remote(path):
+        local = path[len("file://") :] if path.startswith("file://") else path
+        try:
+            mode = os.stat(local).st_mode
+        except OSError as exc:
+            raise ShardError(f"{path}: cannot read the shard ({exc.strerror})") from exc
+        if not stat.S_ISREG(mode):
+            raise ShardError(f"{path}: not a regular file ({_kind(mode)}); a shard is a tar file")
+    return storage.open_read(path)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+class _SeenKeys:
+    """Member names and sample keys met so far in one shard. A sample's members are
+    contiguous in every writer's tars, so a key that comes back after another key, or a
+    member name met twice, is a repeated sample: it would be read as two samples (two
+    benchmark sets, trained on twice) or silently overwrite its first copy."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.names: set[str] = set()
+        self.keys: set[str] = set()
+        self.current: str | None = None
+
+    def member(self, name: str) -> None:
+        key = name.partition(".")[0]
+        if name in self.names or (key != self.current and key in self.keys):
+            raise ShardError(
+                f"{self.path}: sample key {key[:80]!r} appears more than once in the shard "
+                f"(member {name[:120]!r} repeated); a sample is one contiguous run of members"
+            )
+        self.names.add(name)
+        self.keys.add(key)
+        self.current = key
 
 
 def read_tar(path: str, keys: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -135,11 +186,13 @@ def read_tar(path: str, keys: Container[str] | None = None) -> Iterator[tuple[st
     naming the file: a damaged shard is an error, never a shorter shard."""
     current: str | None = None
     members: dict[str, bytes] = {}
+    seen = _SeenKeys(path)
     try:
-        with storage.open_read(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+        with _open_shard(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             for info in tar:
                 if not info.isfile():
                     continue
+                seen.member(info.name)
                 key, _, suffix = info.name.partition(".")
                 if key != current and current is not None and members:
                     yield current, members

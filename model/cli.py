@@ -298,6 +298,9 @@ def _check_train(args) -> None:
         raise UsageError("--ema-decay must be in [0, 1)")
     if args.validate_every < 0:
         raise UsageError("--validate-every must be >= 0 (0 = off)")
+    from mcie.managed import refuse_managed_output
+
+    refuse_managed_output(args.out)  # checkpoints written into a build folder's own files
     for name in ("validation_samples", "validation_steps"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
