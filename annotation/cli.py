@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from mcie.cliargs import examples
-from mcie.exitcodes import ExitCode
+from mcie.exitcodes import ExitCode, UsageError
 
 
 def _conn_args(p: argparse.ArgumentParser) -> None:
@@ -72,7 +72,10 @@ def add_parsers(subparsers) -> None:
         ),
     )
     e.add_argument("build", metavar="BUILD", help="output folder of mcie build")
-    e.add_argument("--project", required=True, help="project title (created when missing, else reused)")
+    e.add_argument("--project", default=None, help="project title (created when missing, else reused)")
+    e.add_argument(
+        "--project-id", type=int, default=None, help="an existing project by id (when a title names several)"
+    )
     e.add_argument(
         "--select",
         default="all",
@@ -95,7 +98,10 @@ def add_parsers(subparsers) -> None:
         epilog=examples("mcie ls import out/demo --project demo --resolution strict"),
     )
     i.add_argument("build", metavar="BUILD", help="output folder of mcie build (exported before)")
-    i.add_argument("--project", required=True, help="project title")
+    i.add_argument("--project", default=None, help="project title")
+    i.add_argument(
+        "--project-id", type=int, default=None, help="the project by id (when a title names several)"
+    )
     i.add_argument(
         "--resolution",
         default="majority",
@@ -153,16 +159,19 @@ def run(args: argparse.Namespace) -> int:
 
     from mcie.annotation.client import Connection
 
+    if args.project is None and args.project_id is None:
+        raise UsageError(f"mcie ls {args.ls_command}: give --project NAME or --project-id N")
     conn = Connection.from_args(args.url, args.token_file)
     if args.ls_command == "export":
         from mcie.annotation.export import export_project
 
         summary = export_project(
-            args.build, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
-        )
+            args.build, args.project, conn, args.document_root, args.select, args.seed, args.batch_size,
+            project_id=args.project_id,
+        )  # fmt: skip
     else:
         from mcie.annotation.importer import import_project
 
-        summary = import_project(args.build, args.project, conn, args.resolution)
+        summary = import_project(args.build, args.project, conn, args.resolution, project_id=args.project_id)
     _print(summary, args.json)
     return ExitCode.OK

@@ -100,18 +100,33 @@ class Connection:
         return ls
 
 
-def find_project(ls, conn: Connection, title: str):
-    """The project titled ``title`` or None (titles are unique for mcie's purposes)."""
+def find_project(ls, conn: Connection, title: str | None, project_id: int | None = None):
+    """The project titled ``title`` (or with id ``project_id``), or None when there is none.
+
+    Label Studio allows several projects with one title; picking one of them would send
+    exports and imports to a project the reviewers may not be using, so a title that names
+    more than one project is refused (exit 1) with their ids, to choose with ``--project-id``."""
+    if project_id is not None:
+        with conn.errors(f"looking up project id {project_id}"):
+            p = ls.projects.get(id=project_id)
+        if title is not None and p.title != title:
+            raise UsageError(f"project id {project_id} is titled {p.title!r}, not {title!r}")
+        return p
     with conn.errors(f"looking up project {title!r}"):
-        for p in ls.projects.list(title=title):
-            if p.title == title:
-                return p
-    return None
+        found = [p for p in ls.projects.list(title=title) if p.title == title]
+    if len(found) > 1:
+        ids = ", ".join(str(p.id) for p in sorted(found, key=lambda p: p.id))
+        raise UsageError(
+            f"{len(found)} Label Studio projects are titled {title!r} (ids {ids}); "
+            "choose one with --project-id"
+        )
+    return found[0] if found else None
 
 
-def require_project(ls, conn: Connection, title: str):
-    """The project titled ``title``; ServiceError (exit 3) when the server has none."""
-    p = find_project(ls, conn, title)
+def require_project(ls, conn: Connection, title: str | None, project_id: int | None = None):
+    """The project titled ``title`` (or with id ``project_id``); ServiceError (exit 3) when
+    the server has none."""
+    p = find_project(ls, conn, title, project_id)
     if p is None:
         raise ServiceError(f"Label Studio at {conn.url} has no project {title!r}")
     return p

@@ -28,7 +28,7 @@ from typing import Any
 from mcie import storage
 from mcie.annotation import config as cfg
 from mcie.annotation import review_index as ri
-from mcie.annotation.client import Connection, find_project
+from mcie.annotation.client import Connection, find_project, require_project
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
@@ -93,8 +93,8 @@ def select_keys(rows: dict[str, dict[str, Any]], select: str, out: str, seed: in
     raise UsageError(f"--select {select!r}: choose all, accepted, rejected, borderline or random:N")
 
 
-def _ensure_project(ls, conn: Connection, name: str, log):
-    p = find_project(ls, conn, name)
+def _ensure_project(ls, conn: Connection, name: str, log, project_id: int | None = None):
+    p = find_project(ls, conn, name, project_id)
     if p is not None:
         needed = ('name="verdict"', 'name="slots"', 'name="mask0"', 'name="instruction_fix"')
         if not all(n in (p.label_config or "") for n in needed):
@@ -177,13 +177,14 @@ def export_project(
     seed: int = 0,
     batch_size: int = 100,
     log=None,
+    project_id: int | None = None,
 ) -> dict[str, Any]:
     """Export the selected samples of build output ``out``; returns a summary. Progress goes to
     ``log`` (default: the current ``sys.stderr``, looked up per call, not at import)."""
     log = log if log is not None else sys.stderr
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
-    if not 3 <= len(project) <= 50:
+    if project_id is None and not 3 <= len(project or "") <= 50:
         raise UsageError("--project: Label Studio titles have 3 to 50 characters")
     document_root = document_root or os.environ.get(ENV_DOCUMENT_ROOT)
     if not conn.is_local:
@@ -196,16 +197,21 @@ def export_project(
         raise UsageError(
             f"set --document-root or {ENV_DOCUMENT_ROOT} to the server's local-files document root"
         )
-    rows = ri.read_index(out)
-    keys = select_keys(rows, select, out, seed)
+    ri.read_index(out)  # a usage error before any request
     t0 = time.monotonic()
     ls = conn.client()
-    p = _ensure_project(ls, conn, project, log)
+    if project_id is not None:  # an existing project, named by id: its title names the folder
+        project = require_project(ls, conn, project, project_id).title
     rel = project_folder(project)
-    folder = os.path.join(os.path.abspath(document_root), rel)
-    os.makedirs(folder, exist_ok=True)
-    # one export per project at a time: two at once would both import every missing key
-    with RunLock(folder, f"ls export into project {project!r}"):
+    folder = os.path.join(os.path.abspath(document_root), rel)  # RunLock creates it
+    # Both locks before anything is created or written: the build's (the same as a build's and
+    # every `mcie ls` command's, so the index is read, changed and written by one run at a
+    # time) and the project's (two exports at once would both create the project, or both
+    # import every missing key). A refused run has changed nothing.
+    with RunLock(out, "ls export"), RunLock(folder, f"ls export into project {project!r}"):
+        rows = ri.read_index(out)
+        keys = select_keys(rows, select, out, seed)
+        p = _ensure_project(ls, conn, project, log, project_id)
         _ensure_storage(ls, conn, p.id, folder)
         have = existing_keys(ls, conn, p.id)
         versions: set[str] = set()

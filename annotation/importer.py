@@ -29,6 +29,7 @@ from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.progress import track
 from mcie.reasons import Status
+from mcie.runlock import RunLock
 from mcie.shards import REVIEW_DIR
 
 
@@ -92,16 +93,32 @@ def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:
     return groups
 
 
-def import_project(out: str, project: str, conn: Connection, resolution: str = "majority") -> dict[str, Any]:
-    """Import the verdicts of ``project`` into build output ``out``; returns a summary.
+def import_project(
+    out: str,
+    project: str | None,
+    conn: Connection,
+    resolution: str = "majority",
+    project_id: int | None = None,
+) -> dict[str, Any]:
+    """Import the verdicts of ``project`` (a title, or the project with id ``project_id``)
+    into build output ``out``; returns a summary.
 
     Every task is read and resolved before anything is written: an annotation that cannot be
     read (an unknown reason, a brush region of another size) is reported under ``invalid``
-    with its task id and its sample stays pending; nothing is half-written."""
+    with its task id and its sample stays pending; nothing is half-written. The index is read,
+    changed and written under the build's run lock, so a concurrent ``mcie ls`` command or
+    build on ``out`` is refused (exit 1) instead of writing over these verdicts."""
+    ri.read_index(out)  # a usage error before any request
+    ls = conn.client()
+    p = require_project(ls, conn, project, project_id)
+    with RunLock(out, "ls import"):
+        return _import_locked(out, p, ls, conn, resolution)
+
+
+def _import_locked(out: str, p, ls, conn: Connection, resolution: str) -> dict[str, Any]:
     rows = ri.read_index(out)
     t0 = time.monotonic()
-    ls = conn.client()
-    p = require_project(ls, conn, project)
+    project = p.title
     counts: collections.Counter[str] = collections.Counter()
     disagreements: list[str] = []
     unknown: list[str] = []
