@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 
 import pyarrow.parquet as pq
 import pytest
@@ -212,3 +213,53 @@ def test_the_page_runs_no_inline_script_but_its_own(browser, tmp_path):
     assert page.evaluate("window.__pwned") is None
     assert any("Content Security Policy" in e for e in log.console_errors)  # the blocked script
     page.context.close()
+
+
+# -- members no sample has: sparse, oversized, not a file ----------------------------------------
+
+
+def _sparse_shard(shard: str, key: str, tmp_path) -> None:
+    """Replace ``shard`` with a tar (tens of KB) whose member ``{key}.src.jpg`` is a sparse
+    20 GB file, written by GNU tar as a real user's tool would."""
+    d = tmp_path / "sparse"
+    d.mkdir()
+    with open(d / f"{key}.src.jpg", "wb") as fh:
+        fh.truncate(20 * 1024**3)
+    subprocess.run(["tar", "--sparse", "-cf", shard, "-C", str(d), f"{key}.src.jpg"], check=True)
+    assert os.path.getsize(shard) < 100_000
+
+
+@pytest.mark.timeout(300)
+def test_a_sparse_20gb_member_is_refused_by_every_reader_unread(built, tmp_path, capsys):
+    from mcie.audit import audit
+    from mcie.report.dataset import GalleryConfig, write_build_report
+
+    out = _copy(built, tmp_path)
+    shard = sorted(glob.glob(os.path.join(out, "shards", "*.tar")))[0]
+    key = next(iter(read_tar(shard)))[0]
+    _sparse_shard(shard, key, tmp_path)
+    with pytest.raises(ShardError, match="sparse file"):
+        list(read_tar(shard))
+    summary = write_build_report(out, str(tmp_path / "r.html"), GalleryConfig(per_group=2), with_audit=False)
+    assert any("sparse file" in p for p in summary["problems"])
+    assert any("sparse file" in p for p in audit(out)["problems"])
+    assert main(["bench", "build", "--out", str(tmp_path / "b"), "--from", out, "--holdout", "0.99"]) == 2
+    assert "sparse file" in capsys.readouterr().err
+
+
+def test_oversized_and_non_file_members_are_refused(built, tmp_path, monkeypatch):
+    import tarfile
+
+    shard = sorted(glob.glob(os.path.join(built, "shards", "*.tar")))[0]
+    monkeypatch.setenv("MCIE_MAX_MEMBER_BYTES", "1000")  # the documented way to move the cap
+    with pytest.raises(ShardError, match="over the 1000-byte cap"):
+        list(read_tar(shard))
+    monkeypatch.delenv("MCIE_MAX_MEMBER_BYTES")
+    linked = str(tmp_path / "link.tar")
+    key = next(iter(read_tar(shard)))[0]
+    with tarfile.open(linked, "w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo(f"{key}.json")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(ShardError, match="not a regular file"):
+        list(read_tar(linked))
