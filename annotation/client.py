@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
+import json
 import os
+import re
 import urllib.parse
 from collections.abc import Iterator
 
@@ -82,8 +85,7 @@ class Connection:
             elif code == 404:
                 what = "has no such object (404)"
             else:
-                body = str(exc.body)[:300]
-                what = f"answered {code}: {body}"
+                what = f"answered {code}: {one_line(exc.body)}"
             raise ServiceError(self.scrub(f"Label Studio at {self.url} {what} while {doing}")) from None
         except httpx.HTTPError as exc:
             msg = f"Label Studio at {self.url} is unreachable while {doing}: {type(exc).__name__}: {exc}"
@@ -98,6 +100,20 @@ class Connection:
         with self.errors("checking the token"):
             ls.users.whoami()
         return ls
+
+
+def one_line(body: object, limit: int = 200) -> str:
+    """A server's error body as one short line: an HTML page (Django's 500 page, a proxy's)
+    becomes its title or its first text, markup and whitespace runs dropped, cut at ``limit``."""
+    text = (
+        body if isinstance(body, str) else json.dumps(body) if isinstance(body, (dict, list)) else str(body)
+    )
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
+    if title and title.group(1).strip():
+        text = title.group(1)
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
+    text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", text)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def find_project(ls, conn: Connection, title: str | None, project_id: int | None = None):

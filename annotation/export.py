@@ -197,7 +197,7 @@ def export_project(
         raise UsageError(
             f"set --document-root or {ENV_DOCUMENT_ROOT} to the server's local-files document root"
         )
-    ri.read_index(out)  # a usage error before any request
+    select_keys(ri.read_index(out), select, out, seed)  # usage errors before any request
     t0 = time.monotonic()
     ls = conn.client()
     if project_id is not None:  # an existing project, named by id: its title names the folder

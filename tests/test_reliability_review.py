@@ -152,3 +152,117 @@ def test_concurrent_exports_imports_and_shard_keep_every_verdict(ls_env, review_
     assert _decisions(out) == dict.fromkeys(accepted, "accept")
     tasks = [t.data["key"] for t in ls.tasks.list(project=project.id, fields="task_only")]
     assert len(tasks) == len(set(tasks)) == 24
+
+
+def test_the_server_refuses_sign_up_and_keeps_its_data_dir_private(ls_server):
+    import re
+    import stat
+
+    import httpx
+
+    server, creds = ls_server
+    data = server.config.data_dir  # a copy of a data dir made 0755 / 0644 (the test cache)
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    docs = server.config.document_root
+    for root, _, files in os.walk(data):
+        for name in files:
+            path = os.path.join(root, name)
+            if not path.startswith(docs + os.sep):  # the database, its log: the token's homes
+                assert os.lstat(path).st_mode & 0o077 == 0, path
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        page = c.get("/user/signup/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        form = {"csrfmiddlewaretoken": token, "email": "intruder@mcie.test", "password": "pw-intruder-123"}
+        r = c.post("/user/signup/", data=form, headers={"Referer": server.url + "/user/signup/"})
+    assert r.status_code == 403
+    ls = Connection(server.url, creds["LABEL_STUDIO_USER_TOKEN"]).client()
+    assert "intruder@mcie.test" not in {u.email for u in ls.users.list()}
+
+
+DJANGO_500 = (
+    "<!doctype html>\n<html lang='en'><head><title>Server Error (500)</title>"
+    "<style>body{font:13px sans-serif}</style></head><body>\n<h1>Server Error (500)</h1>\n"
+    + "<p>" + "x" * 5000 + "</p></body></html>\n"
+)  # fmt: skip
+
+
+class _FlakyProxy:
+    """A reverse proxy on loopback in front of the real server that answers Django's HTML 500
+    page for the requests ``fail(method, path)`` picks, as Label Studio does when one task's
+    annotations cannot be serialised."""
+
+    def __init__(self, upstream: str, fail) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        outer = self
+        self.fail = fail
+        self.client = httpx.Client(base_url=upstream, timeout=60)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if outer.fail(self.command, self.path):
+                    data = DJANGO_500.encode()
+                    self.send_response(500)
+                    self.send_header("Content-Type", "text/html")
+                else:
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+                    }
+                    r = outer.client.request(self.command, self.path, content=body, headers=headers)
+                    data = r.content
+                    self.send_response(r.status_code)
+                    self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.client.close()
+
+
+def test_a_server_error_on_one_task_skips_that_task_only(ls_env, review_build, tmp_path, capsys):
+    ls = ls_env
+    out = str(tmp_path / "build")
+    shutil.copytree(review_build, out)
+    assert main(["ls", "export", out, "--project", "flaky-server", "--select", "random:4"]) == 0
+    capsys.readouterr()
+    (project,) = _titled(ls, "flaky-server")
+    accepted = _accept_all(ls, project.id)
+    tasks = sorted(ls.tasks.list(project=project.id, fields="task_only"), key=lambda t: t.id)
+    bad = tasks[1]
+    broken = {"all": False}
+
+    def fail(method: str, path: str) -> bool:
+        return broken["all"] or (
+            method == "GET" and ("fields=all" in path or path.startswith(f"/api/tasks/{bad.id}"))
+        )
+
+    proxy = _FlakyProxy(os.environ["LABEL_STUDIO_URL"], fail)
+    try:
+        assert main(["ls", "import", out, "--project", "flaky-server", "--url", proxy.url, "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["unreadable_tasks"] == [f"task {bad.id}: HTTP 500: Server Error (500)"]
+        assert summary["by_decision"] == {"accept": 3}
+        kept = dict.fromkeys(sorted(set(accepted) - {bad.data["key"]}), "accept")
+        assert _decisions(out) == kept
+        broken["all"] = True  # nothing answers: exit 3 with one short line, not the page
+        assert main(["ls", "import", out, "--project", "flaky-server", "--url", proxy.url]) == 3
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "<" not in err and len(err) < 400, err
+        assert "answered 500: Server Error (500)" in err
+    finally:
+        proxy.close()
