@@ -28,6 +28,7 @@ from mcie.annotation.importer import review_dir
 from mcie.exitcodes import UsageError
 from mcie.images import decode_mask
 from mcie.keys import check_shard_ref
+from mcie.managed import refuse_managed_output
 from mcie.records import mask_box
 from mcie.runlock import RunLock
 from mcie.shards import INDEX_FILE, SHARDS_DIR, STATS_DIR, WIDS_FILES, read_tar, wids_descriptor, write_tar
@@ -87,6 +88,9 @@ def write_final(
         raise UsageError("--shard-size must be >= 1")
     if os.path.abspath(out) == os.path.abspath(final):
         raise UsageError("--out must differ from the reviewed build directory")
+    if os.path.lexists(final) and not os.path.isdir(final):  # a file, or a link to nowhere
+        raise UsageError(f"--out {final!r} is not a folder; give an empty or new folder for the final shards")
+    refuse_managed_output(final)
     if os.path.isdir(final) and os.listdir(final):
         raise UsageError(f"{final!r} is not empty")
     ri.read_index(out)  # a usage error before the lock creates anything

@@ -263,3 +263,51 @@ def test_oversized_and_non_file_members_are_refused(built, tmp_path, monkeypatch
         tar.addfile(info)
     with pytest.raises(ShardError, match="not a regular file"):
         list(read_tar(linked))
+
+
+# -- smaller: usage errors that were crashes, names that were markup ------------------------------
+
+
+def test_ls_shard_out_that_is_a_file_or_a_dangling_link_is_a_usage_error(built, tmp_path, capsys):
+    afile = tmp_path / "final.txt"
+    afile.write_text("keep me")
+    dangling = tmp_path / "gone"
+    os.symlink(tmp_path / "nowhere", dangling)
+    for target in (afile, dangling):
+        assert main(["ls", "shard", built, "--out", str(target)]) == 1
+        assert "is not a folder" in capsys.readouterr().err
+    assert afile.read_text() == "keep me" and not os.path.exists(tmp_path / "nowhere")
+
+
+def test_report_names_the_missing_index_column(built, tmp_path, capsys):
+    out = _copy(built, tmp_path)
+    table = pq.read_table(os.path.join(out, "index.parquet"))
+    pq.write_table(table.drop_columns(["status", "shard"]), os.path.join(out, "index.parquet"))
+    assert main(["report", out, "--no-audit", "--out", str(tmp_path / "r.html")]) == 1
+    err = capsys.readouterr().err
+    assert "lacks the column(s) shard, status of an mcie index" in err
+
+
+def test_comparison_files_escape_editor_names(bench_runs, tmp_path):
+    import csv
+
+    from mcie.bench.report import compare
+
+    run = str(tmp_path / "run")
+    shutil.copytree(bench_runs["oracle"], run)
+    name = '=HYPERLINK("http://x")<b>|x'
+    with open(os.path.join(run, "summary.json")) as fh:
+        summary = json.load(fh)
+    summary["editor"] = name
+    with open(os.path.join(run, "summary.json"), "w") as fh:
+        json.dump(summary, fh)
+    out = str(tmp_path / "cmp")
+    compare([bench_runs["identity"], run], out)
+    with open(os.path.join(out, "comparison.csv"), newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[2][0] == "'" + name  # a spreadsheet shows it as text, never runs it
+    with open(os.path.join(out, "comparison.md")) as fh:
+        md = fh.read()
+    assert "<b>" not in md and '=HYPERLINK("http://x")&lt;b&gt;\\|x' in md
+    line = next(ln for ln in md.splitlines() if "HYPERLINK" in ln and ln.startswith("|"))
+    assert line.count(" | ") == md.splitlines()[2].count(" | ")  # no cell added

@@ -72,6 +72,13 @@ def read_index(out: str) -> list[dict[str, Any]]:
     path = storage.join(out, INDEX_FILE)
     if not storage.exists(path):
         raise UsageError(f"{path} is missing: not the output folder of mcie build or mcie shard")
+    import pyarrow.parquet as pq
+
+    with storage.open_read(path) as fh:
+        names = set(pq.read_schema(fh).names)
+    missing = [c for c in INDEX_COLUMNS if c not in names]
+    if missing:  # a hand-edited or foreign table: name the columns, not pyarrow's internals
+        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)} of an mcie index")
     return read_table(path, columns=list(INDEX_COLUMNS)).to_pylist()
 
 
