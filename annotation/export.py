@@ -1,7 +1,7 @@
 """``mcie ls export``: send build samples to a Label Studio project for human review.
 
 Steps: select samples from the index → create or reuse the project (our labeling config) →
-attach a local-files storage on ``{document_root}/mcie/{project}`` → list the keys the project
+attach a local-files storage on ``{document_root}/mcie/{project}-{id}`` → list the keys the project
 already holds → for the rest, copy the image members out of the tars into that folder (the
 original bytes: no re-encoding) and import tasks with predictions in batches → mark each
 batch's samples ``pending`` / ``sent_for_review`` in the index.
@@ -45,10 +45,13 @@ BORDERLINE_SSIM_MARGIN = 0.02
 _after_batch: Callable[[int], None] | None = None
 
 
-def project_folder(project: str) -> str:
-    """The folder (relative to the document root) holding a project's images."""
+def project_folder(project: str, project_id: int | None = None) -> str:
+    """The folder (relative to the document root) holding a project's images: the title's
+    slug and the project's id, so two projects whose titles slug alike ("rev 1", "rev/1",
+    "rev-1") never share a folder and never show each other's images. Without an id: the
+    folder whose lock serialises exports into projects of that title."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", project).strip("-") or "project"
-    return os.path.join("mcie", slug)
+    return os.path.join("mcie", slug if project_id is None else f"{slug}-{project_id}")
 
 
 def _thresholds(out: str) -> dict[str, float]:
@@ -202,16 +205,19 @@ def export_project(
     ls = conn.client()
     if project_id is not None:  # an existing project, named by id: its title names the folder
         project = require_project(ls, conn, project, project_id).title
-    rel = project_folder(project)
-    folder = os.path.join(os.path.abspath(document_root), rel)  # RunLock creates it
+    root = os.path.abspath(document_root)
+    lock_folder = os.path.join(root, project_folder(project))  # RunLock creates it
     # Both locks before anything is created or written: the build's (the same as a build's and
     # every `mcie ls` command's, so the index is read, changed and written by one run at a
     # time) and the project's (two exports at once would both create the project, or both
     # import every missing key). A refused run has changed nothing.
-    with RunLock(out, "ls export"), RunLock(folder, f"ls export into project {project!r}"):
+    with RunLock(out, "ls export"), RunLock(lock_folder, f"ls export into project {project!r}"):
         rows = ri.read_index(out)
         keys = select_keys(rows, select, out, seed)
         p = _ensure_project(ls, conn, project, log, project_id)
+        rel = project_folder(project, p.id)
+        folder = os.path.join(root, rel)
+        os.makedirs(folder, exist_ok=True)
         _ensure_storage(ls, conn, p.id, folder)
         have = existing_keys(ls, conn, p.id)
         versions: set[str] = set()
@@ -309,7 +315,11 @@ def _inside(folder: str, name: str) -> str:
 
 
 def _write_once(path: str, data: bytes) -> None:
-    """Write ``data`` unless an identical file is there (atomic: a re-run never sees half a file)."""
-    if os.path.exists(path) and os.path.getsize(path) == len(data):
-        return
+    """Write ``data`` unless a file with the same bytes is there (compared in full, not by size:
+    another image of the same size must not be kept); atomic, so a re-run never sees half a
+    file."""
+    if os.path.isfile(path) and os.path.getsize(path) == len(data):
+        with open(path, "rb") as fh:
+            if fh.read() == data:
+                return
     storage.atomic_write(path, data)

@@ -266,3 +266,26 @@ def test_a_server_error_on_one_task_skips_that_task_only(ls_env, review_build, t
         assert "answered 500: Server Error (500)" in err
     finally:
         proxy.close()
+
+
+def test_projects_whose_titles_slug_alike_keep_their_own_images(ls_env, review_build, tmp_path, capsys):
+    from mcie.annotation.export import _write_once
+
+    ls = ls_env
+    out = str(tmp_path / "build")
+    shutil.copytree(review_build, out)
+    folders = {}
+    for title in ("rev 1", "rev-1"):
+        argv = ["ls", "export", out, "--project", title, "--select", "random:2", "--json"]
+        assert main(argv) == 0
+        pid = json.loads(capsys.readouterr().out)["project_id"]
+        srcs = [t.data["src"] for t in ls.tasks.list(project=pid, fields="task_only")]
+        folders[title] = ({os.path.dirname(s.split("?d=", 1)[1]) for s in srcs}, pid)
+    assert folders["rev 1"][0] == {f"mcie/rev-1-{folders['rev 1'][1]}"}
+    assert folders["rev-1"][0] == {f"mcie/rev-1-{folders['rev-1'][1]}"}
+    # a file already there is kept only when its bytes are the same, not merely its size
+    path = str(tmp_path / "img.jpg")
+    with open(path, "wb") as fh:
+        fh.write(b"a" * 10)
+    _write_once(path, b"b" * 10)
+    assert _read(path) == b"b" * 10
