@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from mcie.cliargs import examples
-from mcie.exitcodes import ExitCode
+from mcie.exitcodes import ExitCode, UsageError
 from mcie.layout import DEFAULT_SHARD_SIZE
 
 
@@ -80,7 +80,10 @@ def _add_export(sub) -> None:
         ),
     )
     e.add_argument("inp", metavar="BUILD", help="output folder of mcie build")
-    e.add_argument("--project", required=True, help="project title (created when missing, else reused)")
+    e.add_argument("--project", default=None, help="project title (created when missing, else reused)")
+    e.add_argument(
+        "--project-id", type=int, default=None, help="an existing project by id (when a title names several)"
+    )
     e.add_argument(
         "--select",
         default="all",
@@ -106,7 +109,10 @@ def _add_import(sub) -> None:
         epilog=examples("mcie ls import out/demo --project demo --resolution strict"),
     )
     i.add_argument("inp", metavar="BUILD", help="output folder of mcie build (exported before)")
-    i.add_argument("--project", required=True, help="project title")
+    i.add_argument("--project", default=None, help="project title")
+    i.add_argument(
+        "--project-id", type=int, default=None, help="the project by id (when a title names several)"
+    )
     i.add_argument(
         "--resolution",
         default="majority",
@@ -153,6 +159,11 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
             print(f"{k}: {v}")
 
 
+def _require_project(args: argparse.Namespace, command: str) -> None:
+    if args.project is None and args.project_id is None:
+        raise UsageError(f"mcie ls {command}: give --project NAME or --project-id N")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``mcie ls serve``: until Ctrl-C."""
     from mcie.annotation.server import ServerConfig, default_venv, serve_forever
@@ -179,10 +190,12 @@ def run_export(args: argparse.Namespace) -> int:
     from mcie.annotation.client import Connection
     from mcie.annotation.export import export_project
 
+    _require_project(args, "export")
     conn = Connection.from_args(args.url, args.token_file)
     summary = export_project(
-        args.inp, args.project, conn, args.document_root, args.select, args.seed, args.batch_size
-    )
+        args.inp, args.project, conn, args.document_root, args.select, args.seed, args.batch_size,
+        project_id=args.project_id,
+    )  # fmt: skip
     _print(summary, args.json)
     return ExitCode.OK
 
@@ -192,6 +205,8 @@ def run_import(args: argparse.Namespace) -> int:
     from mcie.annotation.client import Connection
     from mcie.annotation.importer import import_project
 
+    _require_project(args, "import")
     conn = Connection.from_args(args.url, args.token_file)
-    _print(import_project(args.inp, args.project, conn, args.resolution), args.json)
+    summary = import_project(args.inp, args.project, conn, args.resolution, project_id=args.project_id)
+    _print(summary, args.json)
     return ExitCode.OK

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
+import json
 import os
+import re
 import urllib.parse
 from collections.abc import Iterator
 
@@ -82,8 +85,7 @@ class Connection:
             elif code == 404:
                 what = "has no such object (404)"
             else:
-                body = str(exc.body)[:300]
-                what = f"answered {code}: {body}"
+                what = f"answered {code}: {one_line(exc.body)}"
             raise ServiceError(self.scrub(f"Label Studio at {self.url} {what} while {doing}")) from None
         except httpx.HTTPError as exc:
             msg = f"Label Studio at {self.url} is unreachable while {doing}: {type(exc).__name__}: {exc}"
@@ -100,18 +102,47 @@ class Connection:
         return ls
 
 
-def find_project(ls, conn: Connection, title: str):
-    """The project titled ``title`` or None (titles are unique for mcie's purposes)."""
+def one_line(body: object, limit: int = 200) -> str:
+    """A server's error body as one short line: an HTML page (Django's 500 page, a proxy's)
+    becomes its title or its first text, markup and whitespace runs dropped, cut at ``limit``."""
+    text = (
+        body if isinstance(body, str) else json.dumps(body) if isinstance(body, (dict, list)) else str(body)
+    )
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
+    if title and title.group(1).strip():
+        text = title.group(1)
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
+    text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", text)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def find_project(ls, conn: Connection, title: str | None, project_id: int | None = None):
+    """The project titled ``title`` (or with id ``project_id``), or None when there is none.
+
+    Label Studio allows several projects with one title; picking one of them would send
+    exports and imports to a project the reviewers may not be using, so a title that names
+    more than one project is refused (exit 1) with their ids, to choose with ``--project-id``."""
+    if project_id is not None:
+        with conn.errors(f"looking up project id {project_id}"):
+            p = ls.projects.get(id=project_id)
+        if title is not None and p.title != title:
+            raise UsageError(f"project id {project_id} is titled {p.title!r}, not {title!r}")
+        return p
     with conn.errors(f"looking up project {title!r}"):
-        for p in ls.projects.list(title=title):
-            if p.title == title:
-                return p
-    return None
+        found = [p for p in ls.projects.list(title=title) if p.title == title]
+    if len(found) > 1:
+        ids = ", ".join(str(p.id) for p in sorted(found, key=lambda p: p.id))
+        raise UsageError(
+            f"{len(found)} Label Studio projects are titled {title!r} (ids {ids}); "
+            "choose one with --project-id"
+        )
+    return found[0] if found else None
 
 
-def require_project(ls, conn: Connection, title: str):
-    """The project titled ``title``; ServiceError (exit 3) when the server has none."""
-    p = find_project(ls, conn, title)
+def require_project(ls, conn: Connection, title: str | None, project_id: int | None = None):
+    """The project titled ``title`` (or with id ``project_id``); ServiceError (exit 3) when
+    the server has none."""
+    p = find_project(ls, conn, title, project_id)
     if p is None:
         raise ServiceError(f"Label Studio at {conn.url} has no project {title!r}")
     return p

@@ -1,7 +1,7 @@
 """``mcie ls export``: send build samples to a Label Studio project for human review.
 
 Steps: select samples from the index → create or reuse the project (our labeling config) →
-attach a local-files storage on ``{document_root}/mcie/{project}`` → list the keys the project
+attach a local-files storage on ``{document_root}/mcie/{project}-{id}`` → list the keys the project
 already holds → for the rest, copy the image members out of the tars into that folder (the
 original bytes: no re-encoding) and import tasks with predictions in batches → mark each
 batch's samples ``pending`` / ``sent_for_review`` in the index.
@@ -28,7 +28,7 @@ from typing import Any
 from mcie import storage
 from mcie.annotation import config as cfg
 from mcie.annotation import review_index as ri
-from mcie.annotation.client import Connection, find_project
+from mcie.annotation.client import Connection, find_project, require_project
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
@@ -46,10 +46,13 @@ BORDERLINE_SSIM_MARGIN = 0.02
 _after_batch: Callable[[int], None] | None = None
 
 
-def project_folder(project: str) -> str:
-    """The folder (relative to the document root) holding a project's images."""
+def project_folder(project: str, project_id: int | None = None) -> str:
+    """The folder (relative to the document root) holding a project's images: the title's
+    slug and the project's id, so two projects whose titles slug alike ("rev 1", "rev/1",
+    "rev-1") never share a folder and never show each other's images. Without an id: the
+    folder whose lock serialises exports into projects of that title."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", project).strip("-") or "project"
-    return os.path.join("mcie", slug)
+    return os.path.join("mcie", slug if project_id is None else f"{slug}-{project_id}")
 
 
 def _thresholds(out: str) -> dict[str, float]:
@@ -94,8 +97,8 @@ def select_keys(rows: dict[str, dict[str, Any]], select: str, out: str, seed: in
     raise UsageError(f"--select {select!r}: choose all, accepted, rejected, borderline or random:N")
 
 
-def _ensure_project(ls, conn: Connection, name: str, log):
-    p = find_project(ls, conn, name)
+def _ensure_project(ls, conn: Connection, name: str, log, project_id: int | None = None):
+    p = find_project(ls, conn, name, project_id)
     if p is not None:
         needed = ('name="verdict"', 'name="slots"', 'name="mask0"', 'name="instruction_fix"')
         if not all(n in (p.label_config or "") for n in needed):
@@ -178,13 +181,14 @@ def export_project(
     seed: int = 0,
     batch_size: int = 100,
     log=None,
+    project_id: int | None = None,
 ) -> dict[str, Any]:
     """Export the selected samples of build output ``out``; returns a summary. Progress goes to
     ``log`` (default: the current ``sys.stderr``, looked up per call, not at import)."""
     log = log if log is not None else sys.stderr
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
-    if not 3 <= len(project) <= 50:
+    if project_id is None and not 3 <= len(project or "") <= 50:
         raise UsageError("--project: Label Studio titles have 3 to 50 characters")
     document_root = document_root or os.environ.get(ENV_DOCUMENT_ROOT)
     if not conn.is_local:
@@ -197,16 +201,24 @@ def export_project(
         raise UsageError(
             f"set --document-root or {ENV_DOCUMENT_ROOT} to the server's local-files document root"
         )
-    rows = ri.read_index(out)
-    keys = select_keys(rows, select, out, seed)
+    select_keys(ri.read_index(out), select, out, seed)  # usage errors before any request
     t0 = time.monotonic()
     ls = conn.client()
-    p = _ensure_project(ls, conn, project, log)
-    rel = project_folder(project)
-    folder = os.path.join(os.path.abspath(document_root), rel)
-    os.makedirs(folder, exist_ok=True)
-    # one export per project at a time: two at once would both import every missing key
-    with RunLock(folder, f"ls export into project {project!r}"):
+    if project_id is not None:  # an existing project, named by id: its title names the folder
+        project = require_project(ls, conn, project, project_id).title
+    root = os.path.abspath(document_root)
+    lock_folder = os.path.join(root, project_folder(project))  # RunLock creates it
+    # Both locks before anything is created or written: the build's (the same as a build's and
+    # every `mcie ls` command's, so the index is read, changed and written by one run at a
+    # time) and the project's (two exports at once would both create the project, or both
+    # import every missing key). A refused run has changed nothing.
+    with RunLock(out, "ls export"), RunLock(lock_folder, f"ls export into project {project!r}"):
+        rows = ri.read_index(out)
+        keys = select_keys(rows, select, out, seed)
+        p = _ensure_project(ls, conn, project, log, project_id)
+        rel = project_folder(project, p.id)
+        folder = os.path.join(root, rel)
+        os.makedirs(folder, exist_ok=True)
         _ensure_storage(ls, conn, p.id, folder)
         have = existing_keys(ls, conn, p.id)
         versions: set[str] = set()
@@ -304,7 +316,11 @@ def _inside(folder: str, name: str) -> str:
 
 
 def _write_once(path: str, data: bytes) -> None:
-    """Write ``data`` unless an identical file is there (atomic: a re-run never sees half a file)."""
-    if os.path.exists(path) and os.path.getsize(path) == len(data):
-        return
+    """Write ``data`` unless a file with the same bytes is there (compared in full, not by size:
+    another image of the same size must not be kept); atomic, so a re-run never sees half a
+    file."""
+    if os.path.isfile(path) and os.path.getsize(path) == len(data):
+        with open(path, "rb") as fh:
+            if fh.read() == data:
+                return
     storage.atomic_write(path, data)

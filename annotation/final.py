@@ -29,7 +29,9 @@ from mcie.exitcodes import UsageError
 from mcie.images import decode_mask
 from mcie.keys import check_shard_ref
 from mcie.layout import DEFAULT_SHARD_SIZE, INDEX_FILE, SHARDS_DIR, STATS_DIR, WIDS_FILES, shard_name
+from mcie.managed import refuse_managed_output
 from mcie.records import mask_box
+from mcie.runlock import RunLock
 from mcie.shards import read_tar, wids_descriptor, write_tar
 from mcie.tables import INDEX_SCHEMA, write_rows
 from mcie.validate import check_sample
@@ -87,8 +89,18 @@ def write_final(
         raise UsageError("--shard-size must be >= 1")
     if os.path.abspath(out) == os.path.abspath(final):
         raise UsageError("--out must differ from the reviewed build directory")
+    if os.path.lexists(final) and not os.path.isdir(final):  # a file, or a link to nowhere
+        raise UsageError(f"--out {final!r} is not a folder; give an empty or new folder for the final shards")
+    refuse_managed_output(final)
     if os.path.isdir(final) and os.listdir(final):
         raise UsageError(f"{final!r} is not empty")
+    ri.read_index(out)  # a usage error before the lock creates anything
+    # the build's run lock: the index is not rewritten under us by an import or an export
+    with RunLock(out, "ls shard"):
+        return _write_final_locked(out, final, shard_size, include_unreviewed)
+
+
+def _write_final_locked(out: str, final: str, shard_size: int, include_unreviewed: bool) -> dict[str, Any]:
     rows = ri.read_index(out)
     keys = _chosen(rows, include_unreviewed)
     wanted_by_shard: dict[str, set[str]] = collections.defaultdict(set)

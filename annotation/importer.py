@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mcie import storage
@@ -30,6 +31,7 @@ from mcie.keys import check_key
 from mcie.layout import REVIEW_DIR
 from mcie.progress import track
 from mcie.reasons import Status
+from mcie.runlock import RunLock
 
 
 def review_dir(out: str) -> str:
@@ -82,6 +84,66 @@ def _write_masks(out: str, key: str, d: Decision) -> None:
         storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), encode_png(mask))
 
 
+#: tasks per request when reading annotations
+PAGE_SIZE = 100
+
+
+def _fetch(conn: Connection, doing: str, fn: Callable[[], Any]) -> tuple[Any, Any]:
+    """``(fn(), None)``, or ``(None, error)`` when the server failed with a 5xx; any other
+    failure (unreachable, a refused token) raises as :meth:`Connection.errors` maps it."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        return fn(), None
+    except ApiError as exc:
+        if (exc.status_code or 0) >= 500:
+            return None, exc
+        with conn.errors(doing):
+            raise
+    except Exception:
+        with conn.errors(doing):
+            raise
+
+
+def read_tasks(
+    ls, conn: Connection, project_id: int, page_size: int = PAGE_SIZE
+) -> tuple[list[Any], list[str]]:
+    """Every task of the project with its annotations, and the tasks the server could not give.
+
+    The ids are listed first (``task_only``: no annotations to serialise), then the tasks are
+    read a page at a time; a page the server fails on (a 5xx: one broken task can make Label
+    Studio answer 500 for all of them) is read again task by task, and a task that still fails
+    is left out, listed with the server's error in one line, and stays pending. An unreachable
+    server or a refused token still ends the import (exit 3)."""
+    from mcie.annotation.client import one_line
+
+    with conn.errors("listing the project's tasks"):
+        ids = sorted(t.id for t in ls.tasks.list(project=project_id, fields="task_only", page_size=1000))
+    tasks: list[Any] = []
+    unreadable: list[str] = []
+    done = iter(track(range(len(ids)), "ls import", "tasks"))
+    for start in range(0, len(ids), page_size):
+        chunk = ids[start : start + page_size]
+        page = start // page_size + 1
+        pager, _ = _fetch(
+            conn, "reading tasks and annotations",
+            lambda page=page: ls.tasks.list(project=project_id, fields="all", page=page, page_size=page_size),
+        )  # fmt: skip
+        got = list(pager.items or []) if pager is not None else []
+        if sorted(t.id for t in got) != chunk:  # the page failed (or changed under us): one by one
+            got = []
+            for tid in chunk:
+                task, err = _fetch(conn, f"reading task {tid}", lambda tid=tid: ls.tasks.get(id=tid))
+                if err is None:
+                    got.append(task)
+                else:
+                    unreadable.append(f"task {tid}: HTTP {err.status_code}: {one_line(err.body, 120)}")
+        tasks += got
+        for _ in chunk:
+            next(done, None)
+    return tasks, unreadable
+
+
 def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:
     """Tasks grouped by sample key, in task-id order. Two exports at once (or a task copied by
     hand) can leave one key in several tasks: they are one sample, read as one task holding
@@ -92,23 +154,38 @@ def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:
     return groups
 
 
-def import_project(out: str, project: str, conn: Connection, resolution: str = "majority") -> dict[str, Any]:
-    """Import the verdicts of ``project`` into build output ``out``; returns a summary.
+def import_project(
+    out: str,
+    project: str | None,
+    conn: Connection,
+    resolution: str = "majority",
+    project_id: int | None = None,
+) -> dict[str, Any]:
+    """Import the verdicts of ``project`` (a title, or the project with id ``project_id``)
+    into build output ``out``; returns a summary.
 
     Every task is read and resolved before anything is written: an annotation that cannot be
     read (an unknown reason, a brush region of another size) is reported under ``invalid``
-    with its task id and its sample stays pending; nothing is half-written."""
+    with its task id and its sample stays pending; nothing is half-written. The index is read,
+    changed and written under the build's run lock, so a concurrent ``mcie ls`` command or
+    build on ``out`` is refused (exit 1) instead of writing over these verdicts."""
+    ri.read_index(out)  # a usage error before any request
+    ls = conn.client()
+    p = require_project(ls, conn, project, project_id)
+    with RunLock(out, "ls import"):
+        return _import_locked(out, p, ls, conn, resolution)
+
+
+def _import_locked(out: str, p, ls, conn: Connection, resolution: str) -> dict[str, Any]:
     rows = ri.read_index(out)
     t0 = time.monotonic()
-    ls = conn.client()
-    p = require_project(ls, conn, project)
+    project = p.title
     counts: collections.Counter[str] = collections.Counter()
     disagreements: list[str] = []
     unknown: list[str] = []
     invalid: list[str] = []
     duplicated: list[str] = []
-    with conn.errors("reading the project's tasks and annotations"):
-        tasks = list(track(ls.tasks.list(project=p.id, fields="all", page_size=500), "ls import", "tasks"))
+    tasks, unreadable = read_tasks(ls, conn, p.id)
     decided: list[tuple[str, dict[str, Any], Decision, int]] = []
     for key, group in sorted(_by_key(tasks).items()):
         if key not in rows:  # rows hold only valid keys (read_index checks them)
@@ -152,6 +229,7 @@ def import_project(out: str, project: str, conn: Connection, resolution: str = "
         "unknown_keys": sorted(unknown),
         "invalid": sorted(invalid),
         "duplicate_tasks": sorted(duplicated),
+        "unreadable_tasks": unreadable,
         "resolution": resolution,
         "elapsed_s": round(elapsed, 3),
         "tasks_per_s": round(reviewed / elapsed, 1) if elapsed > 0 else None,

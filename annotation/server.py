@@ -18,6 +18,7 @@ import dataclasses
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -61,6 +62,23 @@ NO_EGRESS = {
     },
     **{name: ",".join(LOOPBACK) for name in ("NO_PROXY", "no_proxy")},
 }
+
+#: the server creates its files for its user only: the database holds the API token in plain text
+PRIVATE_UMASK = 0o077
+
+
+def make_private(folder: str) -> None:
+    """Take group and other permissions off ``folder`` and everything in it (folders 0700,
+    files 0600 at most): a data dir made by an earlier version (0755, its database 0644) let
+    every local user read the token. Symlinks are not followed."""
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+    os.chmod(folder, 0o700)
+
 
 _STARTED = re.compile(r"Starting development server at https?://[^:/\s]+:(\d+)/")
 
@@ -160,6 +178,9 @@ class LabelStudioServer:
                 "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
                 "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
                 "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": c.document_root,
+                # no self-service accounts: any local user could otherwise sign up and read
+                # every project; reviewers join by the organisation's invite link
+                "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
                 "LATEST_VERSION_CHECK": "false",
                 "COLLECT_ANALYTICS": "false",
                 **NO_SENTRY,
@@ -173,15 +194,18 @@ class LabelStudioServer:
     def start(self) -> str:
         """Start the server, wait until it answers /health; returns its URL."""
         c = self.config
-        os.makedirs(c.data_dir, exist_ok=True)
+        os.makedirs(c.data_dir, mode=0o700, exist_ok=True)
+        make_private(c.data_dir)
         os.makedirs(c.document_root, exist_ok=True)
         cmd = [c.executable, "start", "--no-browser", "--internal-host", c.host, "--port", str(c.port)]
         self.port = None
         offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        log = os.fdopen(fd, "ab")  # the child owns it until stop()
         self._proc = subprocess.Popen(
-            cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            umask=PRIVATE_UMASK,
+        )  # fmt: skip
         log.close()
         try:
             self._wait_ready(offset)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import html
 import io
 import json
 import os
@@ -62,9 +63,25 @@ SUMMARY_COLUMNS = (
 RUN_FILES = ("summary.json", "samples.jsonl")
 
 
+#: a spreadsheet runs a cell that starts with one of these as a formula
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(v: Any) -> Any:
+    """A text cell from a run folder (an editor name, an edit type) made inert for
+    spreadsheets: a leading formula character gets a ``'`` before it (OWASP's advice)."""
+    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+
+
+def _md(v: Any) -> str:
+    """Text from a run folder for a Markdown table cell: HTML escaped (Markdown viewers render
+    HTML), ``|`` escaped and line breaks flattened, so a name cannot add cells, rows or markup."""
+    return html.escape(str(v), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def _csv(rows: list[list[Any]]) -> str:
     buf = io.StringIO(newline="")
-    csv.writer(buf).writerows(rows)
+    csv.writer(buf).writerows([[_csv_cell(v) for v in r] for r in rows])
     return buf.getvalue()
 
 
@@ -256,10 +273,10 @@ def _ci_text(ci: tuple[float, float] | None, digits: int = 3) -> str:
 def _write_summary_md(out: str, s: dict[str, Any], stats: dict[str, Any]) -> None:
     ic = stats["overall"]["compliance"]
     lines = [
-        f"# CIE-Bench: {s['editor']}",
+        f"# CIE-Bench: {_md(s['editor'])}",
         "",
-        f"{s['sets']} sets, decomposition: {s.get('decomposition', '—')}; compliance checker: "
-        f"{s.get('checker') or '—'} (IC exact: the exact-target checker). Instruction compliance "
+        f"{_md(s['sets'])} sets, decomposition: {_md(s.get('decomposition', '—'))}; compliance checker: "
+        f"{_md(s.get('checker') or '—')} (IC exact: the exact-target checker). Instruction compliance "
         f"{fmt(ic['value'], 4)}, 95% bootstrap CI {_ci_text(ic['ci'])} ({BOOTSTRAP} resamples of sets).",
         "",
         "| group | sets | " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " | compliance 95% CI |",
@@ -272,14 +289,14 @@ def _write_summary_md(out: str, s: dict[str, Any], stats: dict[str, Any]) -> Non
     for name, v, st in groups:
         cells = [fmt(v.get(k), 4) for k, _ in SUMMARY_COLUMNS]
         ci = _ci_text((st.get("compliance") or {}).get("ci"))
-        lines.append(f"| {name} | {v['sets']} | " + " | ".join(cells) + f" | {ci} |")
+        lines.append(f"| {_md(name)} | {_md(v['sets'])} | " + " | ".join(map(_md, cells)) + f" | {ci} |")
     lines += ["", "| edit type | sub-instructions | compliance | 95% CI |", "|---|---|---|---|"]
     for t, v in s["by_edit_type"].items():
         ci = _ci_text(stats["by_edit_type"].get(t, {}).get("ci"))
-        lines.append(f"| {t} | {v['sub_instructions']} | {fmt(v['compliance'], 4)} | {ci} |")
+        lines.append(f"| {_md(t)} | {_md(v['sub_instructions'])} | {_md(fmt(v['compliance'], 4))} | {ci} |")
     extra = {k: s.get(k) for k in ("clip_i", "clip_t", "dino", "lpips")}
     shown = ", ".join(f"{k.upper().replace('_', '-')} {fmt(v, 4)}" for k, v in extra.items())
-    lines += ["", f"{shown} (—: not computed; {s.get('unavailable', '')})."]
+    lines += ["", f"{_md(shown)} (—: not computed; {_md(s.get('unavailable', ''))})."]
     storage.atomic_write(os.path.join(out, "summary.md"), "\n".join(lines) + "\n")
 
 
@@ -420,7 +437,7 @@ def write_run_html(run: str, path: str | None = None) -> str:
     meta = " · ".join(
         [
             esc(os.path.abspath(run)),
-            f"{summary['sets']} sets",
+            f"{esc(summary.get('sets'))} sets",  # every value from the run folder is escaped
             f"checker {esc(summary.get('checker') or '—')}",
             f"decomposition {esc(summary.get('decomposition', '—'))}",
             f"intervals: {BOOTSTRAP} bootstrap resamples, seed {SEED}",
@@ -462,11 +479,11 @@ def compare(runs: list[str], out: str) -> str:
     md = ["# CIE-Bench comparison", "", "| " + " | ".join([*head, "compliance 95% CI"]) + " |"]
     md.append("|" + "---|" * (len(head) + 1))
     for n, (s, _, _) in zip(names, loaded, strict=True):
-        cells = [n, *[fmt(s.get(k), 4) for k in head[1:]]]
+        cells = [_md(n), *[_md(fmt(s.get(k), 4)) for k in head[1:]]]
         md.append("| " + " | ".join(cells) + f" | {_ci_text(stats_of[n]['overall']['compliance']['ci'])} |")
     if diffs:
-        md += ["", f"Paired difference in instruction compliance against {names[0]} (same sets):", ""]
-        md += [f"- {n}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for n, (d, lo, hi) in diffs.items()]
+        md += ["", f"Paired difference in instruction compliance against {_md(names[0])} (same sets):", ""]
+        md += [f"- {_md(n)}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for n, (d, lo, hi) in diffs.items()]
     md_path = os.path.join(out, "comparison.md")
     storage.atomic_write(md_path, "\n".join(md) + "\n")
     table_rows: list[list[Any]] = [[*head, "compliance_ci_low", "compliance_ci_high"]]

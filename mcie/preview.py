@@ -15,6 +15,7 @@ from PIL import Image
 
 from mcie import storage
 from mcie.layout import INDEX_FILE, SHARDS_DIR
+from mcie.managed import refuse_managed_output
 from mcie.report.overlay import overlay
 from mcie.report.sheet import SheetCell
 from mcie.report.sheet import contact_sheet as draw_sheet
@@ -74,6 +75,7 @@ def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str
     """Write the contact sheet of ``out`` to ``path`` (default ``out/preview.png``); either may
     be local or a storage URL."""
     path = path or storage.join(out, "preview.png" if shard_dir == SHARDS_DIR else f"preview-{shard_dir}.png")
+    refuse_managed_output(path)  # a PNG over a shard or the index would lose the data
     buf = io.BytesIO()
     contact_sheet(out, n=n, shard_dir=shard_dir).save(buf, format="PNG", optimize=True)
     storage.atomic_write(path, buf.getvalue())

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import tarfile
 from collections.abc import Container, Iterable, Iterator
 from typing import IO, Any
@@ -92,17 +94,108 @@ def check_tar_complete(path: str) -> int:
     """Walk the member headers of ``path`` (data is skipped, not read) and check the tar is
     whole; returns the number of members. Raises :class:`ShardError` naming the file."""
     n = 0
+    seen, cap = _SeenKeys(path), max_member_bytes()
     try:
         total = storage.size(path)
-        with storage.open_read(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+        with _open_shard(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             for info in tar:
                 if info.offset_data + info.size > total:
                     raise ShardError(f"{path}: truncated tar (member {info.name} is cut short)")
+                if info.isfile():
+                    seen.member(info.name)
+                    _check_member(path, info, cap)
+                else:
+                    _check_other(path, info)
                 n += 1
             _check_end(path, fh, tar.offset)
     except tarfile.TarError as exc:
         raise ShardError(f"{path}: unreadable tar ({exc})") from exc
     return n
+
+
+def _open_shard(path: str):
+    """Open a shard for reading; a local path must be a regular file (a FIFO or a device named
+    as a shard would block the reader forever)."""
+    if not storage.is_remote(path):
+        local = path[len("file://") :] if path.startswith("file://") else path
+        try:
+            mode = os.stat(local).st_mode
+        except OSError as exc:
+            raise ShardError(f"{path}: cannot read the shard ({exc.strerror})") from exc
+        if not stat.S_ISREG(mode):
+            raise ShardError(f"{path}: not a regular file ({_kind(mode)}); a shard is a tar file")
+    return storage.open_read(path)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+#: the largest member a reader takes into memory (bytes): a sample's image, mask or JSON is
+#: far smaller (a 4096 x 4096 RGB PNG is under 50 MiB); a bigger member is a damaged or hostile
+#: shard, not a sample. ``MCIE_MAX_MEMBER_BYTES`` raises it.
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+ENV_MAX_MEMBER_BYTES = "MCIE_MAX_MEMBER_BYTES"
+
+
+def max_member_bytes() -> int:
+    """The member size cap in force (:data:`MAX_MEMBER_BYTES` or ``$MCIE_MAX_MEMBER_BYTES``)."""
+    raw = os.environ.get(ENV_MAX_MEMBER_BYTES)
+    if not raw:
+        return MAX_MEMBER_BYTES
+    try:
+        return int(raw)
+    except ValueError:
+        raise ShardError(f"{ENV_MAX_MEMBER_BYTES}={raw!r} is not a number of bytes") from None
+
+
+def _check_member(path: str, info: tarfile.TarInfo, cap: int) -> None:
+    """Refuse a member no sample has: a sparse file (a few KB on disk that read as gigabytes)
+    or one larger than ``cap``."""
+    if info.issparse():
+        raise ShardError(
+            f"{path}: member {info.name[:120]!r} is a sparse file ({info.size} bytes); not a sample"
+        )
+    if info.size > cap:
+        raise ShardError(
+            f"{path}: member {info.name[:120]!r} has {info.size} bytes, over the {cap}-byte cap "
+            f"(set {ENV_MAX_MEMBER_BYTES} to raise it)"
+        )
+
+
+def _check_other(path: str, info: tarfile.TarInfo) -> None:
+    """A member that is not a file: a folder entry is passed over (``tar`` writes them); a
+    link, a device or a FIFO is no part of a sample and is refused."""
+    if not info.isdir():
+        raise ShardError(f"{path}: member {info.name[:120]!r} is not a regular file; not a sample")
+
+
+class _SeenKeys:
+    """Member names and sample keys met so far in one shard. A sample's members are
+    contiguous in every writer's tars, so a key that comes back after another key, or a
+    member name met twice, is a repeated sample: it would be read as two samples (two
+    benchmark sets, trained on twice) or silently overwrite its first copy."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.names: set[str] = set()
+        self.keys: set[str] = set()
+        self.current: str | None = None
+
+    def member(self, name: str) -> None:
+        key = name.partition(".")[0]
+        if name in self.names or (key != self.current and key in self.keys):
+            raise ShardError(
+                f"{self.path}: sample key {key[:80]!r} appears more than once in the shard "
+                f"(member {name[:120]!r} repeated); a sample is one contiguous run of members"
+            )
+        self.names.add(name)
+        self.keys.add(key)
+        self.current = key
 
 
 def read_tar(path: str, keys: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -115,11 +208,15 @@ def read_tar(path: str, keys: Container[str] | None = None) -> Iterator[tuple[st
     naming the file: a damaged shard is an error, never a shorter shard."""
     current: str | None = None
     members: dict[str, bytes] = {}
+    seen, cap = _SeenKeys(path), max_member_bytes()
     try:
-        with storage.open_read(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+        with _open_shard(path) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             for info in tar:
                 if not info.isfile():
+                    _check_other(path, info)
                     continue
+                seen.member(info.name)
+                _check_member(path, info, cap)  # before a single byte of it is read
                 key, _, suffix = info.name.partition(".")
                 if key != current and current is not None and members:
                     yield current, members

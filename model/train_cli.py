@@ -106,10 +106,12 @@ def train_options(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """``mcie train``: build the config, check the data, train, print one summary."""
+    from mcie.managed import refuse_managed_output
     from mcie.model.extra import require_torch
     from mcie.threads import set_torch_threads
 
     cfg = train_options(args)  # usage errors before torch is imported
+    refuse_managed_output(cfg.out)  # checkpoints written into a build folder's own files
     require_torch()
     set_torch_threads(cfg.threads)
     from mcie.model.data import expand_shards

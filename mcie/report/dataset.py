@@ -26,7 +26,9 @@ from typing import Any
 
 from mcie import storage
 from mcie.exitcodes import UsageError
+from mcie.keys import InvalidKeyError, check_shard_ref
 from mcie.layout import BuildLayout
+from mcie.managed import refuse_managed_output
 from mcie.report import charts
 from mcie.report.overlay import jpeg_data_uri, thumbnail
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
@@ -71,6 +73,13 @@ def read_index(out: str) -> list[dict[str, Any]]:
     path = BuildLayout(out).index
     if not storage.exists(path):
         raise UsageError(f"{path} is missing: not the output folder of mcie build or mcie shard")
+    import pyarrow.parquet as pq
+
+    with storage.open_read(path) as fh:
+        names = set(pq.read_schema(fh).names)
+    missing = [c for c in INDEX_COLUMNS if c not in names]
+    if missing:  # a hand-edited or foreign table: name the columns, not pyarrow's internals
+        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)} of an mcie index")
     return read_table(path, columns=list(INDEX_COLUMNS)).to_pylist()
 
 
@@ -141,12 +150,15 @@ def load_thumbnails(
     for shard in sorted(wanted):
         keys = wanted[shard]
         try:
-            for key, members in read_tar(BuildLayout(out).path(shard), keys=keys):
+            # the index is untrusted: its shard column may only name a tar inside this build
+            # (an absolute path would embed another build's images; a FIFO would hang the page)
+            rel = check_shard_ref(shard, BuildLayout(out).index)
+            for key, members in read_tar(BuildLayout(out).path(rel), keys=keys):
                 try:
                     thumbs[key] = _sample_thumbs(members, config)
                 except Exception as exc:  # one bad sample costs its images, not the page
                     problems.append(f"{shard}:{key}: {type(exc).__name__}: {exc}")
-        except (ShardError, OSError) as exc:
+        except (ShardError, InvalidKeyError, OSError) as exc:
             problems.append(f"{shard}: {type(exc).__name__}: {exc}")
             continue
         for key in sorted(keys - thumbs.keys()):
@@ -443,8 +455,9 @@ def write_build_report(
     """Write the report of ``out`` to ``path`` (default ``out/report.html``; either may be a
     storage URL); returns the summary with ``path`` and ``bytes``."""
     storage.require_folder(out)
-    html, summary = build_report(out, config, with_audit, progress)
     path = path or storage.join(out, "report.html")
+    refuse_managed_output(path)  # before minutes of work: a page over the index loses the verdicts
+    html, summary = build_report(out, config, with_audit, progress)
     data = html.encode("utf-8")
     storage.atomic_write(path, data)
     return {**summary, "path": path, "bytes": len(data)}

@@ -14,7 +14,9 @@ not only how many it shows — in a size that does not grow with the number of c
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import html
 import importlib.resources
 import json
@@ -31,6 +33,10 @@ PER_PAGE = 24
 def _asset(name: str) -> str:
     """A file of ``mcie/report/assets`` (the page's CSS and the gallery script), as text."""
     return importlib.resources.files("mcie.report").joinpath("assets", name).read_text("utf-8")
+
+
+#: the page's one script; the CSP allows it by hash (:func:`_script_hash`) and nothing else
+_GALLERY_JS = _asset("gallery.js")
 
 
 @dataclasses.dataclass
@@ -103,6 +109,12 @@ def gallery_json(
     }
 
 
+def _script_hash() -> str:
+    """The CSP source of the gallery script (``'sha256-…'`` of its exact text)."""
+    digest = hashlib.sha256(_GALLERY_JS.encode("utf-8")).digest()
+    return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
 def _script_json(obj: Any) -> str:
     """JSON safe inside a ``<script>`` element: no ``<`` at all, so no ``</script>``."""
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
@@ -118,9 +130,11 @@ def render(title: str, sections: list[Section], gallery: dict[str, Any] | None =
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        # no request may leave the page: forbid every fetch except inline data
+        # no request may leave the page: forbid every fetch except inline data; the one script
+        # allowed to run is the page's own gallery script, named by its hash, so a value from
+        # a data file that slipped through unescaped still cannot run a script of its own
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">",
+        f"img-src data:; style-src 'unsafe-inline'; script-src '{_script_hash()}'\">",
         f"<title>{esc(title)}</title><style>{_asset('page.css')}</style></head><body>",
         f"<header><h1>{esc(title)}</h1><p class='meta'>{meta}</p><nav>{nav}</nav></header><main>",
     ]
@@ -136,7 +150,7 @@ def render(title: str, sections: list[Section], gallery: dict[str, Any] | None =
             '<span id="page-label"></span><button id="next" type="button">next &rarr;</button></div>',
             '<div id="cards"></div></section>',
             f'<script type="application/json" id="gallery-data">{_script_json(gallery)}</script>',
-            f"<script>{_asset('gallery.js')}</script>",
+            f"<script>{_GALLERY_JS}</script>",
         ]
     parts.append("</main></body></html>")
     return "\n".join(parts)
