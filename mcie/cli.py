@@ -32,7 +32,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--runner",
         default="FnApiRunner",
-        help="Beam runner (default FnApiRunner; DataflowRunner to scale out)",
+        help="Beam runner: FnApiRunner (default), dask (Beam's Dask runner: a local cluster of "
+        "--workers processes, or --dask-address), DataflowRunner",
+    )
+    g.add_argument(
+        "--dask-address",
+        default=None,
+        metavar="URL",
+        help="--runner dask: the scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+        "(default: a local cluster started for the run)",
     )
     g.add_argument(
         "--beam-arg",
@@ -319,6 +327,7 @@ def _run_options(args: argparse.Namespace):
     return RunOptions(
         workers=args.workers,
         runner=args.runner,
+        dask_address=args.dask_address,
         error_policy=args.error_policy,
         max_failed_fraction=args.max_failed_fraction,
         beam_args=tuple(args.beam_arg),

@@ -3,10 +3,11 @@ the final merge and the summary."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -20,10 +21,11 @@ from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
 from mcie.shards import STATS_DIR
 
+from . import dask_runner
 from .finalize import finalize
 from .loopback import bind_local_servers_to_loopback
 from .markers import finished_units
-from .options import RunOptions, check_output_dir
+from .options import LOCAL_RUNNERS, RunOptions, check_output_dir
 from .progress import ProgressReporter
 from .units import Unit, check_resume, write_run_manifest
 
@@ -82,14 +84,15 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
         stats_dir = storage.join(out, STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
-        if run.runner in ("FnApiRunner", "DirectRunner"):
-            bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
         # Beam's log and its workers' output go to a run log, kept in OUT/logs/ on failure
-        with logs.run_log(out), reporter if run.progress else _null():
-            p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))
+        with logs.run_log(out), reporter if run.progress else _null(), engine(run) as flags:
+            p = beam.Pipeline(options=PipelineOptions(flags))
             attach(p, todo)
             result = p.run()
-            result.wait_until_finish()
+            if run.runner == "dask":
+                dask_runner.wait(result, todo)
+            else:
+                result.wait_until_finish()
         try:
             for c in result.metrics().query()["counters"]:
                 counters[c.key.metric.name] = int(c.committed or c.attempted or 0)
@@ -105,6 +108,19 @@ def _run_locked(command, out, units, fingerprint, run, resume, attach, meta, fin
         counters=dict(sorted(counters.items())),
     )
     return summary
+
+
+@contextlib.contextmanager
+def engine(run: RunOptions) -> Iterator[list[str]]:
+    """What the run's runner needs around it; yields the Beam flags. A local Dask cluster
+    starts and stops here, inside the run log, so its processes' output lands there too."""
+    if run.runner == "dask":
+        with dask_runner.cluster(run.dask_address, run.workers) as address:
+            yield run.beam_flags(address)
+        return
+    if run.runner in LOCAL_RUNNERS:
+        bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
+    yield run.beam_flags()
 
 
 def check_failures(summary: dict[str, Any], run: RunOptions) -> None:
