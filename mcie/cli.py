@@ -70,6 +70,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--no-progress", action="store_true", help="do not print progress lines while running (stderr)"
     )
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="--runner DataflowRunner: build the job graph and print its steps, staged files and "
+        "worker image; submit nothing, contact nothing",
+    )
     g.add_argument("--debug-exit-after-units", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -333,6 +339,7 @@ def _run_options(args: argparse.Namespace):
         beam_args=tuple(args.beam_arg),
         exit_after_units=args.debug_exit_after_units,
         progress=not args.no_progress,
+        dry_run=args.dry_run,
     )
 
 
@@ -477,6 +484,11 @@ def _run(args: argparse.Namespace) -> int:
         summary = stages.run_map_stage(args.command, args.inp, opts)
     else:
         summary = stages.run_shard(args.inp, opts)
+    if summary.get("dry_run"):
+        from mcie.pipeline.dataflow import format_plan
+
+        print(json.dumps(summary, sort_keys=True) if args.json else format_plan(summary))
+        return ExitCode.OK
     print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     runner.check_failures(summary, opts.run)
     return ExitCode.OK

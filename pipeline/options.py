@@ -43,6 +43,8 @@ class RunOptions:
     #: testing aid: exit the worker process hard after this many units (simulates ``kill -9``)
     exit_after_units: int | None = None
     progress: bool = True
+    #: DataflowRunner: build and report the job graph, submit nothing
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1:

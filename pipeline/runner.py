@@ -16,12 +16,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import mcie
 from mcie import logs, storage
-from mcie.exitcodes import RunFailed
+from mcie.exitcodes import RunFailed, UsageError
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
 from mcie.shards import STATS_DIR
 
-from . import dask_runner
+from . import dask_runner, dataflow
 from .finalize import finalize
 from .loopback import bind_local_servers_to_loopback
 from .markers import finished_units
@@ -59,8 +59,16 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run the units not yet finished in ``out``, then ``finish(out, meta)`` (by default the
     shard-set :func:`finalize`); returns its summary plus ``elapsed_s``, ``samples_per_s`` and
-    the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card."""
+    the Beam ``counters``. ``meta`` is stored in ``run.json`` for later stages and the card.
+    On Dataflow the run is checked first (:func:`~mcie.pipeline.dataflow.preflight`); with
+    ``run.dry_run`` the job's plan (:func:`~mcie.pipeline.dataflow.plan`) is returned instead."""
     storage.configure(run.beam_flags())  # e.g. --s3_endpoint_url, for the driver's own reads
+    if run.runner == "DataflowRunner":
+        if run.dry_run:  # the job graph, built and reported; nothing written or submitted
+            return dataflow.plan(command, units, run, attach)
+        dataflow.preflight(run, out)  # credentials and buckets, before anything is written
+    elif run.dry_run:
+        raise UsageError("--dry-run is for --runner DataflowRunner")
     check_output_dir(out, resume)
     with RunLock(out, f"{command} run"):  # a second run into ``out`` refuses (exit 1)
         return _run_locked(command, out, units, fingerprint, run, resume, attach, meta, finish)
