@@ -4,6 +4,12 @@ the limit Beam adds its overhead to.
 
     .venv/bin/python benchmarks/bench_build.py --samples 2000 --shard-size 250
     .venv/bin/python benchmarks/bench_build.py --samples 600 --before main   # before/after
+    .venv/bin/python benchmarks/bench_build.py --samples 2000 --runners FnApiRunner dask
+
+``--runners`` measures each build on each named runner (``dask``: Beam's Dask runner on a local
+cluster of ``--workers`` processes, started by the command and counted in its wall time and CPU
+seconds); the JSON then has ``dask_over_fnapi_*`` ratios (the Dask runner's overhead) and each
+runner's 2-over-1-worker speed-ups.
 
 ``--before REV`` measures the code of git revision REV too, in the same run, each measurement
 taken for both codes back to back (machines here differ ~3x and are shared: compare the ratios
@@ -90,7 +96,13 @@ def _children_cpu() -> float:
 
 
 def cli_build(
-    out: str, samples: int, shard_size: int, seed: int, workers: int, code: str | None = None
+    out: str,
+    samples: int,
+    shard_size: int,
+    seed: int,
+    workers: int,
+    code: str | None = None,
+    runner: str = "FnApiRunner",
 ) -> tuple[float, dict]:
     """Wall seconds of the ``mcie build`` command (process start included) and its summary."""
     cmd = [
@@ -108,6 +120,8 @@ def cli_build(
         str(seed),
         "--workers",
         str(workers),
+        "--runner",
+        runner,
         "--no-progress",
         "--json",
     ]
@@ -136,28 +150,47 @@ def measure(tmp: str, codes: dict[str, str | None], args) -> dict[str, dict]:
         res[label]["plain_loop_samples_per_s"] = round(n / loop_s, 1)
         res[label]["ms_per_sample"] = round(1000 * loop_s / n, 1)
         res[label]["cpu_ms_per_sample"] = round(1000 * cpu_s / n, 1)
-    for w in args.workers:
-        for label, code in codes.items():
-            out = os.path.join(tmp, f"{label}-w{w}")
-            wall, summary = cli_build(out, n, args.shard_size, args.seed, w, code)
-            pipe_s = summary["elapsed_s"]
-            print(
-                f"[{label}] mcie build -w {w} : {n / wall:7.1f} samples/s wall ({wall:.1f} s incl. "
-                f"start-up), {n / pipe_s:7.1f} samples/s in the pipeline ({pipe_s:.1f} s), "
-                f"{1000 * summary['cpu_s'] / n:.1f} CPU ms/sample",
-                flush=True,
-            )
-            res[label][f"build_w{w}_wall_samples_per_s"] = round(n / wall, 1)
-            res[label][f"build_w{w}_pipeline_samples_per_s"] = round(n / pipe_s, 1)
-            res[label][f"build_w{w}_cpu_ms_per_sample"] = round(1000 * summary["cpu_s"] / n, 1)
-            shutil.rmtree(out, ignore_errors=True)
+    for runner in args.runners:
+        pre = "" if runner == "FnApiRunner" else f"{runner}_"  # FnApiRunner keeps the old keys
+        for w in args.workers:
+            for label, code in codes.items():
+                out = os.path.join(tmp, f"{label}-{runner}-w{w}")
+                wall, summary = cli_build(out, n, args.shard_size, args.seed, w, code, runner)
+                pipe_s = summary["elapsed_s"]
+                print(
+                    f"[{label}] mcie build --runner {runner} -w {w} : {n / wall:7.1f} samples/s wall "
+                    f"({wall:.1f} s incl. start-up), {n / pipe_s:7.1f} samples/s in the pipeline "
+                    f"({pipe_s:.1f} s), {1000 * summary['cpu_s'] / n:.1f} CPU ms/sample, "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+                res[label][f"{pre}build_w{w}_wall_samples_per_s"] = round(n / wall, 1)
+                res[label][f"{pre}build_w{w}_pipeline_samples_per_s"] = round(n / pipe_s, 1)
+                res[label][f"{pre}build_w{w}_cpu_ms_per_sample"] = round(1000 * summary["cpu_s"] / n, 1)
+                shutil.rmtree(out, ignore_errors=True)
     for r in res.values():
-        if 1 in args.workers:
-            r["beam_overhead_w1"] = round(r["plain_loop_samples_per_s"] / r["build_w1_wall_samples_per_s"], 2)
-        if 1 in args.workers and 2 in args.workers:
-            for kind in ("wall", "pipeline"):
-                one, two = r[f"build_w1_{kind}_samples_per_s"], r[f"build_w2_{kind}_samples_per_s"]
-                r[f"speedup_w2_over_w1_{kind}"] = round(two / one, 2)
+        for runner in args.runners:
+            pre = "" if runner == "FnApiRunner" else f"{runner}_"
+            if runner == "FnApiRunner" and 1 in args.workers:
+                r["beam_overhead_w1"] = round(
+                    r["plain_loop_samples_per_s"] / r["build_w1_wall_samples_per_s"], 2
+                )
+            if 1 in args.workers and 2 in args.workers:
+                for kind in ("wall", "pipeline"):
+                    one, two = (
+                        r[f"{pre}build_w1_{kind}_samples_per_s"],
+                        r[f"{pre}build_w2_{kind}_samples_per_s"],
+                    )
+                    r[f"{pre}speedup_w2_over_w1_{kind}"] = round(two / one, 2)
+            if pre and "FnApiRunner" in args.runners:  # the other runner's cost, FnApiRunner = 1
+                for w in args.workers:
+                    for kind in ("wall", "pipeline"):
+                        base = r[f"build_w{w}_{kind}_samples_per_s"]
+                        r[f"{pre}over_fnapi_w{w}_{kind}_time"] = round(
+                            base / r[f"{pre}build_w{w}_{kind}_samples_per_s"], 2
+                        )
+                    base = r[f"build_w{w}_cpu_ms_per_sample"]
+                    r[f"{pre}over_fnapi_w{w}_cpu"] = round(r[f"{pre}build_w{w}_cpu_ms_per_sample"] / base, 2)
     return res
 
 
@@ -171,6 +204,9 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=250, help="candidates per unit")
     ap.add_argument("--seed", type=int, default=4242, help="seed of every run")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
+    ap.add_argument(
+        "--runners", nargs="+", default=["FnApiRunner"], help="runners to measure (FnApiRunner, dask)"
+    )
     ap.add_argument("--before", metavar="REV", default=None, help="also measure git revision REV (e.g. main)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="mcie-bench-")

@@ -36,8 +36,10 @@ from mcie.layout import LOGS_DIR
 APITOOLS_WARNING = "apitools not found"
 #: the format of every line we log, on the terminal and in run logs
 FORMAT = "%(levelname)s %(name)s: %(message)s"
-#: loggers whose records stay off the terminal unless -v (they still reach the run log)
-QUIET_LOGGERS = ("apache_beam",)
+#: loggers whose records stay off the terminal unless -v (they still reach the run log):
+#: Beam's, and dask.distributed's (``--runner dask``: its scheduler and nannies run in the
+#: driver and log a restarted worker as a warning)
+QUIET_LOGGERS = ("apache_beam", "distributed")
 
 
 class _DropApitoolsWarning(logging.Filter):

@@ -28,8 +28,6 @@ from mcie.transforms.synthetic.judge import PixelJudgeConfig
 
 from .units import Unit, plan_units
 
-#: Dataflow flags a real-model run needs (checked before anything is submitted)
-DATAFLOW_REQUIRED = ("--project", "--region", "--temp_location", "--sdk_container_image")
 #: default accelerator hint for the GPU stages on Dataflow (override with --accelerator)
 DEFAULT_ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
 
@@ -210,16 +208,10 @@ class ModelsBackend(Backend):
 
 
 def check_dataflow(run) -> None:
-    """A DataflowRunner run needs a project, region, temp location and a worker container with
-    the models' dependencies (and ideally the weights); fail before submitting when one lacks."""
-    if run.runner != "DataflowRunner":
-        return
-    flags = [a.split("=", 1)[0] for a in run.beam_args]
-    missing = [f for f in DATAFLOW_REQUIRED if f not in flags]
-    if missing:
-        raise UsageError(
-            "--runner DataflowRunner needs " + ", ".join(f"--beam-arg={f}=..." for f in missing)
-            + " (see the README section 'Real models on Dataflow')"
-        )  # fmt: skip
-    if run.workers != 1:
-        raise UsageError("--workers is for the local runner; on Dataflow use --beam-arg=--max_num_workers=N")
+    """A DataflowRunner run of real models needs a project, region, temp location and a worker
+    container with the models' dependencies (and ideally the weights); fail before submitting
+    when one lacks (:func:`mcie.pipeline.dataflow.check_flags`)."""
+    if run.runner == "DataflowRunner":
+        from .dataflow import check_flags
+
+        check_flags(run, needs_image=True)

@@ -136,7 +136,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--runner",
         default="FnApiRunner",
-        help="Beam runner (default FnApiRunner; DataflowRunner to scale out)",
+        help="Beam runner: FnApiRunner (default), dask (Beam's Dask runner: a local cluster of "
+        "--workers processes, or --dask-address), DataflowRunner",
+    )
+    g.add_argument(
+        "--dask-address",
+        default=None,
+        metavar="URL",
+        help="--runner dask: the scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+        "(default: a local cluster started for the run)",
     )
     g.add_argument(
         "--beam-arg",
@@ -166,6 +174,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--no-progress", action="store_true", help="do not print progress lines while running (stderr)"
     )
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="--runner DataflowRunner: build the job graph and print its steps, staged files and "
+        "worker image; submit nothing, contact nothing",
+    )
     g.add_argument("--debug-exit-after-units", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -347,11 +361,13 @@ def run_options(args: argparse.Namespace):
     return RunOptions(
         workers=args.workers,
         runner=args.runner,
+        dask_address=args.dask_address,
         error_policy=args.error_policy,
         max_failed_fraction=args.max_failed_fraction,
         beam_args=tuple(args.beam_arg),
         exit_after_units=args.debug_exit_after_units,
         progress=not args.no_progress,
+        dry_run=args.dry_run,
     )
 
 
@@ -479,6 +495,11 @@ def _finish(args: argparse.Namespace, opts, summary: dict[str, Any]) -> int:
     """Print the summary; exit 2 when more candidates failed than the run allows."""
     from mcie.pipeline.runner import check_failures
 
+    if summary.get("dry_run"):
+        from mcie.pipeline.dataflow import format_plan
+
+        print(json.dumps(summary, sort_keys=True) if args.json else format_plan(summary))
+        return ExitCode.OK
     print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     check_failures(summary, opts.run)
     return ExitCode.OK

@@ -3,11 +3,12 @@ the final merge and the summary."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -16,15 +17,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import mcie
 from mcie import logs, storage
-from mcie.exitcodes import RunFailed
+from mcie.exitcodes import RunFailed, UsageError
 from mcie.layout import STATS_DIR, BuildLayout
 from mcie.records import EditSample
 from mcie.runlock import LOCK_NAME, RunLock
 
+from . import dask_runner, dataflow
 from .finalize import finalize
 from .loopback import bind_local_servers_to_loopback
 from .markers import finished_units
-from .options import RunOptions, check_output_dir
+from .options import LOCAL_RUNNERS, RunOptions, check_output_dir
 from .progress import ProgressReporter
 from .units import Unit, check_resume, write_run_manifest
 
@@ -67,8 +69,17 @@ class RunSpec:
 
 def run_pipeline(spec: RunSpec) -> dict[str, Any]:
     """Run the units of ``spec`` not yet finished in ``spec.out``, then ``spec.finish``;
-    returns its summary plus ``elapsed_s``, ``samples_per_s`` and the Beam ``counters``."""
-    storage.configure(spec.run.beam_flags())  # e.g. --s3_endpoint_url, for the driver's own reads
+    returns its summary plus ``elapsed_s``, ``samples_per_s`` and the Beam ``counters``.
+    On Dataflow the run is checked first (:func:`~mcie.pipeline.dataflow.preflight`); with
+    ``run.dry_run`` the job's plan (:func:`~mcie.pipeline.dataflow.plan`) is returned instead."""
+    run = spec.run
+    storage.configure(run.beam_flags())  # e.g. --s3_endpoint_url, for the driver's own reads
+    if run.runner == "DataflowRunner":
+        if run.dry_run:  # the job graph, built and reported; nothing written or submitted
+            return dataflow.plan(spec.command, list(spec.units), run, spec.attach)
+        dataflow.preflight(run, spec.out)  # credentials and buckets, before anything is written
+    elif run.dry_run:
+        raise UsageError("--dry-run is for --runner DataflowRunner")
     check_output_dir(spec.out, spec.resume)
     with RunLock(spec.out, f"{spec.command} run"):  # a second run into ``out`` refuses (exit 1)
         return _run_locked(spec)
@@ -93,14 +104,15 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         stats_dir = BuildLayout(out).folder(STATS_DIR)
         label = f"{command} {storage.basename(out)}"
         reporter = ProgressReporter(stats_dir, len(todo), todo_samples, label, already=done)
-        if run.runner in ("FnApiRunner", "DirectRunner"):
-            bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
         # Beam's log and its workers' output go to a run log, kept in OUT/logs/ on failure
-        with logs.run_log(out), reporter if run.progress else _null():
-            p = beam.Pipeline(options=PipelineOptions(run.beam_flags()))
+        with logs.run_log(out), reporter if run.progress else _null(), engine(run) as flags:
+            p = beam.Pipeline(options=PipelineOptions(flags))
             spec.attach(p, todo)
             result = p.run()
-            result.wait_until_finish()
+            if run.runner == "dask":
+                dask_runner.wait(result, todo)
+            else:
+                result.wait_until_finish()
         try:
             for c in result.metrics().query()["counters"]:
                 counters[c.key.metric.name] = int(c.committed or c.attempted or 0)
@@ -116,6 +128,19 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         counters=dict(sorted(counters.items())),
     )
     return summary
+
+
+@contextlib.contextmanager
+def engine(run: RunOptions) -> Iterator[list[str]]:
+    """What the run's runner needs around it; yields the Beam flags. A local Dask cluster
+    starts and stops here, inside the run log, so its processes' output lands there too."""
+    if run.runner == "dask":
+        with dask_runner.cluster(run.dask_address, run.workers) as address:
+            yield run.beam_flags(address)
+        return
+    if run.runner in LOCAL_RUNNERS:
+        bind_local_servers_to_loopback()  # Beam binds its worker servers to every interface
+    yield run.beam_flags()
 
 
 def check_failures(summary: dict[str, Any], run: RunOptions) -> None:

@@ -258,7 +258,7 @@ def test_run_inference_with_grounder_handler(models):
 def test_dataflow_options_are_checked():
     with pytest.raises(UsageError, match="--project.*--region.*--temp_location.*--sdk_container_image"):
         check_dataflow(RunOptions(runner="DataflowRunner"))
-    flags = ("--project=p", "--region=r", "--temp_location=gs://b/t", "--sdk_container_image=img")
+    flags = ("--project=p", "--region=r", "--temp_location=gs://mcie-b/t", "--sdk_container_image=img")
     check_dataflow(RunOptions(runner="DataflowRunner", beam_args=flags))
     with pytest.raises(UsageError, match="max_num_workers"):
         check_dataflow(RunOptions(runner="DataflowRunner", beam_args=flags, workers=4))
