@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthetic_args(b)
     _add_threshold_args(b)
     _add_run_args(b)
-    from mcie.pipeline import real_cli  # real-model backends (issue 4)
+    from mcie.pipeline import real_cli  # the real-model backends' build flags
 
     real_cli.add_build_args(b)
 

@@ -205,7 +205,7 @@ def lr_schedule(opt: torch.optim.Optimizer, args):
     """The learning-rate schedule of ``--lr-schedule`` / ``--warmup-steps`` over ``--max-steps``
     (diffusers' ``get_scheduler``: constant, cosine or linear decay to 0 after a linear warm-up).
     A decay lets a short run end on settled weights: with a constant rate, a tiny model's shades
-    still scattered by ~12 levels after 800 steps (benchmarks/RESULTS.md, issue 12)."""
+    still scattered by ~12 levels after 800 steps (benchmarks/notes/2026-12-ladder.md)."""
     from diffusers.optimization import get_scheduler
 
     name = getattr(args, "lr_schedule", "constant")
