@@ -1,4 +1,4 @@
-"""Human validation in Label Studio (issue 5): ``mcie ls serve | export | import | shard``.
+"""Human validation in Label Studio: ``mcie ls serve | export | import | shard``.
 
 Modules by role: :mod:`.server` (run a local server from ``.venv-ls``), :mod:`.client` (SDK
 connection, errors → exit 3, token scrubbing), :mod:`.config` (labeling config),

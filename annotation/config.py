@@ -15,7 +15,7 @@ Layout (one task = one candidate):
   (shown when rejecting; the human-review codes of :mod:`mcie.reasons`) and a text area
   ``instruction_fix`` to correct the complex instruction's wording.
 
-Choices are ours (the issue fixes the content, not the names); the names are the contract
+Choices are ours (the design fixes the content, not the names); the names are the contract
 between :mod:`mcie.annotation.tasks` (export) and :mod:`mcie.annotation.verdicts` (import).
 """
 

@@ -19,7 +19,8 @@ Runs go ``--parallel`` at a time as ``nice``d subprocesses (one torch thread eac
 process with ``--parallel 0`` (the smoke test). Wall time on a shared machine is contaminated:
 read the step budget, the CPU time and the load beside it.
 
-The recipe measured in ``benchmarks/RESULTS.md`` (issue 12; 760 steps = 20 CPU-minutes):
+The recipe of ``benchmarks/RESULTS.md`` (760 steps = 20 CPU-minutes on one core; the runs behind
+it: ``benchmarks/notes/2026-12-ladder.md``):
 
     python benchmarks/ablate_mcie_e1.py --out /tmp/ablate-mini --task mini --bench-sets 100 \\
         --steps 760 --eval-every 380 --seeds 0,1 --train-arg=--ema --train-arg=--conditioning-dropout=0

@@ -3,7 +3,7 @@
 torch's default is one thread per core. The tiny presets gain nothing from more than one, and
 on a small or busy machine the threads oversubscribe the cores: ``mcie train --preset tiny``
 ran at 0.10 step/s with the default against 0.88 with one thread on 2 shared cores, and a
-``mcie bench run`` of a 32 px checkpoint took about 13 s of CPU per set against ~1 s (issue 12).
+``mcie bench run`` of a 32 px checkpoint took about 13 s of CPU per set against ~1 s.
 """
 
 from __future__ import annotations

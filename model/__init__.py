@@ -1,4 +1,4 @@
-"""MCIE-E1, the editor trained on MCIE shards (issue 6).
+"""MCIE-E1, the editor trained on MCIE shards.
 
 Modules by role: :mod:`~mcie.model.config` (presets), :mod:`~mcie.model.attention` (SACA/BCCA
 processors), :mod:`~mcie.model.source` (BCCA's source tokens), :mod:`~mcie.model.editor` (the

@@ -46,7 +46,7 @@ class MCIEConfig:
     # token positions of the text encoder = the longest instruction it reads whole. 128 covers
     # every complex instruction of the synthetic grammar (the full demo mix needs up to 102
     # tokens, mini 54, mini-3 61; at 32, 81% of the demo's were cut off and the later
-    # sub-instructions never seen: issue 12). Longer texts are truncated with a warning
+    # sub-instructions never seen). Longer texts are truncated with a warning
     max_length: int = 128
     # token length of each sub-instruction (padded to it; at most max_length). A sub-instruction
     # of the grammar needs up to 33 tokens; encoding 5 of them at 128 made a tiny-pixel training
@@ -60,30 +60,30 @@ class MCIEConfig:
     src_pos_dim: int = 16
     # what the UNet predicts: "epsilon" (SD1.5, InstructPix2Pix) or "v_prediction"; tiny-pixel
     # uses v: with epsilon, a pixel model trained from scratch learned to read the source far
-    # too slowly (benchmarks/RESULTS.md)
+    # too slowly (benchmarks/notes/2026-11-mcie-e1.md)
     prediction_type: str = "epsilon"
     # train the text encoder with the UNet. Off for SD1.5 / InstructPix2Pix, whose CLIP is
     # pretrained; on for tiny-pixel, whose text encoder is random: frozen random features tell
-    # colour words apart too weakly for a model trained from scratch (benchmarks/RESULTS.md)
+    # colour words apart too weakly for a model trained from scratch (benchmarks/notes/2026-11-mcie-e1.md)
     train_text_encoder: bool = False
     # initial value of every SACA / BCCA gate. 0 (the default, as IP-Adapter): the model starts
     # as the plain UNet, for fine-tuning a pretrained backbone. Models trained from scratch may
     # start at 1 (`mcie train --gate-init 1`): at 0 the sub-instruction path gets gradient only
-    # through its gate, which stayed below 0.08 after 450 steps in every run (issue 12)
+    # through its gate, which stayed below 0.08 after 450 steps in every run we made
     gate_init: float = 0.0
     # how the checkpoint samples when the caller does not say (`mcie edit`, `mcie bench run`):
     # InstructPix2Pix's Euler-ancestral 20 steps at guidance 7.5 / 1.5 by default. tiny-pixel:
     # 2 DDIM steps from t = 999 without guidance; its edit is a deterministic function of the
     # source and the instruction, which an under-trained model gets closest to in 1-2 steps.
     # A 760-step model passed the pixel judge on 0.30 of its sub-instructions so, 0.0 with 10
-    # steps at 3 / 1.5; guidance above 1 pushed shades off (benchmarks/RESULTS.md, issue 12)
+    # steps at 3 / 1.5; guidance above 1 pushed shades off (benchmarks/notes/2026-12-ladder.md)
     sampler: str = "euler_a"
     sample_steps: int = 20
     guidance_scale: float = 7.5
     image_guidance_scale: float = 1.5
     # samples drawn from different noise and averaged (in one batch). tiny-pixel: 8. The mean
     # removes a single draw's grain: the same 760-step model passed the judge on 0.86 of its
-    # sub-instructions with 8, 0.30 with 1 (benchmarks/RESULTS.md, issue 12)
+    # sub-instructions with 8, 0.30 with 1 (benchmarks/notes/2026-12-ladder.md)
     sample_average: int = 1
     # switches for ablations
     saca: bool = True

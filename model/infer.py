@@ -30,7 +30,8 @@ SCHEDULERS = {"euler_a": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler}
 #: Noise Schedules and Sample Steps are Flawed"): the training scheduler's "leading" spacing
 #: starts 2 steps at t=500 and 1 step at t=0, on an input of pure noise. With 2 trailing steps
 #: and no guidance a 760-step tiny-pixel model passed the pixel judge on 0.30 of its
-#: sub-instructions, against 0.0 at 10 leading steps and guidance 3 / 1.5 (RESULTS.md, issue 12)
+#: sub-instructions, against 0.0 at 10 leading steps and guidance 3 / 1.5
+#: (benchmarks/notes/2026-12-ladder.md)
 SPACING = {"ddim": "trailing"}
 
 

@@ -214,7 +214,7 @@ def param_groups(model: MCIEEditor, lr: float, weight_decay: float, gate_lr_mult
 def lr_schedule(opt: torch.optim.Optimizer, name: str, warmup: int, max_steps: int):
     """The learning-rate schedule ``name`` with ``warmup`` steps over ``max_steps`` (diffusers'
     ``get_scheduler``: constant, cosine or linear decay to 0 after a linear warm-up). On the
-    ``mini`` rung a cosine decay did worse than a constant rate (benchmarks/RESULTS.md): the
+    ``mini`` rung a cosine decay did worse than a constant rate (benchmarks/notes/2026-12-ladder.md): the
     model is still learning fast when a short budget ends."""
     from diffusers.optimization import get_scheduler
 

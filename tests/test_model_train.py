@@ -185,7 +185,7 @@ def test_edit_matches_diffusers_instruct_pix2pix(source_image, tmp_path, decompo
 
 def test_overfit_eight_samples(shards):
     """Loss on fixed (sample, timestep, noise) triples falls at least 5x in 30 steps (7.0x measured;
-    benchmarks/overfit_mcie_e1.py prints the curve)."""
+    benchmarks/experiments/overfit_mcie_e1.py prints the curve)."""
     torch.manual_seed(0)
     model = MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0)
     loader = shard_loader(shards, model.tokenizer, 32, 5, 8, shuffle_buffer=0, repeat=False)

@@ -17,7 +17,7 @@ reason code (``source_unreadable``: empty, truncated, not an image, undecodable 
 ``source_refused``: over the byte, pixel or side limits, or a decompression bomb). The
 pipeline turns each failure into a ``failed`` index row, so every input file is accounted for.
 
-Choices (the issue is silent on them):
+Choices (ours: the paper is silent on them):
 
 * EXIF orientation is applied (``ImageOps.exif_transpose``) before anything else.
 * Animated images (GIF, APNG, WebP) use their first frame; the frame count is kept.

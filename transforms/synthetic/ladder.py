@@ -7,7 +7,7 @@ can learn the task on a CPU. Rungs, easiest first:
 - ``mini``: 2 recolours, 2-3 objects;
 - ``mini-3``: 2-3 sub-edits of add / remove / recolour, 2-4 objects; render and judge it at
   64 px: at 32 px the pixel judge fails 38% of perfect ``add`` s (3-4 px objects), a ceiling of
-  0.87 against 0.99 at 64 px (benchmarks/RESULTS.md, issue 12);
+  0.87 against 0.99 at 64 px (benchmarks/RESULTS.md, CIE-Bench bounds);
 - ``full``: the demo mix (every edit type, 2-5 sub-edits, default object sizes).
 
 :func:`task_config` gives a rung with injected failures off (every target exact: CIE-Bench

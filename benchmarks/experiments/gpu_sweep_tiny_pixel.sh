@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# The tiny-pixel learning sweep of benchmarks/RESULTS.md on a lent GPU machine: twelve
+# The tiny-pixel learning sweep (benchmarks/notes/2026-11-mcie-e1.md) on a lent GPU machine: twelve
 # sweep_tiny_pixel.py runs side by side on one GPU, each printing RESULT lines every 750 steps.
-# Needs the wheels of gpu_run.sh in .whl/ (carry [".whl"]); TL caps each run's seconds.
+# Run from the repository root with the wheels in .whl/ (see benchmarks/gpu_env.sh); TL caps
+# each run's seconds.
 set -uo pipefail
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1
+source benchmarks/gpu_env.sh
+export OMP_NUM_THREADS=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-mkdir -p /tmp/pkg/mcie
-for f in mcie/*; do ln -sf "$PWD/$f" /tmp/pkg/mcie/; done
-for d in pipeline transforms model annotation bench; do ln -sfn "$PWD/$d" "/tmp/pkg/mcie/$d"; done
-export PYTHONPATH=/tmp/site:/tmp/pkg
 nvidia-smi --query-gpu=name --format=csv,noheader
 S="--device cuda --steps ${STEPS:-3000} --eval-every ${EVERY:-750}"
-run() { tag=$1; shift; timeout ${TL:-420} python3 benchmarks/sweep_tiny_pixel.py $S --tag $tag "$@" > "$OUT/$tag.log" 2>&1 & }
+run() { tag=$1; shift; timeout ${TL:-420} python3 benchmarks/experiments/sweep_tiny_pixel.py $S --tag $tag "$@" > "$OUT/$tag.log" 2>&1 & }
 run A --types recolour --groups 32
 run B --types recolour --groups 32 --ablate
 run C --types recolour --groups 8

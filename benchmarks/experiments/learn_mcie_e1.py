@@ -13,14 +13,18 @@ decomposition would be), and reports, 0..255 scale:
 - ``background_l1_to_source``: mean |edited - source| outside the union (how much it moved);
 - the same for the identity "editor" (output = source) as a floor.
 
-    python benchmarks/learn_mcie_e1.py --steps 2000 --out /tmp/learn
-    python benchmarks/learn_mcie_e1.py --steps 2000 --out /tmp/learn-recolour --edit-types recolour
+    python benchmarks/experiments/learn_mcie_e1.py --steps 2000 --out /tmp/learn
+    python benchmarks/experiments/learn_mcie_e1.py --steps 2000 --out /tmp/learn-recolour \\
+        --edit-types recolour
+
+The held-out samples are read as ``mcie train``'s validation reads them
+(:class:`mcie.model.validation.ValidationSet`); the scores are ``region_scores.py``'s.
+Figures: ``benchmarks/notes/2026-11-mcie-e1.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -29,14 +33,12 @@ import sys
 import numpy as np
 import torch
 from PIL import Image
+from region_scores import region_scores
 
 from mcie.cli import main as mcie_main
-from mcie.images import decode_image, decode_mask
-from mcie.model.data import resize_image, resize_mask
-from mcie.model.decompose import Decomposition, SubInstruction
 from mcie.model.editor import MCIEEditor
 from mcie.model.infer import edit_image
-from mcie.shards import read_tar
+from mcie.model.validation import ValidationSample, ValidationSet
 
 
 def build(out: str, samples: int, seed: int, args) -> str:
@@ -50,58 +52,18 @@ def build(out: str, samples: int, seed: int, args) -> str:
     return os.path.join(out, "shards", "*.tar")
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-
-def held_out(pattern: str, res: int, n: int) -> list[dict]:
-    items = []
-    for path in sorted(glob.glob(pattern)):
-        for _, m in read_tar(path):
-            meta = json.loads(m["json"])
-            subs = meta["sub_edits"]
-            masks = [resize_mask(decode_mask(m[f"mask{i}.png"]), res).numpy() > 0 for i in range(len(subs))]
-            items.append({
-                "instruction": meta["instruction"],
-                "subs": [s["instruction"] for s in subs],
-                "src": to_uint8(resize_image(decode_image(m["src.jpg"]), res)),
-                "tgt": to_uint8(resize_image(decode_image(m["tgt.jpg"]), res)),
-                "masks": masks,
-            })  # fmt: skip
-            if len(items) == n:
-                return items
-    return items
-
-
-def score(edited: np.ndarray, item: dict) -> dict:
-    src, tgt = item["src"].astype(float), item["tgt"].astype(float)
-    out = edited.astype(float)
-    union = np.any(item["masks"], axis=0)
-    done = []
-    for m in item["masks"]:
-        if m.any():
-            done.append(np.abs(out - tgt)[m].mean() < 0.5 * np.abs(src - tgt)[m].mean())
-    return {
-        "region_l1_to_target": float(np.abs(out - tgt)[union].mean()) if union.any() else 0.0,
-        "region_compliance": float(np.mean(done)) if done else 0.0,
-        "background_l1_to_source": float(np.abs(out - src)[~union].mean()) if (~union).any() else 0.0,
-    }
-
-
-def evaluate(ckpt: str | None, items: list[dict], args, guidance: float) -> dict:
+def evaluate(ckpt: str | None, items: list[ValidationSample], args, guidance: float) -> dict:
     model = MCIEEditor.load(ckpt) if ckpt else None
     rows = []
     for item in items:
         if model is None:
-            edited = item["src"]
+            edited = item.src
         else:
-            subs = [SubInstruction(t, mask=m) for t, m in zip(item["subs"], item["masks"], strict=True)]
-            d = Decomposition(item["instruction"], subs)
             img, _ = edit_image(
                 model,
-                Image.fromarray(item["src"]),
-                item["instruction"],
-                d,
+                Image.fromarray(item.src),
+                item.instruction,
+                item.decomposition(),
                 steps=args.sample_steps,
                 seed=0,
                 scheduler="ddim",
@@ -109,7 +71,7 @@ def evaluate(ckpt: str | None, items: list[dict], args, guidance: float) -> dict
                 image_guidance_scale=args.image_guidance,
             )
             edited = np.asarray(img)
-        rows.append(score(edited, item))
+        rows.append(region_scores(edited, item.src, item.tgt, item.masks))
     return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
 
 
@@ -163,7 +125,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     train = build(os.path.join(args.out, "train"), args.train_samples, 0, args)
     evalset = build(os.path.join(args.out, "heldout"), args.eval_samples * 4, 12345, args)
-    items = held_out(evalset, args.resolution, args.eval_samples)
+    items = ValidationSet.from_shards(evalset, args.resolution, args.eval_samples).samples
     guidances = [float(g) for g in args.guidance.split(",")]
     results: dict = {"setup": {**vars(args), "eval_items": len(items)}}
     results["identity"] = evaluate(None, items, args, guidances[0])

@@ -11,7 +11,10 @@ reports, over the sub-instructions, on the inside of each region (eroded by 1 px
 - ``colour_error``: median over sub-instructions of the median colour's largest channel error;
 - ``grain``: median over sub-instructions of the per-channel standard deviation inside.
 
-    python benchmarks/colour_check_mcie_e1.py --bench /tmp/abl-mini/bench --sets 50 CKPT [CKPT ...]
+    python benchmarks/experiments/colour_check_mcie_e1.py --bench /tmp/abl-mini/bench --sets 50 \\
+        CKPT [CKPT ...]
+
+Figures: ``benchmarks/notes/2026-12-ladder.md``.
 """
 
 from __future__ import annotations

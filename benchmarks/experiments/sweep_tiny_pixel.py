@@ -1,13 +1,16 @@
-"""One run of the tiny-pixel learning sweep (benchmarks/RESULTS.md, "How the configuration was
-found"): train ``tiny-pixel`` on synthetic edits generated in-process (no shards, no Beam, so it
-runs on a bare GPU machine), then score held-out edits every ``--eval-every`` steps.
+"""One run of the tiny-pixel learning sweep (benchmarks/notes/2026-11-mcie-e1.md, "How the
+configuration was found"): train ``tiny-pixel`` on synthetic edits generated in-process (no
+shards, no Beam, so it runs on a bare GPU machine), then score held-out edits every
+``--eval-every`` steps.
 
 The data: the synthetic source at ``--img`` px with exactly ``--edits`` sub-edits and no injected
-failures, annotated by the pipeline's mask annotator, downscaled to ``--res``. Scores as in
-learn_mcie_e1.py (region L1 to target, region compliance, background L1 to source; 0..255), with
-the true decomposition, DDIM 20 steps, text guidance 3.0 / image 1.5 and 1.0 / 1.0.
+failures, annotated by the pipeline's mask annotator, downscaled to ``--res``. Scores from
+``region_scores.py``, as learn_mcie_e1.py's (region L1 to target, region compliance, background
+L1 to source; 0..255), with the true decomposition, DDIM 20 steps, text guidance 3.0 / image 1.5
+and 1.0 / 1.0.
 
-    python benchmarks/sweep_tiny_pixel.py --types recolour --groups 8 --train-text --device cuda --tag F
+    python benchmarks/experiments/sweep_tiny_pixel.py --types recolour --groups 8 --train-text \\
+        --device cuda --tag F
 
 ``gpu_sweep_tiny_pixel.sh`` runs the twelve configurations of the table side by side on one GPU.
 """
@@ -20,6 +23,7 @@ import time
 import numpy as np
 import torch
 from PIL import Image
+from region_scores import region_scores
 
 from mcie.model.config import MCIEConfig
 from mcie.model.data import resize_image, resize_mask
@@ -81,17 +85,6 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
-def score(out: np.ndarray, src: np.ndarray, tgt: np.ndarray, masks: list[np.ndarray]) -> tuple:
-    src, tgt, out = src.astype(float), tgt.astype(float), out.astype(float)
-    union = np.any(masks, axis=0)
-    done = [np.abs(out - tgt)[m].mean() < 0.5 * np.abs(src - tgt)[m].mean() for m in masks if m.any()]
-    return (
-        float(np.abs(out - tgt)[union].mean()),
-        float(np.mean(done)) if done else 0.0,
-        float(np.abs(out - src)[~union].mean()),
-    )
-
-
 def evaluate(model: MCIEEditor, held: list[dict], tag: str, step: int, t0: float) -> None:
     for guidance, image_guidance in ((3.0, 1.5), (1.0, 1.0)):
         rows = []
@@ -103,8 +96,8 @@ def evaluate(model: MCIEEditor, held: list[dict], tag: str, step: int, t0: float
             img, _ = edit_image(model, Image.fromarray(src), d["instruction"], decomposition, steps=20,
                                 seed=0, scheduler="ddim", guidance_scale=guidance,
                                 image_guidance_scale=image_guidance)  # fmt: skip
-            rows.append(score(np.asarray(img), src, tgt, masks))
-        r = np.mean(rows, axis=0)
+            rows.append(list(region_scores(np.asarray(img), src, tgt, masks).values()))
+        r = np.mean(rows, axis=0)  # region L1 to target, compliance, background L1 to source
         print(f"RESULT {tag} step {step} g {guidance} regionL1 {r[0]:.1f} compliance {r[1]:.3f} "
               f"bgL1 {r[2]:.1f} t {time.time() - t0:.0f}s", flush=True)  # fmt: skip
     model.unet.train()

@@ -3,16 +3,11 @@
 # EMA and validation images; `accelerate launch` with --resume; `mcie edit --device cuda`; and the
 # tiny-pixel training rate at 32 px. The machine has no Beam, so the shards are built here first:
 #   mcie build --out .gpu-data/demo --samples 48 --image-size 64 --shard-size 24 --no-progress
-# and travel with the wheels (see gpu_run.sh): run with carry [".whl", ".gpu-data"] (both folders
-# listed in .git/info/exclude).
+# and travel with the wheels (see benchmarks/gpu_env.sh): run from the repository root with carry
+# [".whl", ".gpu-data"] (both folders listed in .git/info/exclude).
 set -uo pipefail
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source benchmarks/gpu_env.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>&1 | grep -v WARN
-mkdir -p /tmp/pkg/mcie
-for f in mcie/*; do ln -sf "$PWD/$f" /tmp/pkg/mcie/; done
-for d in pipeline transforms model annotation bench; do ln -sfn "$PWD/$d" "/tmp/pkg/mcie/$d"; done
-export PYTHONPATH=/tmp/site:/tmp/pkg
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, accelerate, diffusers, transformers; print(torch.__version__, accelerate.__version__, diffusers.__version__, transformers.__version__)" | tee -a "$OUT/gpu.txt"
 S="$PWD/.gpu-data/demo/shards/*.tar"
