@@ -8,7 +8,7 @@ DEMO_SAMPLES ?= 1200
 LS_VENV := .venv-ls
 LABEL_STUDIO ?= label-studio==1.23.2
 
-.PHONY: install install-ls demo test lint format clean
+.PHONY: install install-ls demo test test-fast lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,15 @@ demo: install
 	$(BIN)/mcie preview out/demo
 	$(BIN)/mcie report out/demo
 
+# every test; `make test-fast` is the edit-test loop: the tests with no tier marker (pyproject's
+# markers, tests/conftest.py), no Label Studio, browser, object-store servers or torch models
+FAST := not slow and not ls and not browser and not cloud and not model
+
 test: install install-ls
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "$(FAST)"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,8 +1,22 @@
-"""Shared fixtures: small builds made once per session through the real CLI and Beam."""
+"""Shared fixtures (small builds, tiny models and real servers, each made once per session)
+and the tiers of the suite.
+
+Tiers: a test is in the fast tier unless it carries one of the markers registered in
+pyproject.toml (``slow``, ``ls``, ``browser``, ``cloud``, ``model``); ``make test-fast`` runs
+the fast tier only, ``make test`` everything. A test that uses a session resource gets that
+resource's marker here (:data:`TIER_OF_FIXTURE`), so it cannot land in the fast tier by
+forgetting a decorator; ``slow`` and ``model`` are otherwise put on by hand. Each tier has its
+per-test timeout (:data:`TIMEOUT_FACTOR`, setup included); an explicit
+``@pytest.mark.timeout`` wins. ``--cpu-durations N`` prints the N tests that used the most
+CPU and each tier's wall and CPU seconds: on a shared machine CPU time, not wall time, says
+what a test costs.
+"""
 
 from __future__ import annotations
 
 import os
+import resource
+import time
 
 import pytest
 
@@ -13,6 +27,85 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from mcie.cli import main  # noqa: E402
 
 SMALL = ["--samples", "60", "--seed", "5", "--shard-size", "20", "--no-progress"]
+
+#: the tier of every test that uses a session resource or an expensive fixture (name → marker)
+TIER_OF_FIXTURE = {
+    "ls_cache": "ls",  # under ls_server too, and the tests that start a server of their own
+    "browser": "browser",
+    "object_stores": "cloud",
+    "tiny_models": "model",
+    "one_torch_thread": "model",  # what every module of torch-model tests asks for
+    "built_two_workers": "slow",  # builds with two worker processes
+    "quiet_build": "slow",  # test_cli_messages.py: the same, in a subprocess
+}
+#: the tiers, in the order a test's tier is named by (its first marker in this list)
+TIERS = ("ls", "browser", "cloud", "model", "slow")
+#: a marked tier's per-test timeout as a multiple of the default (``timeout`` in pyproject.toml,
+#: overridden by ``--timeout`` or ``PYTEST_TIMEOUT``), setup and teardown included: one knob
+#: scales them all, and 0 turns them all off. A timeout turns a hang into a failure, so it is
+#: sized for a starved machine, not an idle one: a ``nice -n 15`` run beside training jobs on 2
+#: cores got 0.7% of a core here (3 CPU seconds took 431 s). The first ``ls`` test of a checkout
+#: also migrates Label Studio's database.
+TIMEOUT_FACTOR = {"ls": 4, "browser": 3, "cloud": 3, "model": 3, "slow": 3}
+
+
+def tier(item: pytest.Item) -> str:
+    """The tier a collected test is in: its first tier marker, or "fast"."""
+    return next((t for t in TIERS if item.get_closest_marker(t)), "fast")
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from pytest_timeout import get_env_settings
+
+    default = get_env_settings(config).timeout or 0
+    for item in items:
+        for fixture, marker in TIER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+        name = tier(item)
+        if name != "fast" and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(default * TIMEOUT_FACTOR[name]))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    what = "show the N tests that used the most CPU, and wall and CPU seconds per tier"
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N", help=what)
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process and of its finished children (Beam workers, servers once stopped)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+_COSTS: dict[str, tuple[str, float, float]] = {}  # nodeid → (tier, wall s, CPU s)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    if item.config.getoption("cpu_durations") is None:
+        yield
+        return
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield
+    _COSTS[item.nodeid] = (tier(item), time.perf_counter() - wall, _cpu_seconds() - cpu)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    n = config.getoption("cpu_durations")
+    if n is None or not _COSTS:
+        return
+    tr = terminalreporter
+    tr.section(f"CPU seconds (this process and finished children; load average {os.getloadavg()[0]:.1f})")
+    for nodeid, (name, wall, cpu) in sorted(_COSTS.items(), key=lambda kv: -kv[1][2])[:n]:
+        tr.write_line(f"{cpu:7.1f} cpu {wall:7.1f} wall  {name:<7} {nodeid}")
+    tr.write_line("tier     tests   wall s    CPU s")
+    for name in ("fast", *TIERS):
+        rows = [c for c in _COSTS.values() if c[0] == name]
+        if rows:
+            wall, cpu = sum(r[1] for r in rows), sum(r[2] for r in rows)
+            tr.write_line(f"{name:<7} {len(rows):6d} {wall:8.1f} {cpu:8.1f}")
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +156,32 @@ def built_two_workers(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def ls_server(request, tmp_path_factory):
-    """A real Label Studio server for the session: (server, credentials)."""
-    from ls_server import CACHE_NAME, start_copy
+def small_build(tmp_path_factory) -> str:
+    """A 24-candidate build at 64 px in two shards, one worker. Read only: a test that changes
+    a build works on a copy."""
+    out = str(tmp_path_factory.mktemp("small") / "out")
+    args = ["build", "--out", out, "--samples", "24", "--seed", "3", "--shard-size", "12"]
+    assert main([*args, "--image-size", "64", "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def ls_cache(request) -> str:
+    """The cache folder holding a migrated Label Studio data dir and its credentials (see
+    tests/ls_server.py), migrated on the first use in a checkout; start servers on copies."""
+    from ls_server import CACHE_NAME, migrated_data_dir
 
     cache = str(request.config.cache.mkdir(CACHE_NAME))
-    server, creds = start_copy(cache, str(tmp_path_factory.mktemp("ls") / "data"))
+    migrated_data_dir(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def ls_server(ls_cache, tmp_path_factory):
+    """A real Label Studio server for the session: (server, credentials)."""
+    from ls_server import start_copy
+
+    server, creds = start_copy(ls_cache, str(tmp_path_factory.mktemp("ls") / "data"))
     yield server, creds
     server.stop()
 

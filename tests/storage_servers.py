@@ -13,8 +13,6 @@ import subprocess
 import sys
 import time
 
-BIN = os.path.dirname(sys.executable)
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -77,7 +75,9 @@ def start_gcs(workdir: str, buckets: list[str]) -> StorageServer:
         "GOOGLE_APPLICATION_CREDENTIALS": adc,
         "GOOGLE_CLOUD_PROJECT": "mcie-test",
     }
-    cmd = [os.path.join(BIN, "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}",
+    # started as modules of this interpreter, not as console scripts: a venv whose bin/ holds
+    # only a python link (a worktree's) has no scripts beside it
+    cmd = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={port}",
            "--in-memory"]  # fmt: skip
     server = StorageServer("gcs", cmd, port, env, workdir)
     from google.cloud import storage
@@ -107,7 +107,7 @@ def start_s3(workdir: str, buckets: list[str]) -> StorageServer:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    cmd = [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     server = StorageServer("s3", cmd, port, env, workdir)
     import boto3
 

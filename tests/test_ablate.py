@@ -5,7 +5,10 @@ import importlib.util
 import json
 import os
 
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.model  # trains and samples four tiny MCIE-E1 variants
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -224,6 +224,7 @@ def _tiny_embedders(root):
     return f"{root}/clip", f"{root}/dino"
 
 
+@pytest.mark.model
 def test_clip_and_dino_metrics_from_local_models(bench, tmp_path):
     clip, dino = _tiny_embedders(str(tmp_path))
 
@@ -242,6 +243,7 @@ def test_clip_and_dino_metrics_from_local_models(bench, tmp_path):
     assert s2["clip_i"] < 1.0 - 1e-6 and s2["dino"] < 1.0 - 1e-6  # the source is not the target
 
 
+@pytest.mark.model
 def test_bench_runs_a_tiny_mcie_e1_checkpoint(tmp_path):
     from mcie.model.config import MCIEConfig
     from mcie.model.editor import MCIEEditor

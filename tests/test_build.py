@@ -182,6 +182,7 @@ def test_failures_are_recorded_and_fail_the_run_past_the_budget(tmp_path, monkey
     assert build(str(tmp_path / "h"), "--workers", "1", "--error-policy", "raise") == 2
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_bytes(built, tmp_path):
     out = str(tmp_path / "r")
     cmd = [sys.executable, "-m", "mcie.cli", "build", "--out", out, *SMALL, "--workers", "1"]

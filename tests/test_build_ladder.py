@@ -5,6 +5,7 @@ import json
 import os
 
 import pyarrow.parquet as pq
+import pytest
 
 from mcie.cli import main
 from mcie.transforms.synthetic import generator
@@ -56,6 +57,7 @@ def test_a_crowded_scene_is_redrawn_from_its_seed_and_index():
         assert a.key == b.key and len(a.sub_edits) == 2
 
 
+@pytest.mark.slow
 def test_a_scene_that_never_fits_is_a_failed_row_not_an_abort(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(generator, "REDRAWS", 1)  # as if no draw of these ever fitted
     out = str(tmp_path / "b")

@@ -64,6 +64,7 @@ def test_build_prints_no_beam_log_line(quiet_build):
     assert all(ln.startswith("[build demo] units ") for ln in err_lines)  # progress only
 
 
+@pytest.mark.slow
 def test_verbose_brings_beam_log_back(tmp_path):
     proc = _run("build", "-v", "--out", str(tmp_path / "v"), "--samples", "4", "--shard-size", "4",
                 "--image-size", "64", "--no-progress")  # fmt: skip
@@ -72,6 +73,7 @@ def test_verbose_brings_beam_log_back(tmp_path):
     assert "apitools" not in proc.stderr  # dropped at its root even with -v
 
 
+@pytest.mark.slow
 def test_apitools_warning_is_dropped_at_its_root():
     code = "import mcie.logs as l; l.setup() if sys.argv[1] == 'mcie' else None; import apache_beam"
     plain = subprocess.run(
@@ -87,6 +89,7 @@ def test_apitools_warning_is_dropped_at_its_root():
 # ------------------------------------------------------------------ failures: one line
 
 
+@pytest.mark.slow
 def test_failure_in_a_beam_worker_is_one_line_and_a_log(tmp_path):
     table, out = str(tmp_path / "gen"), str(tmp_path / "ann")
     assert main(["generate", "--out", table, "--samples", "8", "--shard-size", "4", "--image-size", "64",
@@ -303,6 +306,7 @@ def test_ls_shard_calls_its_input_build():
 # ------------------------------------------------------------------ progress bars
 
 
+@pytest.mark.slow
 def test_progress_bar_only_on_a_terminal_and_ends_with_a_summary(bench_dir, tmp_path):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal

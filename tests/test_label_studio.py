@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,10 +26,10 @@ PROJECT = "review-round-trip"
 
 
 @pytest.fixture(scope="module")
-def small_build(tmp_path_factory) -> str:
+def small_build(small_build, tmp_path_factory) -> str:
+    """A copy of the session's small build (conftest.py): the review rewrites its index."""
     out = str(tmp_path_factory.mktemp("lsbuild") / "out")
-    args = ["build", "--out", out, "--samples", "24", "--seed", "3", "--shard-size", "12"]
-    assert main([*args, "--image-size", "64", "--workers", "1", "--no-progress"]) == 0
+    shutil.copytree(small_build, out)
     return out
 
 
@@ -292,16 +293,15 @@ def test_errors_exit_3_and_token_stays_secret(ls_env, small_build, tmp_path, cap
     assert token not in captured.out + captured.err
 
 
-def test_server_stopped_mid_export_then_rerun_completes(request, tmp_path, capsys, monkeypatch):
+def test_server_stopped_mid_export_then_rerun_completes(ls_cache, tmp_path, capsys, monkeypatch):
     """Its own server: stopped after the first batch → exit 3; restarted, the rerun finishes
     the export without duplicates."""
-    from ls_server import CACHE_NAME, start_copy
+    from ls_server import start_copy
 
     out = str(tmp_path / "out")
     assert main(["build", "--out", out, "--samples", "14", "--seed", "9", "--shard-size", "7",
                  "--image-size", "32", "--workers", "1", "--no-progress"]) == 0  # fmt: skip
-    cache = str(request.config.cache.mkdir(CACHE_NAME))
-    server, creds = start_copy(cache, str(tmp_path / "lsdata"))
+    server, creds = start_copy(ls_cache, str(tmp_path / "lsdata"))
     try:
         monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", creds["LABEL_STUDIO_USER_TOKEN"])
         monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", server.config.document_root)

@@ -115,12 +115,12 @@ def test_select_subsets(built, capsys, monkeypatch, tmp_path):
     assert "choose all, accepted, rejected, borderline or random:N" in capsys.readouterr().err
 
 
-def test_serve_reads_the_real_port_back_and_stops_cleanly(request, tmp_path):
+def test_serve_reads_the_real_port_back_and_stops_cleanly(ls_cache, tmp_path):
     """``mcie ls serve`` on a busy port: it reports the port the server really took, serves,
     and a SIGTERM stops server and command with exit 0. Credentials only via the environment."""
-    from ls_server import CACHE_NAME, free_port, migrated_data_dir
+    from ls_server import free_port, migrated_data_dir
 
-    data, creds = migrated_data_dir(str(request.config.cache.mkdir(CACHE_NAME)))
+    data, creds = migrated_data_dir(ls_cache)
     import shutil
 
     shutil.copytree(data, tmp_path / "data")

@@ -26,7 +26,6 @@ from mcie.model.decompose_vlm import (  # noqa: E402
     load_mllm_decomposer,
 )
 from mcie.model.editor import MCIEEditor  # noqa: E402
-from mcie.transforms.models.tiny import build_vlm  # noqa: E402
 
 INSTRUCTION = "Make the red circle blue and add a small green star in the top-left corner."
 W, H = 64, 48  # non-square, so a box checked against the wrong side shows up
@@ -36,8 +35,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
-def vlm_dir(tmp_path_factory) -> str:
-    return build_vlm(str(tmp_path_factory.mktemp("vlm") / "vlm"), seed=0)
+def vlm_dir(tiny_models) -> str:
+    """The session's tiny VLM (``build_vlm`` with seed 0), read only."""
+    return os.path.join(os.path.dirname(tiny_models), "vlm")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from mcie.model.editor import MCIEEditor
 from mcie.model.trainer import param_groups
 from mcie.model.training import edit_weights
 
+pytestmark = pytest.mark.model
+
 
 def test_edit_weights_favour_the_regions_and_keep_mean_one():
     regions = torch.zeros(2, 3, 4, 4)

@@ -15,17 +15,6 @@ from mcie.keys import InvalidKeyError, check_key, is_valid_key
 from mcie.shards import ShardError, check_tar_complete, read_tar
 
 
-@pytest.fixture(scope="module")
-def small_build(tmp_path_factory) -> str:
-    """A 24-candidate build at 64 px in two shards."""
-    from mcie.cli import main
-
-    out = str(tmp_path_factory.mktemp("rel") / "out")
-    args = ["build", "--out", out, "--samples", "24", "--seed", "3", "--shard-size", "12"]
-    assert main([*args, "--image-size", "64", "--workers", "1", "--no-progress"]) == 0
-    return out
-
-
 def _copy(built: str, tmp_path) -> str:
     out = str(tmp_path / "copy")
     shutil.copytree(built, out)
@@ -181,6 +170,7 @@ def test_a_second_build_into_a_locked_folder_is_refused(tmp_path, capsys):
     assert build(out) == 0 and not os.path.exists(os.path.join(out, LOCK_NAME))
 
 
+@pytest.mark.slow
 def test_two_concurrent_builds_one_refused(tmp_path):
     import subprocess
     import sys

@@ -9,6 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a 2-worker build in a subprocess
+
 
 def _tree(pid: int) -> set[int]:
     """``pid`` and all its descendants (from /proc)."""

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test runs mcie in a subprocess
+
 #: runs ``mcie ARGS`` and makes the write of the file named NAME fail half-way for real: when
 #: a file whose name starts with NAME (the target or its temporary) is opened for writing, the
 #: process may no longer grow any file past 10 bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so the

@@ -115,6 +115,7 @@ def test_chart_text_is_literal():
     assert charts.count_bars({"a$b$": 3}, "t$", "x")[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["compliance_by_edit_type.png", "gallery.jsonl", "report.html", "comparison.html"]
 )

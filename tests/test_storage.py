@@ -11,7 +11,9 @@ import pytest
 from mcie import storage
 
 
-@pytest.fixture(params=["local", "gs", "s3"])
+@pytest.fixture(
+    params=["local", pytest.param("gs", marks=pytest.mark.cloud), pytest.param("s3", marks=pytest.mark.cloud)]
+)
 def root(request, tmp_path):
     """A fresh folder: local, or a new prefix in a bucket on a loopback server."""
     if request.param == "local":

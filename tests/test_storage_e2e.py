@@ -23,6 +23,14 @@ from mcie.cli import main
 KILL_RUN = ["--samples", "80", "--seed", "5", "--shard-size", "10", "--image-size", "64", "--no-progress"]
 
 
+@pytest.fixture(scope="module")
+def kill_run_local(tmp_path_factory) -> str:
+    """The KILL_RUN build made locally in one go, once for both servers' kill tests."""
+    out = str(tmp_path_factory.mktemp("kill-run") / "local")
+    assert main(["build", "--out", out, *KILL_RUN, "--workers", "1"]) == 0
+    return out
+
+
 @pytest.fixture(params=["gs", "s3"])
 def bucket(request, object_stores):
     """A fresh prefix in the bucket of one server."""
@@ -86,7 +94,7 @@ def test_build_to_a_bucket_gives_the_bytes_of_a_local_build(bucket, built, capsy
     assert main(["audit", f"{bucket}/nothing-here"]) == 1
 
 
-def test_kill_then_resume_rebuilds_what_is_missing_or_truncated(bucket, tmp_path):
+def test_kill_then_resume_rebuilds_what_is_missing_or_truncated(bucket, kill_run_local):
     url = f"{bucket}/killed"
     cmd = [sys.executable, "-m", "mcie.cli", "build", "--out", url, *KILL_RUN, "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -112,8 +120,7 @@ def test_kill_then_resume_rebuilds_what_is_missing_or_truncated(bucket, tmp_path
     assert f"units skipped (resumed): {len(done) - 1}" in resumed.stdout
     assert storage.read_bytes(shard) == whole
 
-    local = str(tmp_path / "local")
-    assert main(["build", "--out", local, *KILL_RUN, "--workers", "1"]) == 0
+    local = kill_run_local
     got, want = remote_files(url), local_files(local)
     assert sorted(got) == sorted(want)  # no temporary file left, nothing missing
     assert [k for k in want if got[k] != want[k]] == []
