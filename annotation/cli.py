@@ -80,9 +80,16 @@ def _add_export(sub) -> None:
         ),
     )
     e.add_argument("inp", metavar="BUILD", help="output folder of mcie build")
-    e.add_argument("--project", default=None, help="project title (created when missing, else reused)")
     e.add_argument(
-        "--project-id", type=int, default=None, help="an existing project by id (when a title names several)"
+        "--project",
+        default=None,
+        help="project title (created when missing, else reused); --project or --project-id is required",
+    )
+    e.add_argument(
+        "--project-id",
+        type=int,
+        default=None,
+        help="an existing project by id (when a title names several); default: by title",
     )
     e.add_argument(
         "--select",
@@ -109,9 +116,12 @@ def _add_import(sub) -> None:
         epilog=examples("mcie ls import out/demo --project demo --resolution strict"),
     )
     i.add_argument("inp", metavar="BUILD", help="output folder of mcie build (exported before)")
-    i.add_argument("--project", default=None, help="project title")
+    i.add_argument("--project", default=None, help="project title; --project or --project-id is required")
     i.add_argument(
-        "--project-id", type=int, default=None, help="the project by id (when a title names several)"
+        "--project-id",
+        type=int,
+        default=None,
+        help="the project by id (when a title names several); default: by title",
     )
     i.add_argument(
         "--resolution",

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from mcie import storage
+from mcie.card import refresh_filter_measured
 from mcie.exitcodes import UsageError
 from mcie.layout import STATS_DIR, BuildLayout, unit_of
 from mcie.records import EditSample
@@ -157,15 +158,19 @@ def run_shard(src: str, opts: BuildOptions) -> dict[str, Any]:
     fingerprint = {"input": _where(src), "lossless": opts.lossless}
     meta = {**table_meta(src), "lossless": opts.lossless}
     summary = run_units(opts, fn, units, command="shard", fingerprint=fingerprint, meta=meta)
-    _carry_truth(src, opts.out)
+    if _carry_truth(src, opts.out):
+        # the card was written before the truth arrived: its filter paragraph measures against it
+        refresh_filter_measured(opts.out)
     return summary
 
 
-def _carry_truth(src_table: str, out: str) -> None:
-    """Copy truth.parquet forward byte for byte (no stage reads it)."""
+def _carry_truth(src_table: str, out: str) -> bool:
+    """Copy truth.parquet forward byte for byte (no stage reads it); whether there was one."""
     path = BuildLayout(src_table).truth
-    if storage.exists(path):
-        storage.copy(path, BuildLayout(out).truth)
+    if not storage.exists(path):
+        return False
+    storage.copy(path, BuildLayout(out).truth)
+    return True
 
 
 def _where(table: str) -> str:

@@ -137,6 +137,8 @@ def test_stages_alone_give_the_same_output_as_build(built, tmp_path):
                 "1",
                 "--bg-changed-max",
                 "1",
+                "--bg-faint-max",
+                "1",
             ]
         )
         == 0

@@ -130,14 +130,8 @@ def test_submit_without_credentials_exits_1_with_the_fix(tmp_path):
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     """A GCS emulator on loopback with the bucket ``mcie-tmp``; its client environment."""
-    import importlib.util
-
     import storage_servers
 
-    if not os.path.exists(os.path.join(storage_servers.BIN, "gcp-storage-emulator")):
-        # a helper's worktree venv shares the main venv's packages but not its scripts
-        origin = importlib.util.find_spec("gcp_storage_emulator").origin
-        storage_servers.BIN = os.path.join(origin.rsplit("/lib/", 1)[0], "bin")
     server = storage_servers.start_gcs(str(tmp_path_factory.mktemp("gcs")), ["mcie-tmp"])
     yield server.env
     server.stop()

@@ -50,6 +50,24 @@ class Pattern(TargetEdit):
             # a few pixels wide: too small to show a pattern (a dot every 5 px at least); only
             # that base and tint swapped places, and nothing else changed, is judged
             swap = np.subtract(tint_of(tuple(p["rgb"])), p["rgb"])
-            return j.change_consistent(c.src[c.g], c.tgt[c.g], [swap, -swap])
+            score = j.change_consistent(c.src[c.g], c.tgt[c.g], [swap, -swap])
+            if p["to_pattern"] == "striped" and not _changed_in_every_half(j, c):
+                return 0.0  # stripes (2 px bands) cross every half: a half left as it was is undone
+            return score
         purity = j.purity(c.tgt[inside], j.colours(p["rgb"], "striped"), c.bg)
         return purity * agreement
+
+
+def _changed_in_every_half(j, c: JudgeCrop) -> bool:
+    """Whether each half of the object (cut through its centre in 4 directions) has a pixel
+    whose colour moved: a partial edit of a few-pixel object leaves one half unchanged, which
+    the colour-change check alone (it counts only changed pixels) cannot see."""
+    ys, xs = np.nonzero(c.g)
+    diff = np.abs(c.tgt[c.g].astype(np.int16) - c.src[c.g].astype(np.int16)).max(axis=1)
+    changed = diff > j.config.colour_tol
+    for angle in np.arange(4) * (np.pi / 4):
+        proj = xs * np.cos(angle) + ys * np.sin(angle)
+        mid = np.median(proj)
+        if not changed[proj < mid].any() or not changed[proj > mid].any():
+            return False
+    return True
