@@ -27,7 +27,11 @@ def _conn_args(p: argparse.ArgumentParser) -> None:
         help="file holding the API token (default: the LABEL_STUDIO_USER_TOKEN environment variable)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; into a pipe or log, plain lines with an ETA on stderr)",
+    )
 
 
 def add_parsers(subparsers) -> None:

@@ -149,8 +149,9 @@ def _add_run(bs) -> None:
         "--judge",
         default=None,
         metavar="MODELS_YAML",
-        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic "
-        "ones; default: none, the exact checker)",
+        help="models file whose VLM judge checks compliance on real sets (needed there) and is recorded "
+        "beside the pixel judge on synthetic ones (default: none; synthetic sets are checked by the "
+        "build's pixel judge, the exact checker reported beside it as ic_exact)",
     )
     r.add_argument(
         "--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T (default: none)"
@@ -158,7 +159,11 @@ def _add_run(bs) -> None:
     r.add_argument(
         "--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity (default: none)"
     )
-    r.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
+    r.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; into a pipe or log, plain lines with an ETA on stderr)",
+    )
     r.set_defaults(run=run_run)
 
 

@@ -25,6 +25,7 @@ from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.images import PNG_LEVEL_FAST, encode_png
 from mcie.layout import INDEX_FILE, SHARDS_DIR
+from mcie.progress import track
 from mcie.shards import image_ext, read_tar, shard_paths
 from mcie.tables import read_table, write_table
 from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
@@ -116,7 +117,7 @@ def build_synthetic(
         for k in ks
     }
     rows = []
-    for set_id in range(sets):
+    for set_id in track(range(sets), "bench build", "sets"):
         k = ks[set_id % len(ks)]
         want = types[(set_id // len(ks)) % len(types)]
         src = sources[k]
@@ -181,7 +182,7 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
         raise UsageError(f"{build_dir!r} has no {SHARDS_DIR}/*.tar")
     os.makedirs(out, exist_ok=True)
     rows = []
-    for path in paths:
+    for path in track(paths, "bench build", "shards"):
         for key, m in read_tar(path):
             meta = check_sample(key, m, path)  # wrong-size or non-PNG masks never reach a benchmark
             if not _holdout(meta["source_hash"], fraction):

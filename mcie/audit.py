@@ -29,6 +29,7 @@ from mcie import storage
 from mcie.images import decode_mask
 from mcie.layout import SHARD_DIRS, STATS_DIR, BuildLayout
 from mcie.metrics import iou
+from mcie.progress import track
 from mcie.shards import read_tar, shard_paths
 from mcie.tables import read_table
 from mcie.validate import sample_problems
@@ -161,20 +162,20 @@ def audit(out: str) -> dict[str, Any]:
     by_key = {r["key"]: r for r in index}
     masks_of: dict[str, list[np.ndarray]] = {}
     in_shards = 0
-    for d in SHARD_DIRS:
-        for path in shard_paths(out, d):
-            rel = storage.relpath(path, out)
-            try:
-                samples = list(read_tar(path))
-            except Exception as exc:
-                problems.append(f"{rel}: unreadable ({type(exc).__name__}: {exc})")
-                continue
-            tar_keys = [k for k, _ in samples]
-            if tar_keys != sorted(tar_keys) or len(set(tar_keys)) != len(tar_keys):
-                problems.append(f"{rel}: samples not sorted by key or repeated")
-            for key, members in samples:
-                in_shards += 1
-                problems.extend(_check_sample(rel, key, members, by_key.get(key), masks_of))
+    paths = [path for d in SHARD_DIRS for path in shard_paths(out, d)]
+    for path in track(paths, "audit", "shards"):
+        rel = storage.relpath(path, out)
+        try:
+            samples = list(read_tar(path))
+        except Exception as exc:
+            problems.append(f"{rel}: unreadable ({type(exc).__name__}: {exc})")
+            continue
+        tar_keys = [k for k, _ in samples]
+        if tar_keys != sorted(tar_keys) or len(set(tar_keys)) != len(tar_keys):
+            problems.append(f"{rel}: samples not sorted by key or repeated")
+        for key, members in samples:
+            in_shards += 1
+            problems.extend(_check_sample(rel, key, members, by_key.get(key), masks_of))
     expected = sum(1 for r in index if r["shard"])
     if expected != in_shards:
         problems.append(f"index names {expected} samples in shards, the shards hold {in_shards}")

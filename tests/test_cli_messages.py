@@ -331,14 +331,58 @@ def test_progress_bar_only_on_a_terminal_and_ends_with_a_summary(bench_dir, tmp_
     # the bar is cleared (\r) and the summary line takes its place
     assert re.search(r"\rbench run: 4 sets in \d+\.\d s, [\d.]+ sets/s\r?\n$", text)
     assert json.loads(proc.stdout)["sets"] == 4  # stdout is what it always was
-    assert "[bench oracle]" not in text  # the bar replaces the plain lines
-    piped = _run("bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "piped"))
-    assert piped.returncode == 0  # not a terminal: no bar, no summary; the plain lines
-    assert re.fullmatch(r"\[bench oracle\] 4/4 sets, [\d.]+ sets/s\n", piped.stderr)
+    assert "ETA" not in text.replace("\r", "\n").splitlines()[-1]  # the bar replaces the plain lines
     quiet = _run(
         "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "q"), "--no-progress"
     )
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_bench_run_into_a_pipe_prints_progress_lines_with_an_eta(bench_dir, tmp_path):
+    """`mcie bench run … | cat`: no bar, but plain lines on stderr while it runs — after the
+    first set the estimated time in all, then counts and an ETA — before the summary."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = [*MCIE, "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "piped")]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    out = proc.stdout.splitlines()
+    assert "\r" not in proc.stdout and "\x1b" not in proc.stdout  # no redraws into a pipe
+    num = r"[\d.]+(?:e[+-]\d+)?"
+    dur = r"(?:\d+\.\ds|\d+m\d\ds|\d+h\d\dm)"
+    first = rf"bench run: 1/4 sets, {num} sets/s, {dur} elapsed, ETA {dur} \(about {dur} in all\)"
+    last = rf"bench run: 4/4 sets, {num} sets/s, {dur} elapsed, ETA {dur}"
+    assert len(out) == 3 and re.fullmatch(first, out[0]) and re.fullmatch(last, out[1]), out
+    assert json.loads(out[2])["sets"] == 4  # the summary comes after the progress lines
+    quiet = _run(
+        "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "q"), "--no-progress"
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_plain_progress_lines_every_interval_and_at_the_end(monkeypatch):
+    """Into a log: a line when ``interval`` has passed (not one per item), and one at the last
+    item once any was printed; none for a quick loop."""
+    from mcie import progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    log = io.StringIO()
+    p = progress.Progress(10, "audit", "shards", stream=log, interval=30)
+    for _ in range(10):
+        clock[0] += 10  # 10 s a shard: a line after 30 s, 60 s, 90 s, and the last
+        p.update()
+    p.close()
+    assert log.getvalue().splitlines() == [
+        "audit: 3/10 shards, 0.1 shards/s, 30.0s elapsed, ETA 1m10s",
+        "audit: 6/10 shards, 0.1 shards/s, 1m00s elapsed, ETA 40.0s",
+        "audit: 9/10 shards, 0.1 shards/s, 1m30s elapsed, ETA 10.0s",
+        "audit: 10/10 shards, 0.1 shards/s, 1m40s elapsed, ETA 0.0s",
+    ]
+    quick = io.StringIO()
+    with progress.Progress(10, "audit", "shards", stream=quick) as p:
+        p.update(10)
+    assert quick.getvalue() == ""
 
 
 class _Terminal(io.StringIO):
