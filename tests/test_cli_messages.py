@@ -19,6 +19,7 @@ import tarfile
 import termios
 
 import pytest
+from PIL import Image
 
 from mcie.cli import build_parser, main
 
@@ -84,6 +85,57 @@ def test_apitools_warning_is_dropped_at_its_root():
     )
     assert "apitools not found" in plain.stderr  # Beam's own import says it, on the root logger
     assert ours.stderr == ""
+
+
+# ------------------------------------------------------------ the model libraries' log
+
+
+def _model_run(*argv: str) -> subprocess.CompletedProcess:
+    """``mcie ARGV`` in a subprocess whose environment carries none of the libraries' own
+    switches (so what it prints is what mcie decides)."""
+    switches = ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
+    env = {k: v for k, v in os.environ.items() if k not in switches}
+    return subprocess.run([*MCIE, *argv], capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"},
+                          timeout=600)  # fmt: skip
+
+
+def test_model_commands_are_quiet_unless_verbose(tiny_models, tmp_path):
+    """A tiny InstructPix2Pix over one set and a tiny MCIE-E1 edit: no "Loading weights" or
+    "Loading pipeline components" bars, no torchvision fallback, no CLIP truncation lines;
+    with -v the libraries' records come back through our log handler."""
+    from mcie.model.config import MCIEConfig
+    from mcie.model.editor import MCIEEditor
+
+    pipe = os.path.join(os.path.dirname(tiny_models), "instruct-pix2pix")
+    bench = str(tmp_path / "bench")
+    assert main(["bench", "build", "--out", bench, "--sets", "1", "--image-size", "64"]) == 0
+    run = ["bench", "run", bench, "--editor", f"instruct-pix2pix:{pipe}", "--steps", "1", "--no-progress"]
+    quiet = _model_run(*run, "--out", str(tmp_path / "q"))
+    assert quiet.returncode == 0, quiet.stderr
+    # before: 7 lines on stderr (2 torchvision fallbacks, 2 bars, 2 truncation warnings)
+    assert quiet.stderr == "" and len(quiet.stdout.splitlines()) == 1
+    loud = _model_run("-v", *run, "--out", str(tmp_path / "v"))
+    assert loud.returncode == 0, loud.stderr
+    assert re.search(r"^WARNING diffusers\.pipelines\.\S+: The following part of your input was truncated "
+                     r"because CLIP", loud.stderr, re.M)  # fmt: skip
+    assert "Loading pipeline components" in loud.stderr
+    ckpt = str(tmp_path / "ckpt")
+    MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0).save(ckpt)
+    src = os.path.join(bench, "src.png")
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(src)
+    edit = ["edit", "--checkpoint", ckpt, "--image", src, "--instruction", "Make the red circle blue.",
+            "--steps", "1", "--decomposer", "none", "--no-progress"]  # fmt: skip
+    quiet = _model_run(*edit, "--out", str(tmp_path / "q.png"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Loading weights" not in quiet.stderr and "regions used" in quiet.stdout
+    loud = _model_run("-v", *edit, "--out", str(tmp_path / "v.png"))
+    assert loud.returncode == 0 and "Loading weights" in loud.stderr
+
+
+def test_regions_used_says_one_region():
+    from mcie.model.edit_cli import regions_used
+
+    assert [regions_used(n) for n in (0, 1, 3)] == ["0 regions used", "1 region used", "3 regions used"]
 
 
 # ------------------------------------------------------------------ failures: one line
