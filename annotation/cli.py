@@ -146,6 +146,7 @@ def _add_shard(sub) -> None:
         epilog=examples(
             "mcie ls shard out/demo --out out/final",
             "mcie ls shard out/demo --out out/final --include-unreviewed",
+            "mcie ls shard out/demo --out train/ --include-unreviewed --exclude-bench bench-real/",
         ),
     )
     f.add_argument("inp", metavar="BUILD", help="output folder of mcie build, after mcie ls import")
@@ -160,6 +161,13 @@ def _add_shard(sub) -> None:
         "--include-unreviewed",
         action="store_true",
         help="also write the pipeline's accepted samples that nobody reviewed",
+    )
+    f.add_argument(
+        "--exclude-bench",
+        default=None,
+        metavar="BENCH",
+        help="leave out the samples whose source image is in this benchmark (a held-out split from "
+        "`mcie bench build BUILD --holdout`): training shards without the held-out images (default: none)",
     )
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     f.set_defaults(run=run_shard)
@@ -195,7 +203,12 @@ def run_shard(args: argparse.Namespace) -> int:
     """``mcie ls shard``."""
     from mcie.annotation.final import write_final
 
-    _print(write_final(args.inp, args.out, args.shard_size, args.include_unreviewed), args.json)
+    exclude: frozenset[str] = frozenset()
+    if args.exclude_bench:
+        from mcie.bench.sets import bench_source_hashes
+
+        exclude = frozenset(bench_source_hashes(args.exclude_bench))
+    _print(write_final(args.inp, args.out, args.shard_size, args.include_unreviewed, exclude), args.json)
     return ExitCode.OK
 
 
