@@ -36,7 +36,9 @@ def _add_build(bs) -> None:
         "build",
         help="write benchmark sets",
         description="Write a benchmark: synthetic sets stratified by number of sub-instructions and\n"
-        "edit type, or (given BUILD) held-out sets from a build's accepted samples.",
+        "edit type, or (given BUILD) held-out sets from a build's accepted samples, split by source\n"
+        "image; `mcie ls shard BUILD --out TRAIN --exclude-bench OUT` then writes training shards\n"
+        "without them.",
         epilog=examples(
             "mcie bench build --out bench/ --sets 400",
             "mcie bench build out/reviewed --out bench-real/ --holdout 0.1 --train-shards 'train/*.tar'",
