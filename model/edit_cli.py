@@ -203,7 +203,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from mcie.threads import set_torch_threads
 
     opts = EditOptions.from_args(args)
-    require_torch()
+    require_torch("mcie edit")
     set_torch_threads(opts.threads)
     return edit(opts)
 

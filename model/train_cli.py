@@ -106,13 +106,16 @@ def train_options(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """``mcie train``: build the config, check the data, train, print one summary."""
+    from mcie import extras
     from mcie.managed import refuse_managed_output
     from mcie.model.extra import require_torch
     from mcie.threads import set_torch_threads
 
     cfg = train_options(args)  # usage errors before torch is imported
     refuse_managed_output(cfg.out)  # checkpoints written into a build folder's own files
-    require_torch()
+    require_torch("mcie train")
+    if cfg.report_to == "tensorboard":  # the default; torch.utils.tensorboard needs the package
+        extras.require("model", "mcie train --report-to tensorboard", ["tensorboard"])
     set_torch_threads(cfg.threads)
     from mcie.model.data import expand_shards
     from mcie.model.trainer import format_summary, train

@@ -33,7 +33,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from mcie.exitcodes import UnitFailed, UsageError
+from mcie import extras
+from mcie.exitcodes import UnitFailed
 
 from .units import Unit
 
@@ -47,10 +48,7 @@ log = logging.getLogger(__name__)
 
 def require_dask() -> None:
     """Fail early (UsageError naming the extra) when ``dask.distributed`` is not installed."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise UsageError("--runner dask needs dask.distributed: pip install 'mcie[dask]'") from exc
+    extras.require("dask", "--runner dask")
 
 
 def beam_flags(address: str | None) -> list[str]:
