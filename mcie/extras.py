@@ -40,8 +40,9 @@ def missing(modules: Iterable[str]) -> list[str]:
 
 
 def install_hint(extra: str) -> str:
-    """The command that installs ``extra``."""
-    return f"pip install 'mcie[{extra}]'"
+    """The command that installs ``extra`` (mcie is installed from a wheel or a clone, not from
+    a package index: the clone's spelling too)."""
+    return f"pip install 'mcie[{extra}]' (in a clone: pip install -e '.[{extra}]')"
 
 
 def require(extra: str, what: str, modules: Iterable[str] | None = None) -> None:

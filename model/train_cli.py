@@ -106,9 +106,9 @@ def train_options(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """``mcie train``: build the config, check the data, train, print one summary."""
-    from mcie.model.trainer import format_summary
-
     summary = train_with_config(train_options(args))  # usage errors before torch is imported
+    from mcie.model.trainer import format_summary  # torch: only once the model extra is checked
+
     if summary["process_index"] == 0:  # under `accelerate launch`, one summary for the run
         print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     return ExitCode.OK

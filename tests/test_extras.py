@@ -105,7 +105,8 @@ def test_require_lists_every_missing_module_of_an_extra():
     with pytest.raises(extras.UsageError) as info:
         extras.require("model", "mcie thing", ["torch", "no_such_module_a", "no.such.b"])
     assert str(info.value) == (
-        "mcie thing needs the model extra (missing: no_such_module_a, no.such.b): pip install 'mcie[model]'"
+        "mcie thing needs the model extra (missing: no_such_module_a, no.such.b): "
+        "pip install 'mcie[model]' (in a clone: pip install -e '.[model]')"
     )
     with pytest.raises(ValueError, match="unknown extra 'gpu'"):
         extras.require("gpu", "x")
