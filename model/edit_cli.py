@@ -204,6 +204,10 @@ def run_edit(args: argparse.Namespace) -> int:
 
     opts = EditOptions.from_args(args)
     require_torch("mcie edit")
+    if opts.decomposer == "mllm":  # a models file (pyyaml), the VLM's constrained output (regex)
+        from mcie import extras
+
+        extras.require("model", "mcie edit --decomposer mllm", ["yaml", "regex"])
     set_torch_threads(opts.threads)
     return edit(opts)
 
