@@ -15,7 +15,7 @@ import pytest
 
 from mcie.cli import main
 from mcie.report.dataset import GalleryConfig, counts, select_gallery, write_build_report
-from mcie.report.overlay import PALETTE, overlay, thumbnail
+from mcie.report.overlay import PALETTE, fit, overlay
 from mcie.report.page import Section, gallery_json, render
 
 
@@ -146,7 +146,7 @@ def test_overlay_tints_and_outlines_on_a_same_colour_object():
     assert (out[0, 0] == 0).all()  # background untouched
     inside = out[15, 15].astype(int)
     assert np.abs(inside - np.array(PALETTE[0])).max() <= 1  # tint of red over red stays red
-    small = thumbnail(np.zeros((256, 256, 3), np.uint8), [np.ones((256, 256), bool)], 64)
+    small = fit(np.zeros((256, 256, 3), np.uint8), [np.ones((256, 256), bool)], (64, 64))
     assert small.shape == (64, 64, 3)
 
 
