@@ -70,7 +70,7 @@ def hist_range(lo: float, hi: float) -> tuple[float, float]:
 def hist_panel(ax, label: str, groups: dict[str, Sequence[float]], bins: int = 20) -> None:
     """One panel of :func:`histograms` on ``ax``: groups stacked in their status colour on a
     log count axis, the count per group in the legend, plain tick labels (no offset)."""
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     data = {g: np.asarray([v for v in vals if v is not None], float) for g, vals in groups.items()}
     data = {g: v[np.isfinite(v)] for g, v in data.items()}
@@ -98,6 +98,8 @@ def hist_panel(ax, label: str, groups: dict[str, Sequence[float]], bins: int = 2
     ax.set_xlabel(plain(label))
     # log counts: most candidates sit at a perfect score, the few that do not are the story
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.7)  # 10⁰ always on the axis, so the unlabelled minor ticks never stand alone
+    ax.yaxis.set_minor_formatter(NullFormatter())  # "4×10¹ 3×10¹ …" crowd a short axis
     ax.set_ylabel("count (log)")
 
 
