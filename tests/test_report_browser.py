@@ -250,6 +250,12 @@ def test_gallery_sorts_and_wraps_long_errors(browser, tmp_path):
         }
         for i in range(30)
     ]
+    # one card with a picture whose second mask layer does not decode: drawn without that mask
+    from mcie.report.gallery import sample_pictures
+
+    img = np.full((16, 16, 3), 200, np.uint8)
+    items[0].update(sample_pictures([("target", img, None)], [np.eye(16, dtype=bool)], 256))
+    items[0]["m"].append("data:image/png;base64,AAAA")
     gallery = gallery_json(
         items, [], [("st", "status")], "n", per_page=50, status_order=("rejected", "failed", "accepted")
     )
@@ -259,6 +265,7 @@ def test_gallery_sorts_and_wraps_long_errors(browser, tmp_path):
     page, log = new_page(browser, viewport={"width": 1280, "height": 900})
     page.goto("file://" + path)
     page.wait_for_selector("#cards .card")
+    painted(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert page.locator("#filter-st option").all_inner_texts() == ["all", "rejected", "failed", "accepted"]
     # the default sort: failures first, each status in the page's order

@@ -53,7 +53,8 @@ const maskCache = new Map();
 function maskImages(it){
   if (!maskCache.has(it)) {
     maskCache.set(it, Promise.all((it.m || []).map((uri) => {
-      const im = new Image(); im.src = uri; return im.decode().then(() => im);
+      // a mask that does not decode (a damaged run folder) is left out, not the picture
+      const im = new Image(); im.src = uri; return im.decode().then(() => im, () => null);
     })));
   }
   return maskCache.get(it);
@@ -88,7 +89,7 @@ function paint(cv, it, cssW, cssH, active){
   if (state.mode === "off") return Promise.resolve();
   return maskImages(it).then((masks) => {
     const x = cv.getContext("2d"); x.clearRect(0, 0, w, h);
-    masks.forEach((m, k) => { if (active(k)) x.drawImage(layer(m, w, h, k, state.mode, Math.max(1, Math.round(2 * dpr))), 0, 0); });
+    masks.forEach((m, k) => { if (m && active(k)) x.drawImage(layer(m, w, h, k, state.mode, Math.max(1, Math.round(2 * dpr))), 0, 0); });
   });
 }
 // one picture at cssW x cssH: the clean image, the mask canvas over it
