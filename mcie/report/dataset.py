@@ -8,7 +8,8 @@ the region, or a tint), click to enlarge, every sub-instruction with its verdict
 key, status and reason — filtered by status, reason, edit type and number of sub-edits, sorted
 by status (rejected first), key, score or reason, with paging.
 
-**Gallery size (our choice, so a 90k build still gives a page of a few MB):** thumbnails are
+**Gallery size (our choice, so a 90k build's page stays bounded — about 15 MB at the default
+480 samples of 256-px images at full resolution, about 3 MB with ``--thumb 128``):** pictures are
 embedded for a *stratified sample*, not for every candidate — at most ``per_group`` candidates
 of every (status, reason, number of sub-edits) group, the first by key (keys are content
 hashes, so this is an unbiased draw that a rebuild reproduces), and at most ``max_items`` in
@@ -32,9 +33,9 @@ from mcie.keys import InvalidKeyError, check_shard_ref
 from mcie.layout import BuildLayout
 from mcie.managed import refuse_managed_output
 from mcie.report import charts
-from mcie.report.gallery import sample_pictures
+from mcie.report.gallery import shard_pictures
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
-from mcie.shards import ShardError, decode_sample, image_ext, read_tar
+from mcie.shards import ShardError, decode_sample, read_tar
 from mcie.tables import read_table
 
 #: the index columns the report reads (no pixels)
@@ -54,6 +55,13 @@ SCORE_PANELS = (
 STATUS_ORDER = ("accepted", "rejected", "pending", "failed", "candidate")
 #: the gallery's order: what needs a look first (accepted samples last)
 GALLERY_ORDER = ("rejected", "failed", "pending", "candidate", "accepted")
+
+
+def gallery_order(r: dict[str, Any]) -> tuple[int, str, str, str]:
+    """Sort key of an index row in the gallery: status in :data:`GALLERY_ORDER`, reason, key."""
+    s = r["status"]
+    rank = GALLERY_ORDER.index(s) if s in GALLERY_ORDER else len(GALLERY_ORDER)
+    return rank, s, r["reason"] or "", r["key"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,11 +134,7 @@ def select_gallery(index: list[dict[str, Any]], config: GalleryConfig) -> list[d
             if depth < len(q) and len(chosen) < config.max_items:
                 chosen.append(q[depth])
         depth += 1
-    return sorted(chosen, key=lambda r: (_gallery_key(r["status"]), r["reason"] or "", r["key"]))
-
-
-def _gallery_key(s: str) -> tuple[int, str]:
-    return (GALLERY_ORDER.index(s) if s in GALLERY_ORDER else len(GALLERY_ORDER), s)
+    return sorted(chosen, key=lambda r: (_status_key(r["status"]), r["reason"] or "", r["key"]))
 
 
 def _sub_rows(row: dict[str, Any]) -> list[list[Any]]:
@@ -147,9 +151,9 @@ def load_thumbnails(
     out: str, rows: list[dict[str, Any]], config: GalleryConfig
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Pictures (``{"img": [[header, data URI], …], "m": [mask URI, …], "wh": [w, h]}``) of
-    ``rows`` read from their shards, one pass
-    per shard reading only the chosen samples' bytes; and the problems met (an unreadable
-    shard or sample is reported, and its cards show without images: nothing is dropped)."""
+    ``rows`` read from their shards, one pass per shard reading only the chosen samples' bytes;
+    and the problems met (an unreadable shard or sample is reported, and its cards show without
+    images: nothing is dropped)."""
     wanted: dict[str, set[str]] = collections.defaultdict(set)
     for r in rows:
         if r["shard"]:
@@ -177,11 +181,9 @@ def load_thumbnails(
 
 
 def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> dict[str, Any]:
-    """The sample's clean pictures and mask layers (:func:`sample_pictures`)."""
+    """The sample's clean pictures and mask layers (:func:`shard_pictures`)."""
     _, src, tgt, masks = decode_sample(members)
-    ext = image_ext(members)
-    columns = [("source", src, (members[f"src.{ext}"], ext)), ("target", tgt, (members[f"tgt.{ext}"], ext))]
-    return sample_pictures(columns, masks, config.thumb)
+    return shard_pictures(members, src, tgt, masks, config.thumb)
 
 
 def _score_panels(index: list[dict[str, Any]]) -> list[tuple[str, dict[str, list[float]]]]:
@@ -379,7 +381,7 @@ def build_report(
             **thumbs.get(r["key"], {}),
             "err": r["error"] or "",
         }
-        for r in chosen
+        for r in sorted(chosen, key=gallery_order)
     ]
     status_rows = [[s, n, f"{n / max(1, c['candidates']):.1%}"] for s, n in c["by_status"].items()]
     reason_rows = [[k, n] for k, n in c["by_reason"].items()]

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from mcie.report.overlay import jpeg_data_uri, png_data_uri, shrink_mask
+from mcie.shards import image_ext
 
 #: MIME types of stored image bytes embedded verbatim, by member extension
 STORED_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
@@ -78,3 +79,14 @@ def sample_pictures(
         "m": [mask_uri(m, size) for m in masks],
         "wh": list(size),
     }
+
+
+def shard_pictures(
+    members: dict[str, bytes], src: np.ndarray, tgt: np.ndarray, masks: list[np.ndarray], side: int
+) -> dict[str, Any]:
+    """:func:`sample_pictures` of a shard sample (its members as :func:`mcie.shards.read_tar`
+    yields them, decoded to ``src``, ``tgt`` and ``masks``): source | target, each from its
+    stored bytes where it fits."""
+    ext = image_ext(members)
+    stored = {name: (members[f"{name}.{ext}"], ext) for name in ("src", "tgt")}
+    return sample_pictures([("source", src, stored["src"]), ("target", tgt, stored["tgt"])], masks, side)
