@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import re
-import shlex
+import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from mcie.cli import build_parser
@@ -23,53 +25,25 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS, ROOT / "model" / "README.md", ROOT / "annotation" / "README.md"]
 MAX_README_LINES = 300
 
-FENCE = re.compile(r"^```(\w*)\s*$")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 INLINE = re.compile(r"`(mcie [^`]+)`")
-#: how a line calls mcie: bare (the venv activated), through the venv's script, or as a module
-CALL = re.compile(r"(?:^|\s)(?:\S*/)?(?:mcie|-m mcie\.cli)(?=\s|$)")
+
+
+def _load_blocks():
+    """``benchmarks/readme_blocks.py``, the one home of the pages' block extraction."""
+    spec = importlib.util.spec_from_file_location("readme_blocks", ROOT / "benchmarks" / "readme_blocks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+blocks = _load_blocks()
+code_lines, mcie_calls = blocks.code_lines, blocks.mcie_calls
 
 
 def _rel(page: Path) -> str:
     return str(page.relative_to(ROOT))
-
-
-def code_lines(text: str) -> list[str]:
-    """Shell lines of the fenced blocks of a page (not ``python`` / ``yaml`` / ``json``),
-    backslash continuations joined, comments dropped."""
-    lines, lang, buf = [], None, ""
-    for raw in text.splitlines():
-        m = FENCE.match(raw.strip())
-        if m:
-            lang = None if lang is not None else (m.group(1) or "")
-            continue
-        if lang is None or lang not in ("", "bash", "sh", "shell", "console"):
-            continue
-        if raw.rstrip().endswith("\\"):
-            buf += raw.rstrip()[:-1] + " "
-            continue
-        line, buf = buf + raw, ""
-        line = re.sub(r"(^|\s)#.*$", "", line).strip()
-        if line:
-            lines.append(line)
-    return lines
-
-
-def mcie_calls(line: str) -> list[list[str]]:
-    """The argument lists of every ``mcie`` call in a shell line (after ``mcie``; pipes,
-    ``&&`` and ``;`` end a call; ``[...]`` optional parts are unwrapped)."""
-    calls = []
-    for part in re.split(r"\|\||&&|;|\|", line):
-        m = CALL.search(part)
-        if not m:
-            continue
-        rest = part[m.end() :].replace("[", " ").replace("]", " ")
-        try:
-            tokens = shlex.split(rest)
-        except ValueError:  # an unbalanced quote in prose-like text
-            tokens = rest.split()
-        calls.append(tokens)
-    return calls
 
 
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -219,3 +193,23 @@ def test_the_checker_finds_what_is_wrong(parser):
         "mcie bench train-set: deprecated command",
         "mcie models tiny: the positional DIR is a deprecated spelling",
     ]
+
+
+@pytest.mark.slow
+def test_the_build_section_runs_as_written(tmp_path):
+    """The README's "Build a set" commands, run as written at 40 candidates: every one exits 0,
+    and the stage commands give the shards of `mcie build` (as the README says)."""
+    lines = [ln for ln in blocks.page_lines(README.read_text(), "README.md") if ln.section == "Build a set"]
+    outcomes = blocks.run_lines(lines, str(tmp_path), samples=40)
+    ran = [o.command.split()[:2] for o in outcomes if o.skipped is None]
+    assert [o.rc for o in outcomes] == [0] * len(outcomes)
+    assert ran == [["mcie", c] for c in ("build", "audit", "report", "preview", "reasons")] + [
+        ["mcie", c] for c in ("generate", "annotate", "score", "shard")
+    ]
+    assert pq.read_table(tmp_path / "out/set/index.parquet").num_rows == 40
+    assert (tmp_path / "out/set/report.html").stat().st_size > 10_000
+    assert (tmp_path / "out/set/preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    built, staged = tmp_path / "out/set/shards", tmp_path / "out/set2/shards"
+    tars = sorted(p.name for p in built.glob("*.tar"))
+    assert tars and tars == sorted(p.name for p in staged.glob("*.tar"))
+    assert [n for n in tars if (built / n).read_bytes() != (staged / n).read_bytes()] == []
