@@ -46,7 +46,7 @@ SKIPS = (
     (r"^make\b|^\. \.venv/bin/activate", "the Makefile's targets and the venv: what this script stands on"),
     (r"accelerate launch|--device cuda|docker\b", "needs GPUs or docker"),
     (r"out/reviewed", "needs a build reviewed in Label Studio"),
-    (r"/path/to|photo\.png|subs\.json|/models/|/shared/|--images", "needs your own files"),
+    (r"/path/to|photo\.png|src\.png|d\.json|subs\.json|/models/|/shared/|--images", "needs your own files"),
     (r"(?<![\w/])models(\.baked)?\.yaml", "needs your own models file"),
     (r"^python benchmarks/", "a benchmark script of its own"),
     (r"^export\b", "sets the environment of a skipped line"),
