@@ -76,6 +76,9 @@ def cluster(address: str | None, workers: int) -> Iterator[str]:
             processes=True,
             host="127.0.0.1",  # scheduler, nannies and workers listen on loopback only
             dashboard_address=None,  # no dashboard
+            # the HTTP server dask opens anyway, on a free port: its default 8787 is taken by
+            # any other cluster on the machine, and dask then warns on the terminal
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=0,
             silence_logs=logging.WARNING,
         )
