@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from mcie import extras
 from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
 from mcie.layout import DEFAULT_SHARD_SIZE
@@ -218,6 +219,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mcie.annotation.export import export_project
 
     _require_project(args, "export")
+    extras.require("annotation", "mcie ls export")  # before the build is read or a token asked for
     conn = Connection.from_args(args.url, args.token_file)
     summary = export_project(
         args.inp, args.project, conn, args.document_root, args.select, args.seed, args.batch_size,
@@ -233,6 +235,7 @@ def run_import(args: argparse.Namespace) -> int:
     from mcie.annotation.importer import import_project
 
     _require_project(args, "import")
+    extras.require("annotation", "mcie ls import")  # before the build is read or a token asked for
     conn = Connection.from_args(args.url, args.token_file)
     summary = import_project(args.inp, args.project, conn, args.resolution, project_id=args.project_id)
     _print(summary, args.json)

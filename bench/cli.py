@@ -325,6 +325,10 @@ def run_run(args: argparse.Namespace) -> int:
     storage.check_folder(args.out)
     check_min(args, limit=1, steps=1, average=1)
     check_editor_spec(args.editor)
+    if args.clip or args.dino or not args.editor.startswith(("identity", "oracle", "corrupt")):
+        from mcie import extras
+
+        extras.require("model", "mcie bench run with a model editor, --clip or --dino")
     if not args.editor.startswith(("identity", "oracle", "corrupt")):
         from mcie.threads import set_torch_threads
 

@@ -206,7 +206,11 @@ def run_edit(args: argparse.Namespace) -> int:
     from mcie.threads import set_torch_threads
 
     opts = EditOptions.from_args(args)
-    require_torch()
+    require_torch("mcie edit")
+    if opts.decomposer == "mllm":  # a models file (pyyaml), the VLM's constrained output (regex)
+        from mcie import extras
+
+        extras.require("model", "mcie edit --decomposer mllm", ["yaml", "regex"])
     set_torch_threads(opts.threads)
     return edit(opts)
 

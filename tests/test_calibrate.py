@@ -117,7 +117,8 @@ def test_thresholds_file_changes_what_build_and_score_accept(reviewed, tmp_path,
     judged = json.loads(capsys.readouterr().out)
     assert plain["by_status"].get("accepted", 0) > 0
     assert judged["by_status"] == {"rejected": 30}
-    # the file calibrate wrote is read back as the same thresholds
+    # the file calibrate writes is read back as the same thresholds
+    assert main(["calibrate", reviewed]) == 0
     assert FilterThresholds.from_file(f"{reviewed}/thresholds.json") == FilterThresholds(
         **json.loads(Path(reviewed, "thresholds.json").read_text())
     )
