@@ -143,7 +143,9 @@ def model_libraries() -> None:
         lib.enable_propagation()
         lib.set_verbosity(logging.INFO if _verbosity > 1 else logging.WARNING)
         if _verbosity:
-            lib.enable_progress_bar()
+            with warnings.catch_warnings():  # huggingface_hub read our switch at import: it may refuse
+                warnings.simplefilter("ignore", UserWarning)
+                lib.enable_progress_bar()
         else:
             lib.disable_progress_bar()  # transformers' also turns off huggingface_hub's
 

@@ -132,6 +132,32 @@ def test_model_commands_are_quiet_unless_verbose(tiny_models, tmp_path):
     assert loud.returncode == 0 and "Loading weights" in loud.stderr
 
 
+def test_library_warnings_of_our_calls_are_logged_off_the_terminal(tiny_models, capsys):
+    """diffusers' ``torch_dtype`` FutureWarning, raised inside ``weights.from_pretrained``:
+    nothing on stderr by default; a ``py.warnings`` record through our handler with -v."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+
+    from mcie import logs, weights
+
+    folder = os.path.join(os.path.dirname(tiny_models), "inpaint")
+    load = StableDiffusionInpaintPipeline.from_pretrained
+    try:
+        for verbose in (0, 1):
+            logs.setup(verbose)
+            capsys.readouterr()
+            weights.from_pretrained(load, folder, "inpainting editor", torch_dtype=torch.float32)
+            err = capsys.readouterr().err
+            if verbose:
+                deprecation = r"^WARNING py\.warnings: .*FutureWarning: `torch_dtype` is deprecated"
+                assert re.search(deprecation, err, re.M)
+                assert "Loading pipeline components" in err  # the bars come back with -v
+            else:
+                assert err == ""
+    finally:
+        logs.setup(0)
+
+
 def test_regions_used_says_one_region():
     from mcie.model.edit_cli import regions_used
 
