@@ -274,7 +274,7 @@ def edit(opts: EditOptions) -> int:
         _write_side_by_side(opts.side_by_side, image, out, masks, instruction, decomposition)
     print(
         f"wrote {opts.out} ({out.size[0]}x{out.size[1]}, sampled at {sampled[0]}x{sampled[1]}); "
-        f"{regions_used(len(regions))}"
+        + regions_used(len(regions))
     )
     if len(regions) == 0:
         print(
