@@ -16,6 +16,7 @@ import dataclasses
 
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample
+from mcie.transforms.precheck import prechecked
 from mcie.transforms.step import Step
 
 
@@ -124,4 +125,6 @@ class FilterStep(Step):
         self.filter = JudgeFilter(thresholds)
 
     def process(self, sample: EditSample) -> EditSample:
+        if prechecked(sample):  # refused before the judge ran: it has no judge scores to decide on
+            return sample
         return self.filter.apply(sample)
