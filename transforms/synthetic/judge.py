@@ -240,6 +240,21 @@ class PixelJudge(Judge):
         return score
 
     @staticmethod
+    def fit_stripes(
+        xs: np.ndarray, ys: np.ndarray, seen: np.ndarray, r: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The stripes (:func:`pattern_mask`: tint per pixel, and its margin) of an object of
+        radius ``r`` at every phase that explains ``seen`` (a bool per pixel) best. Coarse
+        (0.25 px) and on all pixels, for objects too small for :func:`_fit_pattern`'s sure
+        pixels: there, several phases may explain a few pixels equally well."""
+        # stripes depend on the anchor's cx + cy only: one phase, scanned over a period
+        fits = [
+            pattern_mask(xs, ys, "striped", r, a, 0.0) for a in np.arange(0.0, 2 * max(4.0, r / 2.5), 0.25)
+        ]
+        hits = [int((m == seen).sum()) for m, _ in fits]
+        return [f for f, h in zip(fits, hits, strict=True) if h == max(hits)]
+
+    @staticmethod
     def local_background(src: np.ndarray, region: np.ndarray) -> np.ndarray:
         """Median source colour in a ring around ``region``: the background an object is
         blended into at its anti-aliased rim."""
