@@ -89,6 +89,17 @@ def test_dots_left_on_a_part_of_an_object_made_plain_are_rejected(magnitude):
     assert sample.status == Status.REJECTED and not sub.executed
 
 
+def test_a_tip_left_by_a_removal_is_rejected():
+    """83% of a dotted star removed: the tip left is a tenth of its inside (score 0.901), but
+    20 pixels still show its colours where a clean removal leaves none."""
+    source = SyntheticSource(SyntheticConfig(failures=FailureConfig(magnitude="subtle")))
+    sample, truth = _scored(source, 1, 1140)
+    (f,) = json.loads(truth["failures_json"])
+    sub = sample.sub_edits[f["sub_edit"]]
+    assert (f["type"], sub.edit_type) == ("partial", "remove")
+    assert sample.status == Status.REJECTED and sub.scores["compliance"] == 0.0
+
+
 @pytest.mark.parametrize("failure", ["partial", "colour_off", "wrong_object", "background_drift"])
 def test_subtle_failures_of_every_type_are_rejected(failure):
     plan = PlanConfig(min_edits=2, max_edits=3)
