@@ -9,12 +9,14 @@ calls a candidate right (good = no injected failure) with probability ``accuracy
 verdicts are resolved by the importer's own rule (:func:`mcie.annotation.verdicts.resolve`)
 and stored in the index as ``mcie ls import`` stores them. Then ``mcie calibrate`` runs on it.
 
-What the judge's agreement with the decisions should be: the judge agrees with the truth on
-(nearly) every candidate here, so it agrees with a decision as often as the decision is right.
-A task one reviewer saw is right with probability q; a task two saw is decided only when
-they agree (q^2 + (1-q)^2 of them), and then right with probability q^2 / (q^2 + (1-q)^2).
-The expected accuracy is the mix of both (``expected``), a little above q. Prints one JSON
-object per line (the load average beside each); the last line sums up.
+What the judge's agreement with the decisions should be: a task one reviewer saw is right
+with probability q; a task two saw is decided only when they agree (q^2 + (1-q)^2 of them),
+and then right with probability q^2 / (q^2 + (1-q)^2); the decisions are right with ``d``, the
+mix of both, a little above q. The judge agrees with the truth on a share ``a`` of the
+candidates (``judge_vs_truth``, measured on the build), so it agrees with a decision with
+probability a*d + (1-a)*(1-d) (``expected``). Prints one JSON object per line (the load
+average beside each); the last line sums up. Reviewer 1, who sees every task, against the
+judge (``reviewer_1``) should give q itself: the judge is right on every candidate here.
 """
 
 from __future__ import annotations
@@ -86,6 +88,19 @@ def expected_accuracy(q: float, second_every: int = SECOND_EVERY) -> float:
     return (one * q + two * q * q) / (one + two * agree)
 
 
+def _within(x: float, ci: list[float] | None) -> bool:
+    return ci is not None and ci[0] <= x <= ci[1]
+
+
+def judge_vs_truth(out: str) -> float:
+    """Share of candidates the judge called as the truth has them (rejected = a failure)."""
+    from mcie.tables import read_table
+
+    truth = {t["key"]: t["num_failures"] > 0 for t in read_table(f"{out}/truth.parquet").to_pylist()}
+    rows = read_table(f"{out}/index.parquet", columns=["key", "status"]).to_pylist()
+    return float(np.mean([(r["status"] == "rejected") == truth[r["key"]] for r in rows]))
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--accuracy", type=float, nargs="+", default=[0.7, 0.85, 0.95], help="reviewer accuracies")
@@ -104,6 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if mcie([*args, "--failure-rate", "0.4", "--no-progress"]) != 0:
         raise SystemExit(2)
     shutil.copy(f"{out}/index.parquet", f"{root}/index.orig.parquet")
+    a_judge = judge_vs_truth(out)
     rows = []
     for q in a.accuracy:
         for seed in a.seeds:
@@ -112,15 +128,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
             r = calibrate(CalibrateOptions(out))
             s = r["samples"]
             lo, hi = s["accuracy"]["ci95"]
+            d = expected_accuracy(q)
+            expected = a_judge * d + (1 - a_judge) * (1 - d)
             row = {
                 "accuracy": q,
                 "seed": seed,
-                "expected": round(expected_accuracy(q), 4),
+                "decisions_right": round(d, 4),
+                "judge_vs_truth": round(a_judge, 4),
+                "expected": round(expected, 4),
                 "measured": s["accuracy"]["value"],
                 "ci95": [lo, hi],
                 "q_in_ci": lo <= q <= hi,
-                "expected_in_ci": lo <= expected_accuracy(q) <= hi,
+                "expected_in_ci": lo <= expected <= hi,
                 "n": s["n"],
+                "reviewer_1": r["reviewer_vs_judge"][0]["agreement"],
+                "reviewer_1_q_in_ci": _within(q, r["reviewer_vs_judge"][0]["agreement"]["ci95"]),
                 "kappa": s["kappa"]["value"],
                 "pair_agreement": [x["agreement"] for x in r["reviewer_agreement"]],
                 "pair_expected": round(q * q + (1 - q) * (1 - q), 4),
@@ -133,6 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "runs": len(rows),
         "q_in_ci": sum(r["q_in_ci"] for r in rows),
         "expected_in_ci": sum(r["expected_in_ci"] for r in rows),
+        "reviewer_1_q_in_ci": sum(r["reviewer_1_q_in_ci"] for r in rows),
         "samples": a.samples,
         "image_size": a.image_size,
         "wall_s": round(time.perf_counter() - t0, 1),

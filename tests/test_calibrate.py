@@ -55,6 +55,12 @@ def test_calibrate_recovers_the_simulated_reviewer_accuracy(reviewed, capsys):
     (pair,) = r["reviewer_agreement"]
     assert pair["reviewers"] == ["1", "2"] and pair["tasks"] >= 40
     assert 0.55 <= pair["agreement"] <= 0.92
+    # each reviewer's own verdicts against the judge (right on every candidate here): their
+    # simulated accuracy itself, reviewer 1 on every task, reviewer 2 on every third
+    one, two = r["reviewer_vs_judge"]
+    assert (one["reviewer"], one["tasks"], two["reviewer"]) == ("1", 160, "2") and two["tasks"] >= 50
+    lo, hi = one["agreement"]["ci95"]
+    assert lo <= ACCURACY <= hi and hi - lo < 0.15, one
     sub = r["sub_edits"]
     assert sub["n"] > s["n"] and sub["precision"]["value"] is not None
     # the chosen threshold and what it costs
@@ -71,6 +77,7 @@ def test_calibrate_recovers_the_simulated_reviewer_accuracy(reviewed, capsys):
     assert main(["report", reviewed, "--no-audit", "--out", str(Path(reviewed, "r.html"))]) == 0
     html = Path(reviewed, "r.html").read_text()
     assert "The judge against the reviewers" in html and f"<td>{s['n']}</td>" in html
+    assert f"<td>{one['agreement']['value']} {one['agreement']['ci95']}</td>" in html
 
 
 def test_thresholds_file_changes_what_build_and_score_accept(reviewed, tmp_path, capsys):
