@@ -19,7 +19,7 @@ judge's colour tolerance: an inpainter that repaints an object as it was moves i
 everywhere, which is not an edit). Its figures are the sample's
 ``scores["outside_changed"]`` and each sub-edit's ``scores["changed_share"]``, so the report
 can show why. Measured on the synthetic truth by ``benchmarks/bench_judge.py precheck``
-(benchmarks/notes/judge2.md).
+(benchmarks/notes/judge.md).
 """
 
 from __future__ import annotations
