@@ -313,6 +313,17 @@ def _calibration_section(out: str) -> Section | None:
     ]
     if pairs:
         body.append(table(["reviewers", "shared tasks", "agreement", "kappa"], pairs))
+    own = [
+        [
+            a["reviewer"],
+            a["tasks"],
+            f"{a['agreement']['value']} {a['agreement']['ci95']}",
+            a["kappa"]["value"],
+        ]
+        for a in c.get("reviewer_vs_judge", [])
+    ]
+    if own:
+        body.append(table(["reviewer", "tasks", "agreement with the judge", "kappa"], own))
     return Section("calibration", "The judge against the reviewers", "".join(body))
 
 
