@@ -236,8 +236,8 @@ class NotRegularFile(OSError):
 
 def file_kind(mode: int) -> str:
     """What an ``st_mode`` names, in words (``a FIFO``, ``a character device``, ...)."""
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
-                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):  # fmt: skip
         if test(mode):
             return name

@@ -110,7 +110,7 @@ def test_a_fifo_as_the_image_is_refused_unopened(checkpoint, tmp_path, capsys):
         t.join(30)
         pytest.fail("mcie edit blocked on a FIFO named as --image")
     assert result == [1]
-    assert "in.png is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
+    assert "in.png is a FIFO, not a regular file" in capsys.readouterr().err
 
 
 def _decomposition(tmp_path, data) -> str:

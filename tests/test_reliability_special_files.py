@@ -17,14 +17,14 @@ from mcie.exitcodes import UsageError
 from mcie.transforms.sources.images import ImageLoader, list_inputs, sample_photo_paths
 
 #: what each special input must be called in its row
-KINDS = {"pipe.png": "a FIFO (named pipe)", "sock.png": "a socket", "zero.png": "a character device"}
+KINDS = {"pipe.png": "a FIFO", "sock.png": "a socket", "zero.png": "a character device"}
 COLUMNS = ["source_id", "status", "reason", "error"]
 NAMES = ["ok.png", "pipe.png", "sock.png", "zero.png"]
 
 
 def make_inputs(d: str) -> str:
-    """ok.png (a photo), pipe.png (a FIFO nobody writes to), sock.png (a listening Unix
-    socket's file), zero.png (a symlink to /dev/zero)."""
+    """ok.png (a photo), pipe.png (a FIFO nobody writes to), sock.png (a Unix
+    socket's file, nobody listening), zero.png (a symlink to /dev/zero)."""
     os.makedirs(d)
     shutil.copy(sample_photo_paths()[0], os.path.join(d, "ok.png"))
     os.mkfifo(os.path.join(d, "pipe.png"))
@@ -63,7 +63,7 @@ def test_special_files_fail_with_what_they_are_unread(tmp_path):
 def test_a_fifo_named_as_the_input_list_is_a_usage_error(tmp_path):
     fifo = str(tmp_path / "list.csv")
     os.mkfifo(fifo)
-    with pytest.raises(UsageError, match=r"list .*list\.csv is a FIFO \(named pipe\), not a regular file"):
+    with pytest.raises(UsageError, match=r"list .*list\.csv is a FIFO, not a regular file"):
         list_inputs(fifo)
 
 
