@@ -144,3 +144,26 @@ def test_sigterm_removes_the_temporary_run_log(tmp_path):
         proc.kill()
     assert proc.returncode == -signal.SIGTERM  # killed by it, as before
     assert not glob.glob(str(tmp / "mcie-run-*.log"))
+
+
+def test_a_run_log_kept_across_filesystems_is_whole_and_private(tmp_path, monkeypatch):
+    """The temp folder on another filesystem (tmpfs) than OUT: the log is copied into a file
+    created new in OUT/logs/ and the temporary one removed."""
+    shm = tempfile.mkdtemp(prefix="mcie-test-", dir="/dev/shm")
+    monkeypatch.setattr(tempfile, "tempdir", shm)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert os.stat(shm).st_dev != os.stat(out).st_dev
+    try:
+        with logs.run_log(str(out)):
+            raise RuntimeError("boom in a worker")
+    except logs.RunFailedWithLog as exc:
+        failed = exc
+    finally:
+        leftover = os.listdir(shm)
+        os.rmdir(shm)
+    assert leftover == []
+    assert os.path.dirname(failed.log_path) == str(out / "logs")
+    assert stat.S_IMODE(os.stat(failed.log_path).st_mode) == 0o600
+    assert "RuntimeError: boom in a worker" in Path(failed.log_path).read_text()
+    assert str(failed).startswith("RuntimeError: boom in a worker (full log: ")
