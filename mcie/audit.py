@@ -224,7 +224,7 @@ def _check_sample(rel, key, members, row, masks_of) -> list[str]:
         status = review["prior_status"]
     if meta.get("status") != status:
         out.append(f"{where}: JSON status {meta.get('status')} but index {status}")
-    out += _json_disagreements(where, row, meta)
+    out += _json_disagreements(where, row, meta, review if isinstance(review, dict) else {})
     if not problems:
         masks_of[key] = [decode_mask(members[f"mask{i}.png"]) for i in range(len(meta["sub_edits"]))]
     return out
@@ -272,8 +272,10 @@ def _value_problems(row: dict[str, Any]) -> list[str]:
     return out
 
 
-def _json_disagreements(where: str, row: dict[str, Any], meta: dict[str, Any]) -> list[str]:
-    """Where an index row says otherwise than its sample's JSON (sub-edits, instruction)."""
+def _json_disagreements(where: str, row: dict[str, Any], meta: dict[str, Any], review: dict) -> list[str]:
+    """Where an index row says otherwise than its sample's JSON (sub-edits, instruction). A
+    reviewed row (``mcie ls import``) holds the reviewers' wording; its ``review`` keeps the
+    original the JSON has."""
     subs = meta.get("sub_edits") or []
     out = []
     if row["num_sub_edits"] != len(subs):
@@ -283,7 +285,7 @@ def _json_disagreements(where: str, row: dict[str, Any], meta: dict[str, Any]) -
     types = [s.get("edit_type") if isinstance(s, dict) else None for s in subs]
     if row["edit_types"] is not None and list(row["edit_types"]) != types:
         out.append(f"{where}: index edit_types {row['edit_types'][:5]} but the JSON {types[:5]}")
-    if row["instruction"] != meta.get("instruction"):
+    if review.get("original_instruction", row["instruction"]) != meta.get("instruction"):
         out.append(f"{where}: index instruction differs from the JSON's")
     return out
 
