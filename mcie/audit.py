@@ -31,7 +31,7 @@ from mcie.layout import SHARD_DIRS, STATS_DIR, BuildLayout
 from mcie.metrics import iou
 from mcie.progress import track
 from mcie.shards import read_tar, shard_paths
-from mcie.tables import read_table
+from mcie.tables import INDEX_SCHEMA, read_table
 from mcie.validate import sample_problems
 
 
@@ -153,7 +153,12 @@ def audit(out: str) -> dict[str, Any]:
     index_path = layout.index
     if not storage.exists(index_path):
         return {"ok": False, "problems": [f"{index_path} is missing"]}
-    index = read_table(index_path).to_pylist()
+    table = read_table(index_path)
+    problems += _schema_problems(table.schema)
+    if any(n not in table.column_names for n in INDEX_SCHEMA.names):
+        return {"ok": False, "problems": problems, "num_problems": len(problems)}
+    index = table.to_pylist()
+    problems += [p for r in index for p in _value_problems(r)]
     keys = [r["key"] for r in index]
     if keys != sorted(keys):
         problems.append("index.parquet is not sorted by key")
@@ -195,7 +200,11 @@ def audit(out: str) -> dict[str, Any]:
     }
     truth_path = layout.truth
     if storage.exists(truth_path):
-        report.update(_against_truth(read_table(truth_path).to_pylist(), by_key, masks_of))
+        truth_problems: list[str] = []
+        report.update(_against_truth(read_table(truth_path).to_pylist(), by_key, masks_of, truth_problems))
+        if truth_problems:
+            problems += truth_problems
+            report.update(ok=False, problems=problems[:50], num_problems=len(problems))
     return report
 
 
@@ -216,12 +225,73 @@ def _check_sample(rel, key, members, row, masks_of) -> list[str]:
         status = review["prior_status"]
     if meta.get("status") != status:
         out.append(f"{where}: JSON status {meta.get('status')} but index {status}")
+    out += _json_disagreements(where, row, meta, review if isinstance(review, dict) else {})
     if not problems:
         masks_of[key] = [decode_mask(members[f"mask{i}.png"]) for i in range(len(meta["sub_edits"]))]
     return out
 
 
-def _against_truth(truth, by_key, masks_of) -> dict[str, Any]:
+#: index columns holding scores: each value must be a finite number (or null)
+_SCORE_COLUMNS = ("compliance", "bg_ssim", "bg_psnr", "bg_l1", "bg_changed")
+
+
+def _schema_problems(schema) -> list[str]:
+    """The index's columns against :data:`mcie.tables.INDEX_SCHEMA`: missing, unknown or of
+    another type (a hand-edited index)."""
+    have = {f.name: f.type for f in schema}
+    out = []
+    missing = [n for n in INDEX_SCHEMA.names if n not in have]
+    if missing:
+        out.append(f"index.parquet lacks the column(s) {', '.join(missing)} of an mcie index")
+    unknown = [n for n in have if n not in INDEX_SCHEMA.names]
+    if unknown:
+        out.append(f"index.parquet has unknown column(s) {', '.join(n[:60] for n in unknown[:10])}")
+    for f in INDEX_SCHEMA:
+        if f.name in have and have[f.name] != f.type:
+            out.append(f"index.parquet column {f.name} is {have[f.name]}, not {f.type}")
+    return out
+
+
+def _value_problems(row: dict[str, Any]) -> list[str]:
+    """One index row's values that no build writes: NaN or infinite scores, a sub-edit count
+    that disagrees with its own lists."""
+    out = []
+    where = f"index.parquet row {str(row['key'])[:80]}"
+    for c in _SCORE_COLUMNS:
+        v = row.get(c)
+        if v is not None and not np.isfinite(v):
+            out.append(f"{where}: {c} is {v}")
+    subs = row.get("sub_compliance") or []
+    if any(v is not None and not np.isfinite(v) for v in subs):
+        out.append(
+            f"{where}: sub_compliance holds {[v for v in subs if v is not None and not np.isfinite(v)][:3]}"
+        )
+    n = row.get("num_sub_edits")
+    for c in ("edit_types", "sub_instructions"):
+        if row["shard"] and row.get(c) is not None and len(row[c]) != n:
+            out.append(f"{where}: num_sub_edits {n} but {len(row[c])} {c}")
+    return out
+
+
+def _json_disagreements(where: str, row: dict[str, Any], meta: dict[str, Any], review: dict) -> list[str]:
+    """Where an index row says otherwise than its sample's JSON (sub-edits, instruction). A
+    reviewed row (``mcie ls import``) holds the reviewers' wording; its ``review`` keeps the
+    original the JSON has."""
+    subs = meta.get("sub_edits") or []
+    out = []
+    if row["num_sub_edits"] != len(subs):
+        out.append(
+            f"{where}: index num_sub_edits {row['num_sub_edits']} but the JSON has {len(subs)} sub-edits"
+        )
+    types = [s.get("edit_type") if isinstance(s, dict) else None for s in subs]
+    if row["edit_types"] is not None and list(row["edit_types"]) != types:
+        out.append(f"{where}: index edit_types {row['edit_types'][:5]} but the JSON {types[:5]}")
+    if review.get("original_instruction", row["instruction"]) != meta.get("instruction"):
+        out.append(f"{where}: index instruction differs from the JSON's")
+    return out
+
+
+def _against_truth(truth, by_key, masks_of, problems: list[str]) -> dict[str, Any]:
     tp = fp = fn = tn = failed = 0
     rejected_of: dict[str, bool] = {}
     pos_type = collections.Counter()
@@ -244,8 +314,17 @@ def _against_truth(truth, by_key, masks_of) -> dict[str, Any]:
             pos_type[ft] += 1
             hit_type[ft] += rejected
         if not positive and t["key"] in masks_of:
-            for etype, m, tm in zip(row["edit_types"], masks_of[t["key"]], t["masks_png"], strict=False):
-                v = iou(m, decode_mask(tm))
+            for k, (etype, m, tm) in enumerate(
+                zip(row["edit_types"], masks_of[t["key"]], t["masks_png"], strict=False)
+            ):
+                truth_mask = decode_mask(tm)
+                if truth_mask.shape != m.shape:  # a sample not of the truth's size: say which
+                    (h, w), (th, tw) = m.shape, truth_mask.shape
+                    problems.append(
+                        f"{row['shard']}:{t['key']}: mask{k}.png is {w}x{h}, its truth mask {tw}x{th}"
+                    )
+                    continue
+                v = iou(m, truth_mask)
                 ious.append(v)
                 ious_by_type[etype].append(v)
     return {

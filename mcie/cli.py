@@ -110,8 +110,7 @@ def _failed(args: argparse.Namespace, exc: BaseException) -> int:
     if isinstance(exc, (ShardError, SampleError)):
         print(f"mcie: run failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    path = logs.write_traceback(exc, _output_folder(args))
-    print(f"mcie: run failed: {logs.one_line(exc)} (traceback: {path})", file=sys.stderr)
+    print(f"mcie: run failed: {logs.traceback_line(exc, _output_folder(args))}", file=sys.stderr)
     return ExitCode.FAILED
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 
 import numpy as np
 from PIL import Image
@@ -39,15 +40,50 @@ def encode_jpeg(array: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
+#: the most pixels (width x height) a reader decodes from a shard, a table or a user's file:
+#: the image source's own default limit (``ImageSourceConfig.max_pixels``), far above any
+#: sample's size; a bigger header is a hostile or damaged file, refused before its pixels are
+#: decoded (a few bytes of PNG can claim gigapixels). ``MCIE_MAX_IMAGE_PIXELS`` raises it.
+MAX_PIXELS = 64_000_000
+ENV_MAX_PIXELS = "MCIE_MAX_IMAGE_PIXELS"
+
+
+class ImageTooLarge(ValueError):
+    """An image's header claims more pixels than :func:`max_pixels`."""
+
+
+def max_pixels() -> int:
+    """The pixel cap in force (:data:`MAX_PIXELS` or ``$MCIE_MAX_IMAGE_PIXELS``)."""
+    raw = os.environ.get(ENV_MAX_PIXELS)
+    try:
+        return int(raw) if raw else MAX_PIXELS
+    except ValueError:
+        raise ValueError(f"{ENV_MAX_PIXELS}={raw!r} is not a number of pixels") from None
+
+
+def check_pixels(width: int, height: int) -> None:
+    """Raise :class:`ImageTooLarge` when ``width`` x ``height`` is over :func:`max_pixels`."""
+    cap = max_pixels()
+    if width * height > cap:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, over the cap of {cap} "
+            f"({ENV_MAX_PIXELS} raises it)"
+        )
+
+
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode PNG/JPEG bytes to an RGB ``uint8`` array (H, W, 3)."""
+    """Decode PNG/JPEG bytes to an RGB ``uint8`` array (H, W, 3); :class:`ImageTooLarge` over
+    the pixel cap."""
     with Image.open(io.BytesIO(data)) as img:
+        check_pixels(*img.size)
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def decode_mask(data: bytes) -> np.ndarray:
-    """Decode a mask PNG to a ``bool`` array (H, W); any non-zero pixel is inside."""
+    """Decode a mask PNG to a ``bool`` array (H, W); any non-zero pixel is inside;
+    :class:`ImageTooLarge` over the pixel cap."""
     with Image.open(io.BytesIO(data)) as img:
+        check_pixels(*img.size)
         return np.asarray(img.convert("L")) > 127
 
 

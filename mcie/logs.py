@@ -7,6 +7,12 @@
   failure's full traceback) goes to a log file. A failed run moves it to
   ``OUT/logs/mcie-<UTC time>.log`` and names that path in its one-line error; a run that
   succeeds deletes it.
+* **Log files are private and never follow a planted name**: a log is created new
+  (``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600); one that has no build folder to go to goes
+  into a fresh private folder (:func:`tempfile.mkdtemp`, 0700) rather than a fixed name in the
+  shared temp folder, where another local user could plant a symlink into a file of yours.
+* **A log that cannot be written** (a full disk) is said in the one line, after the cause, and
+  never replaces it. A run stopped by SIGTERM removes its temporary run log before it dies.
 * **The ``apitools not found`` warning**: Beam's ``apache_beam/io/gcp/internal/clients/
   bigquery/__init__.py`` logs it on the root logger whenever ``apache_beam`` is imported
   without google-apitools (Beam's ``gcp`` extra, which we do not install: we never use
@@ -29,11 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -217,51 +226,169 @@ class RunFailedWithLog(RunFailed):
         self.line, self.log_path = line, log_path
 
 
+class _LogFileHandler(logging.StreamHandler):
+    """The run log's handler: a record it cannot write (a full disk) is dropped quietly and
+    remembered, instead of logging's ``--- Logging error ---`` traceback on the terminal."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.failed: BaseException | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.failed = self.failed or sys.exc_info()[1]
+
+
+@contextlib.contextmanager
+def _removed_on_sigterm(path: str) -> Iterator[None]:
+    """While the block runs, SIGTERM first removes ``path`` (the temporary run log), then
+    takes its usual course (the handler before ours, or death by the signal). Raising in the
+    handler instead would not unwind: Beam catches it in the step it interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _on_sigterm(signum, frame):
+        _unlink(path)
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def run_log(out: str) -> Iterator[None]:
     """Capture a pipeline run's log (Python records at INFO and up, Beam's included, and the
     worker processes' stderr) in a temporary file. On an exception the traceback is appended,
-    the file moves to ``OUT/logs/`` (a temporary folder when ``out`` is a cloud URL) and
-    :class:`RunFailedWithLog` is raised with one line naming what failed and the log's path.
-    With ``-v`` nothing is captured: everything is on the terminal already."""
+    the file moves to ``OUT/logs/`` (a private temporary folder when ``out`` is a cloud URL)
+    and :class:`RunFailedWithLog` is raised with one line naming what failed and the log's
+    path; when the log cannot be written or kept (a full disk), :class:`RunFailed` names the
+    cause first and then what became of the log. With ``-v`` nothing is captured: everything
+    is on the terminal already."""
     if _verbosity:
         yield
         return
-    fd, tmp = tempfile.mkstemp(prefix="mcie-run-", suffix=".log")
+    fd, tmp = tempfile.mkstemp(prefix="mcie-run-", suffix=".log")  # O_EXCL, 0600, random name
     fh = os.fdopen(fd, "a", buffering=1, errors="backslashreplace")
-    handler = logging.StreamHandler(fh)
+    handler = _LogFileHandler(fh)
     handler.setFormatter(logging.Formatter("%(asctime)s " + FORMAT))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        with _worker_stderr_to(fh):
+        with _removed_on_sigterm(tmp), _worker_stderr_to(fh):
             yield
     except BaseException as exc:
         root.removeHandler(handler)
-        fh.write("\n" + "".join(traceback.format_exception(exc)))
-        fh.close()
+        written = _append(fh, "\n" + "".join(traceback.format_exception(exc)))
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a run failure
-            os.unlink(tmp)
+            _unlink(tmp)
             raise
-        raise RunFailedWithLog(one_line(exc), _keep(tmp, out)) from exc
+        problem = written or handler.failed
+        if problem is not None:
+            raise RunFailed(f"{one_line(exc)} ({_unwritten(tmp, problem)})") from exc
+        try:
+            kept = _keep(tmp, out)
+        except OSError as move:
+            raise RunFailed(f"{one_line(exc)} (the run log could not be moved to {out}: {_why(move)}; "
+                            f"it is at {tmp})") from exc  # fmt: skip
+        raise RunFailedWithLog(one_line(exc), kept) from exc
     else:
         root.removeHandler(handler)
-        fh.close()
-        os.unlink(tmp)
+        _append(fh, "")
+        _unlink(tmp)
+
+
+def _append(fh, text: str) -> OSError | None:
+    """Write ``text`` to ``fh`` and close it; the OSError that stopped it, if any."""
+    try:
+        try:
+            fh.write(text)
+        finally:
+            fh.close()
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _unwritten(tmp: str, problem: BaseException) -> str:
+    """What became of a run log that could not be written in full: the partial file stays in
+    the temp folder when it holds anything, else it is removed."""
+    why = _why(problem)
+    try:
+        if os.path.getsize(tmp) > 0:
+            return f"the run log could not be written in full ({why}); what was written: {tmp}"
+    except OSError:
+        pass
+    _unlink(tmp)
+    return f"no run log: it could not be written ({why})"
+
+
+def _why(exc: BaseException) -> str:
+    """``No space left on device`` for an OSError (its strerror), else its text."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def private_temp_folder() -> str:
+    """A new folder only this user can enter (mode 0700, random name) in the temp folder."""
+    return tempfile.mkdtemp(prefix="mcie-logs-")
+
+
+def create_log(folder: str) -> tuple[int, str]:
+    """``(descriptor, path)`` of a new, empty log file ``FOLDER/mcie-<UTC time>[-N].log``,
+    created only if no file or link has that name (``O_EXCL | O_NOFOLLOW``), mode 0600."""
+    stem = log_name()[: -len(".log")]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for n in range(100):
+        path = os.path.join(folder, f"{stem}-{n}.log" if n else f"{stem}.log")
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue  # another failure this second, or a planted name: take the next
+    raise FileExistsError(errno.EEXIST, "no free log name", os.path.join(folder, f"{stem}.log"))
+
+
+def _log_folder(out: str | None) -> str:
+    """Where a failure's log goes: ``OUT/logs/`` for a local folder, else a private new one."""
+    from mcie import storage
+
+    if out is None or storage.is_remote(out):
+        return private_temp_folder()
+    folder = os.path.join(out, LOGS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def _keep(tmp: str, out: str) -> str:
     """Move the temporary log ``tmp`` to ``OUT/logs/``; returns its final path."""
-    from mcie import storage
-
-    name = log_name()
-    if storage.is_remote(out):
-        final = os.path.join(tempfile.gettempdir(), "mcie-logs", name)
-    else:
-        final = os.path.join(out, LOGS_DIR, name)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    shutil.move(tmp, final)  # a rename on one filesystem; the temp dir may be another
+    fd, final = create_log(_log_folder(out))
+    os.close(fd)
+    try:
+        os.replace(tmp, final)  # a rename on one filesystem (over our own new, empty file)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            _unlink(final)
+            raise
+        try:  # the temp folder is on another filesystem: copy into the file we created
+            with open(tmp, "rb") as src, open(final, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except OSError:
+            _unlink(final)
+            raise
+        _unlink(tmp)
     return final
 
 
@@ -298,19 +425,31 @@ def one_line(exc: BaseException) -> str:
 
 
 def write_traceback(exc: BaseException, folder: str | None) -> str:
-    """Write ``exc``'s traceback to ``FOLDER/logs/mcie-<time>.log`` (a temporary folder when
-    ``folder`` is None or remote); returns the path."""
-    from mcie import storage
-
-    if folder is None or storage.is_remote(folder):
-        base = os.path.join(tempfile.gettempdir(), "mcie-logs")
-    else:
-        base = os.path.join(folder, LOGS_DIR)
-    os.makedirs(base, exist_ok=True)
-    path = os.path.join(base, log_name())
-    with open(path, "a", errors="backslashreplace") as fh:
-        fh.write("".join(traceback.format_exception(exc)))
+    """Write ``exc``'s traceback to a new ``FOLDER/logs/mcie-<time>.log`` (in a new private
+    temporary folder when ``folder`` is None or remote; see :func:`create_log`); returns the
+    path. An OSError (a full disk) propagates, with no empty or partial file left behind."""
+    base = _log_folder(folder)
+    fd, path = create_log(base)
+    try:
+        with open(fd, "w", errors="backslashreplace") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        _unlink(path)
+        if base != os.path.join(folder or "", LOGS_DIR):  # our own private folder: now empty
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
+        raise
     return path
+
+
+def traceback_line(exc: BaseException, folder: str | None) -> str:
+    """The one line for an unexpected failure: what failed first, then where its traceback
+    is, or why there is no traceback file (a full disk must not hide the cause)."""
+    try:
+        where = f"traceback: {write_traceback(exc, folder)}"
+    except OSError as problem:
+        where = f"no traceback log: it could not be written ({_why(problem)})"
+    return f"{one_line(exc)} ({where})"
 
 
 def stdout_closed() -> bool:

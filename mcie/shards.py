@@ -123,16 +123,8 @@ def _open_shard(path: str):
         except OSError as exc:
             raise ShardError(f"{path}: cannot read the shard ({exc.strerror})") from exc
         if not stat.S_ISREG(mode):
-            raise ShardError(f"{path}: not a regular file ({_kind(mode)}); a shard is a tar file")
+            raise ShardError(f"{path}: not a regular file ({storage.file_kind(mode)}); a shard is a tar file")
     return storage.open_read(path)
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):  # fmt: skip
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 #: the largest member a reader takes into memory (bytes): a sample's image, mask or JSON is

@@ -150,6 +150,21 @@ class GrammarDecomposer:
 # -- user-given and MLLM decompositions ------------------------------------------------------------
 
 
+def require_text(text: str, what: str) -> str:
+    """``text`` when it is valid Unicode that UTF-8 can encode; else ValueError naming ``what``
+    and the first bad character. A command-line argument holding bytes that are not UTF-8
+    arrives with them as surrogate escapes (``\\udcXX``), and a JSON file may spell a lone
+    surrogate (``"\\ud800"``): tokenizers crash on both."""
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            code = ord(ch)
+            bad = (
+                f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+            )
+            raise ValueError(f"{what} is not valid UTF-8 text ({bad} at character {i}); write it in UTF-8")
+    return text
+
+
 def parse_decomposition(data: dict, base_dir: str = ".") -> Decomposition:
     """Build a :class:`Decomposition` from the JSON schema::
 
@@ -162,32 +177,59 @@ def parse_decomposition(data: dict, base_dir: str = ".") -> Decomposition:
 
     Mask paths are relative to ``base_dir``.
     """
+    from mcie import storage
+
     if not isinstance(data, dict) or not isinstance(data.get("sub_instructions"), list):
         raise ValueError("decomposition JSON needs a 'sub_instructions' list")
     subs = []
     for i, item in enumerate(data["sub_instructions"]):
         if not isinstance(item, dict) or not isinstance(item.get("instruction"), str):
             raise ValueError(f"sub_instructions[{i}] needs an 'instruction' string")
+        require_text(item["instruction"], f"sub_instructions[{i}].instruction")
         box = item.get("box")
-        if box is not None and (len(box) != 4 or not all(isinstance(v, (int, float)) for v in box)):
-            raise ValueError(f"sub_instructions[{i}].box must be [x0, y0, x1, y1], got {box!r}")
+        if box is not None and not (
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        ):
+            raise ValueError(f"sub_instructions[{i}].box must be [x0, y0, x1, y1] numbers, got {box!r}"[:300])
         mask = None
-        if item.get("mask"):
-            with open(os.path.join(base_dir, item["mask"]), "rb") as fh:
-                mask = decode_mask(fh.read())
+        if item.get("mask") is not None:
+            if not isinstance(item["mask"], str) or not item["mask"]:
+                raise ValueError(
+                    f"sub_instructions[{i}].mask must be a file name, got {item['mask']!r}"[:300]
+                )
+            path = os.path.join(base_dir, item["mask"])
+            with storage.open_regular(path) as fh:  # a FIFO named as a mask would block for ever
+                data_ = fh.read()
+            try:
+                mask = decode_mask(data_)
+            except Exception as exc:  # Pillow raises several types for bytes that are no image
+                raise ValueError(f"sub_instructions[{i}].mask {path}: not a mask image ({exc})") from None
         subs.append(SubInstruction(item["instruction"], tuple(int(v) for v in box) if box else None, mask))
-    instruction = data.get("instruction") or " ".join(s.text for s in subs)
+    instruction = data.get("instruction")
+    if instruction is not None and not isinstance(instruction, str):
+        raise ValueError(f"'instruction' must be a string, got {type(instruction).__name__}")
+    instruction = require_text(instruction or " ".join(s.text for s in subs), "'instruction'")
     return Decomposition(instruction, subs)
 
 
 def load_decomposition(path: str) -> Decomposition:
     """Read a user-given decomposition file (see :func:`parse_decomposition`)."""
-    with open(path) as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON: {exc}") from exc
-    return parse_decomposition(data, os.path.dirname(os.path.abspath(path)))
+    from mcie import storage
+
+    with storage.open_regular(path) as fh:
+        raw = fh.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    except RecursionError:  # Python's parser recurses per nesting level
+        raise ValueError(f"{path}: not a decomposition: JSON nested too deeply") from None
+    try:
+        return parse_decomposition(data, os.path.dirname(os.path.abspath(path)))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def shard_sample_decomposition(path: str, key: str | None = None) -> tuple[str, np.ndarray, Decomposition]:

@@ -13,6 +13,15 @@ from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
 from mcie.threads import THREADS_HELP
 
+#: the widest aspect ratio ``mcie edit`` samples (long side / short side): training crops are
+#: square, and a 30000 x 1 strip scaled to the model's short side would be sampled at
+#: 960,000 pixels wide. 8:1 takes panoramas; crop or pad a thinner image first.
+MAX_ASPECT = 8.0
+#: the most pixels ``mcie edit`` samples at (2048 x 2048): attention grows with the square of
+#: the pixel count, so a native-resolution 12-megapixel photo would run for hours or run out of
+#: memory; ``--resolution N`` samples smaller (the output is resized back to the input's size)
+MAX_SAMPLE_PIXELS = 2048 * 2048
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``edit`` to ``mcie``'s subparsers."""
@@ -188,6 +197,13 @@ class EditOptions:
             raise UsageError("--key needs --from-shard")
         if not self.from_shard and (self.image is None or self.instruction is None):
             raise UsageError("give --image and --instruction, or --from-shard SHARD_OR_DIR [--key KEY]")
+        if self.instruction is not None:
+            from mcie.model.decompose import require_text
+
+            try:
+                require_text(self.instruction, "--instruction")
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         for flag, path in (("--out", self.out), ("--side-by-side", self.side_by_side)):
             if path is not None:
                 _check_image_out(flag, path)  # before minutes of sampling, not after
@@ -233,13 +249,12 @@ def edit(opts: EditOptions) -> int:
             key, shard_image, decomposition = shard_sample_decomposition(opts.from_shard, opts.key)
             instruction = instruction or decomposition.instruction
             print(f"sample {key} of {opts.from_shard}: {len(decomposition.subs)} sub-instructions with masks")
-        if opts.image is not None:
-            image = Image.open(opts.image)
-            image.load()
-        else:
-            image = Image.fromarray(shard_image)
+        image = _open_image(opts.image) if opts.image is not None else Image.fromarray(shard_image)
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+    _check_shape(image.size)
+    if opts.resolution != "model":  # known before the model loads
+        _check_sampling(image.size, opts.resolution)
     # a shard sample's masks are resized to the image being edited; else decompose the instruction
     if opts.from_shard:
         decomposition = _masks_to_size(decomposition, image.size)
@@ -248,6 +263,8 @@ def edit(opts: EditOptions) -> int:
     model = MCIEEditor.load(ckpt, saca=False if opts.no_saca else None, bcca=False if opts.no_bcca else None)
     model.to(torch.device(opts.device))
     resolution = model.cfg.resolution if opts.resolution == "model" else opts.resolution
+    _check_sampling(image.size, resolution)
+    _check_regions(decomposition, model.cfg.max_sub_edits, opts)
     out, regions = edit_image(
         model,
         image,
@@ -289,6 +306,65 @@ def edit(opts: EditOptions) -> int:
 def regions_used(n: int) -> str:
     """``0 regions used``, ``1 region used``, ``3 regions used``."""
     return f"{n} region{'' if n == 1 else 's'} used"
+
+
+def _open_image(path: str):
+    """The image file ``path``, decoded: a regular file only (a FIFO would block for ever),
+    within the pixel cap every reader has (:func:`mcie.images.check_pixels`)."""
+    from PIL import Image
+
+    from mcie import storage
+    from mcie.images import check_pixels
+
+    with storage.open_regular(path) as fh:
+        try:
+            image = Image.open(fh)
+        except Exception as exc:  # Pillow's UnidentifiedImageError and kin name a file object
+            raise ValueError(f"--image {path}: not an image ({type(exc).__name__})") from None
+        try:
+            check_pixels(*image.size)
+        except ValueError as exc:
+            raise ValueError(f"--image {path}: {exc}") from None
+        image.load()
+    return image
+
+
+def _check_shape(size: tuple[int, int]) -> None:
+    """Refuse (exit 1) an image thinner than :data:`MAX_ASPECT`."""
+    w, h = size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise UsageError(
+            f"--image is {w}x{h}, an aspect ratio over {MAX_ASPECT:g}:1, which mcie edit does not "
+            "sample; crop or pad it first"
+        )
+
+
+def _check_sampling(size: tuple[int, int], resolution: int | None) -> None:
+    """Refuse (exit 1) a sampling size over :data:`MAX_SAMPLE_PIXELS`."""
+    from mcie.model.infer import sampling_size
+
+    w, h = sampling_size(*size, resolution)
+    if w * h > MAX_SAMPLE_PIXELS:
+        said = "native" if resolution is None else str(resolution)
+        raise UsageError(
+            f"--resolution {said} samples the {size[0]}x{size[1]} image at {w}x{h} = {w * h} pixels, "
+            f"over mcie edit's cap of {MAX_SAMPLE_PIXELS}; give a smaller --resolution (the output is "
+            "resized back to the input's size)"
+        )
+
+
+def _check_regions(decomposition, max_regions: int, opts: EditOptions) -> None:
+    """A decomposition whose regions the model cannot all take: refused (exit 1) when the user
+    gave it (``--decomposition``), a warning when a decomposer made it (the first ones are used)."""
+    if decomposition is None:
+        return
+    located = sum(s.has_region for s in decomposition.subs)
+    if located <= max_regions:
+        return
+    said = f"{located} sub-instructions with regions; this checkpoint takes at most {max_regions}"
+    if opts.decomposition:
+        raise UsageError(f"--decomposition {opts.decomposition}: {said}: merge or drop some")
+    print(f"mcie: warning: {said}; the first {max_regions} are used", file=sys.stderr)
 
 
 def _masks_at(regions, size: tuple[int, int]) -> list:
@@ -391,9 +467,18 @@ def _decompose(opts: EditOptions, instruction: str, image):
 
     if opts.decomposition:
         try:
-            return load_decomposition(opts.decomposition)
+            d = load_decomposition(opts.decomposition)
         except (OSError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
+        w, h = image.size
+        for i, sub in enumerate(d.subs):
+            if sub.mask is not None and sub.mask.shape != (h, w):
+                mh, mw = sub.mask.shape
+                raise UsageError(
+                    f"--decomposition {opts.decomposition}: sub_instructions[{i}].mask is {mw}x{mh}, "
+                    f"the image {w}x{h}; a mask has the image's size"
+                )
+        return d
     if opts.decomposer == "none":
         return None
     if opts.decomposer != "mllm":

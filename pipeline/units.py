@@ -51,5 +51,40 @@ def check_resume(out: str, manifest: dict) -> None:
     old = load_run_manifest(out)
     if old is None:
         raise UsageError(f"--resume: {out!r} has no {RUN_FILE}; it is not an mcie output to resume")
-    if old.get("options") != manifest.get("options") or old.get("command") != manifest.get("command"):
-        raise UsageError(f"--resume: options differ from the run that wrote {out!r} (see its {RUN_FILE})")
+    if old.get("command") != manifest.get("command"):
+        raise UsageError(
+            f"--resume: {out!r} was written by `mcie {old.get('command')}`, "
+            f"not `mcie {manifest.get('command')}`"
+        )
+    differ = _differences(old.get("options") or {}, manifest.get("options") or {})
+    if differ:
+        raise UsageError(
+            f"--resume: options differ from the run that wrote {out!r} (see its {RUN_FILE}): "
+            + "; ".join(differ[:8])
+            + (f"; and {len(differ) - 8} more" if len(differ) > 8 else "")
+        )
+
+
+def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """``name old -> new`` for each option that differs (nested groups as ``group.name``)."""
+    out = []
+    for name in sorted(set(before) | set(now)):
+        a, b = before.get(name, _ABSENT), now.get(name, _ABSENT)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name} {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _shown(value) -> str:
+    """An option's value as a resume error shows it (short; ``(unset)`` when absent)."""
+    if value is _ABSENT:
+        return "(unset)"
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -13,7 +13,8 @@ index shows it with its undecodable bytes as ``\\xNN`` (:func:`display_name`), a
 does, since Parquet strings must be UTF-8.
 
 Every listed input becomes exactly one :class:`LoadedImage`: either pixels or a failure with a
-reason code (``source_unreadable``: empty, truncated, not an image, undecodable mode;
+reason code (``source_unreadable``: empty, truncated, not an image, undecodable mode, not a
+regular file (a FIFO, socket or device is never opened: it would block the worker for ever);
 ``source_refused``: over the byte, pixel or side limits, or a decompression bomb). The
 pipeline turns each failure into a ``failed`` index row, so every input file is accounted for.
 
@@ -45,7 +46,7 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from mcie import extras
+from mcie import extras, storage
 from mcie.exitcodes import UsageError
 from mcie.reasons import Reason
 
@@ -141,7 +142,10 @@ def list_inputs(spec: str) -> list[str]:
     if low.endswith((".parquet", ".csv")):
         if not FileSystems.exists(spec):
             raise UsageError(f"--images: list {spec!r} does not exist")
-        paths = _read_list(spec)
+        try:
+            paths = _read_list(spec)
+        except storage.NotRegularFile as exc:
+            raise UsageError(f"--images: list {exc}") from exc
     elif any(c in spec for c in "*?["):
         paths = _match(spec) if _is_remote(spec) else glob_local(spec)
     elif not _is_remote(spec) and os.path.isdir(spec):
@@ -238,10 +242,7 @@ def display_name(path: str) -> str:
 
 
 def _read_list(spec: str) -> list[str]:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(spec) as fh:
-        data = fh.read()
+    data = storage.read_bytes(spec)
     if spec.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -272,7 +273,7 @@ def read_bytes(path: str, max_bytes: int) -> bytes:
         with urllib.request.urlopen(path, timeout=60) as resp:  # noqa: S310 - user-given list
             return resp.read(max_bytes + 1)
     if not _is_remote(path):
-        with open(path, "rb") as fh:
+        with storage.open_regular(path) as fh:  # a FIFO or device among inputs would never end
             return fh.read(max_bytes + 1)
     from apache_beam.io.filesystems import FileSystems  # gs://, s3://, ...
 
@@ -386,6 +387,8 @@ class _Refused(Exception):
 
 def _why(path: str, exc: Exception) -> str:
     """The read error, saying when ``path`` is a symlink that dangles or loops."""
+    if isinstance(exc, storage.NotRegularFile):
+        return str(exc)
     text = f"{type(exc).__name__}: {exc}"
     if not _is_remote(path) and os.path.islink(path):
         target = os.readlink(path)
