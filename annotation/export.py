@@ -20,6 +20,8 @@ a remote server is refused with a clear message (cloud storage is not supported 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -200,6 +202,8 @@ class PartSender:
         self.batches = 0
         self.checked = False
         self.on_flush: Callable[[int], None] = lambda sent: None
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)  # one request at a time
+        self.inflight: tuple[concurrent.futures.Future, Any, list[str]] | None = None
 
     @property
     def title(self) -> str:
@@ -255,27 +259,54 @@ class PartSender:
             self.flush()
 
     def flush(self) -> None:
-        """Import the queued tasks into the current part: one request."""
+        """Send the queued tasks to the current part: one request, answered while the next
+        batch is built (the tasks' JSON here, the database work there: on two cores they
+        overlap). One request at a time: the previous one is collected first."""
         if not self.batch:
             return
+        self.collect()
         p = self.parts[self.current]
         body = b"[" + b",".join(b for _, b in self.batch) + b"]"
-        with self.conn.errors(f"importing a batch of {len(self.batch)} tasks into {p.title!r}"):
-            resp = json_of(
+        keys = [k for k, _ in self.batch]
+        self.counts[self.current] += len(keys)  # the room left counts what is in flight
+        self.batch, self.nbytes = [], 0
+        self.inflight = (self.pool.submit(self._post, p, body, len(keys)), p, keys)
+
+    def _post(self, p, body: bytes, n: int) -> dict[str, Any]:
+        with self.conn.errors(f"importing a batch of {n} tasks into {p.title!r}"):
+            return json_of(
                 self.http.post(
                     f"/api/projects/{p.id}/import", params={"return_task_ids": "true"}, content=body,
                     headers={"Content-Type": "application/json"},
                 )
             )  # fmt: skip
-        ids = list(resp.get("task_ids") or [None] * len(self.batch))
-        for (k, _), tid in zip(self.batch, ids, strict=False):
+
+    def collect(self) -> None:
+        """Wait for the request in flight and record its tasks; its failure is raised here."""
+        if self.inflight is None:
+            return
+        future, p, keys = self.inflight
+        self.inflight = None
+        resp = future.result()
+        ids = list(resp.get("task_ids") or [None] * len(keys))
+        for k, tid in zip(keys, ids, strict=False):
             self.sent_to[k] = (p.title, tid)
-        self.counts[self.current] += len(self.batch)
         self.batches += 1
-        self.batch, self.nbytes = [], 0
         self.on_flush(len(self.sent_to))
         if _after_batch is not None:
             _after_batch(self.batches)
+
+    def close(self) -> None:
+        """Send what is queued and wait for it."""
+        self.flush()
+        self.collect()
+        self.pool.shutdown()
+
+    def settle(self) -> None:
+        """After a failure: record the request in flight if it landed, drop what is queued."""
+        with contextlib.suppress(Exception):  # the failure being handled is the one to report
+            self.collect()
+        self.pool.shutdown()
 
     def set_model_version(self) -> None:
         """The annotators' pre-fill shows the predictions of the project's model version."""
@@ -359,6 +390,9 @@ def export_project(
         sender = PartSender(ls, conn, h, parts, counts, root, max_tasks_per_project, batch_size, log)
         try:
             _send(out, rows, todo, sender, log)
+        except BaseException:
+            sender.settle()
+            raise
         finally:
             # what landed is marked even when a batch failed; a re-run marks the rest
             if sum(_mark_pending(rows[k], *sender.sent_to[k]) for k in sender.sent_to):
@@ -398,7 +432,7 @@ def _send(out: str, rows: dict[str, dict[str, Any]], todo: list[str], sender: Pa
         for key, members in read_tar(storage.join(out, check_shard_ref(shard, INDEX_FILE)), keys=wanted):
             meta = check_sample(key, members, shard)  # never send a broken sample to reviewers
             sender.add(key, meta, members)
-    sender.flush()
+    sender.close()
     bar.close()
 
 

@@ -10,6 +10,10 @@ sub-instruction columns take the corrected wording; the full human verdict goes 
 annotations stay ``pending``; so do tasks whose annotations cannot be read (a brush region of
 another image size, say), which the summary lists under ``invalid``.
 
+Every part of the review is read (:mod:`mcie.annotation.parts`), a page of tasks at a time
+through Label Studio's export API, keeping one page in memory; the task ids come from the index
+(what export recorded) unless the part holds other tasks too, when they are listed.
+
 Everything is recomputed from the server's current state and written atomically, so importing
 twice gives the same index and files.
 """
@@ -23,10 +27,10 @@ from typing import Any
 
 from mcie import storage
 from mcie.annotation import review_index as ri
-from mcie.annotation.client import Connection, http, iter_tasks, json_of, require_project, task_page
+from mcie.annotation.client import Connection, http, iter_tasks, json_of, require_project
 from mcie.annotation.parts import find_parts
-from mcie.annotation.tasks import original_from_task
-from mcie.annotation.verdicts import Decision, Review, parse_annotation, resolve
+from mcie.annotation.tasks import META_PRE_MASKS, original_from_task
+from mcie.annotation.verdicts import Decision, Review, parse_annotation, predicted_digests, resolve
 from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.layout import REVIEW_DIR
@@ -79,8 +83,10 @@ def _write_masks(out: str, key: str, d: Decision) -> None:
         storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), png)
 
 
-#: tasks per request when reading annotations (a page holds their predictions' brush RLEs too)
-PAGE_SIZE = 500
+#: tasks per request when reading annotations: their ids go in the URL (``ids[]=...``), about
+#: 17 bytes each, so a page stays under the 8 KB request line a proxy in front of Label Studio
+#: (nginx's default buffer) accepts
+PAGE_SIZE = 250
 
 
 def _fetch(conn: Connection, doing: str, fn: Callable[[], Any]) -> tuple[Any, Any]:
@@ -100,50 +106,79 @@ def _fetch(conn: Connection, doing: str, fn: Callable[[], Any]) -> tuple[Any, An
             raise
 
 
-def list_tasks(h, conn: Connection, project_id: int) -> tuple[list[int], collections.Counter[str]]:
-    """The project's task ids (sorted) and how many tasks each sample key has, from the
-    ``task_only`` listing (no annotations to serialise), keeping nothing else of it."""
-    ids: list[int] = []
-    per_key: collections.Counter[str] = collections.Counter()
+def part_task_ids(rows: dict[str, dict[str, Any]], h, conn: Connection, part) -> dict[int, str]:
+    """``{task id: sample key}`` of every task of a part. The index holds the task id export
+    recorded for each sample it sent; when the part holds exactly as many tasks, those are its
+    tasks and no listing is needed. Otherwise (tasks added by hand, two exports at once) every
+    task is listed (``task_only``: no annotations to serialise)."""
+    known: dict[int, str] = {}
+    for k, r in rows.items():
+        rv = ri.review_of(r)
+        if rv and rv.get("project") == part.title and rv.get("task_id") is not None:
+            known[int(rv["task_id"])] = k
+    with conn.errors(f"reading project {part.title!r}"):
+        count = json_of(h.get(f"/api/projects/{part.id}/"))["task_number"]
+    if count == len(known):
+        return known
+    listed: dict[int, str] = {}
     with conn.errors("listing the project's tasks"):
-        for t in iter_tasks(h, project_id):
-            ids.append(t["id"])
-            per_key[str((t.get("data") or {}).get("key"))] += 1
-    return sorted(ids), per_key
+        for t in iter_tasks(h, part.id):
+            listed[t["id"]] = str((t.get("data") or {}).get("key"))
+    return listed
 
 
 def read_tasks(
     h, conn: Connection, project_id: int, ids: list[int], unreadable: list[str], page_size: int = PAGE_SIZE
-) -> Iterator[dict[str, Any]]:
-    """The tasks ``ids`` (every task of the project, sorted: :func:`list_tasks`) with their
-    annotations, as plain dicts (``h``: :func:`http`), a page at a time: one page is held in
-    memory. Tasks the server cannot give are appended to ``unreadable``.
+) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """``(task id, task)`` for each of ``ids`` (sorted), the task with its annotations as a
+    plain dict, or None when it has none; a page of ids at a time, so one page is held in
+    memory. Tasks the server cannot give are left out and appended to ``unreadable``.
 
-    The tasks are read a page at a time; a page the server fails on (a 5xx: one broken task can make Label
-    Studio answer 500 for all of them) is read again task by task, and a task that still fails
-    is left out, listed with the server's error in one line, and stays pending. An unreachable
-    server or a refused token still ends the import (exit 3)."""
+    A page is read through Label Studio's export API (``ids[]``, annotated tasks only): it
+    serialises a task for a fraction of what the data manager's task list costs. A page the
+    server fails on (a 5xx: one broken task can make Label Studio answer 500 for all of them)
+    is read again task by task, and a task that still fails is left out, listed with the
+    server's error in one line, and stays pending. An unreachable server or a refused token
+    still ends the import (exit 3)."""
     from mcie.annotation.client import one_line
 
     for start in range(0, len(ids), page_size):
         chunk = ids[start : start + page_size]
-        page = start // page_size + 1
+        query = [("exportType", "JSON"), ("download_all_tasks", "false"), *(("ids[]", i) for i in chunk)]
         got, _ = _fetch(
             conn, "reading tasks and annotations",
-            lambda page=page: task_page(h, project_id, page, page_size, fields="all")[0],
+            lambda query=query: json_of(h.get(f"/api/projects/{project_id}/export", params=query)),
         )  # fmt: skip
-        got = got or []
-        if sorted(t["id"] for t in got) != chunk:  # the page failed (or changed under us): one by one
-            got = []
+        by_id = {t["id"]: t for t in got} if isinstance(got, list) else None
+        if by_id is None or not set(by_id) <= set(chunk):  # the page failed: one by one
+            by_id = {}
             for tid in chunk:
                 task, err = _fetch(
                     conn, f"reading task {tid}", lambda tid=tid: json_of(h.get(f"/api/tasks/{tid}/"))
                 )
                 if err is None:
-                    got.append(task)
+                    by_id[tid] = task
                 else:
                     unreadable.append(f"task {tid}: HTTP {err.status_code}: {one_line(err.body, 120)}")
-        yield from sorted(got, key=lambda t: t["id"])
+                    by_id[tid] = False
+        for tid in chunk:
+            task = by_id.get(tid)
+            if task is not False:
+                yield tid, task or None
+
+
+def pre_mask_digests(h, conn: Connection, task: dict[str, Any]) -> dict[str, list[str]]:
+    """The digests of a task's pre-annotated masks: from its meta (export records them), else
+    from its predictions (a task exported by an earlier mcie; the export API lists prediction
+    ids only, so those are read)."""
+    digests = (task.get("meta") or {}).get(META_PRE_MASKS)
+    if isinstance(digests, dict):
+        return digests
+    preds = task.get("predictions") or []
+    if preds and not isinstance(preds[0], dict):
+        with conn.errors(f"reading the predictions of task {task['id']}"):
+            preds = json_of(h.get("/api/predictions/", params={"task": task["id"]}))
+    return predicted_digests(preds)
 
 
 class _KeyReviews:
@@ -158,19 +193,20 @@ class _KeyReviews:
         self.reviews: list[Review] = []
         self.error: str | None = None
 
-    def add(self, task: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-        self.task_ids.append(task["id"])
+    def add(
+        self, task_id: int, task: dict[str, Any] | None, digests: Callable[[], dict[str, list[str]]]
+    ) -> None:
+        """One task of the sample (None: it has no annotations); ``digests`` gives its
+        pre-annotated masks' digests, asked for only when it has annotations."""
+        self.task_ids.append(task_id)
         self.waiting -= 1
-        if self.original is None:
-            self.original = original_from_task(task["data"])
-        if self.error is not None:
+        anns = [a for a in (task or {}).get("annotations") or [] if not a.get("was_cancelled")]
+        if not anns or self.error is not None:
             return
         try:
-            self.reviews += [
-                parse_annotation(a, predictions, self.original)
-                for a in task.get("annotations") or []
-                if not a.get("was_cancelled")
-            ]
+            self.original = self.original or original_from_task(task["data"])
+            pre = digests()
+            self.reviews += [parse_annotation(a, [], self.original, digests=pre) for a in anns]
         except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
             self.error = f"{type(exc).__name__}: {exc}"
 
@@ -210,19 +246,20 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) 
     decided: list[tuple[str, dict[str, Any], Decision, str, int]] = []
     n_tasks = 0
     for p in parts:
+        key_of = part_task_ids(rows, h, conn, p)
         # how many tasks each key has in this part: a key is resolved as its last task is read
-        ids, per_key = list_tasks(h, conn, p.id)
+        per_key = collections.Counter(key_of.values())
         pending: dict[str, _KeyReviews] = {}
-        bar = Progress(len(ids), f"ls import {p.title}", "tasks")
-        for task in read_tasks(h, conn, p.id, ids, unreadable):
+        bar = Progress(len(key_of), f"ls import {p.title}", "tasks")
+        for tid, task in read_tasks(h, conn, p.id, sorted(key_of), unreadable):
             n_tasks += 1
             bar.update()
-            key = str((task.get("data") or {}).get("key"))
+            key = key_of[tid]
             if key not in rows:  # rows hold only valid keys (read_index checks them)
                 unknown.append(key[:80])
                 continue
-            g = pending.setdefault(key, _KeyReviews(key, per_key.get(key, 1)))
-            g.add(task, task.get("predictions") or [])
+            g = pending.setdefault(key, _KeyReviews(key, per_key[key]))
+            g.add(tid, task, lambda task=task: pre_mask_digests(h, conn, task))
             if g.waiting > 0:
                 continue
             del pending[key]

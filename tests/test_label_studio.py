@@ -399,3 +399,16 @@ def test_cap_splits_the_review_into_parts(ls_env, tmp_path, capsys):
         for x in tasks[1:]:
             rv = json.loads(idx[x.data["key"]]["verdict_json"])["review"]
             assert (idx[x.data["key"]]["status"], rv["project"], rv["task_id"]) == ("pending", t, x.id)
+    # a task added by hand (a copy of a pending sample's task, and one of no sample): the part
+    # holds more tasks than export recorded, so import lists them and reads them too
+    p3, tasks3 = by_part[titles[2]]
+    dup = ls.tasks.create(project=p3.id, data=dict(tasks3[1].data))
+    ls.tasks.create(project=p3.id, data=dict(tasks3[1].data, key="f" * 20))
+    ls.annotations.create(id=dup.id, result=[_choice("verdict", "accept")], completed_by=me.id)
+    assert main(["ls", "import", out, "--project", title, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["tasks"] == n + 2
+    assert again["duplicate_tasks"] == [tasks3[1].data["key"]] and again["unknown_keys"] == ["f" * 20]
+    assert again["by_decision"] == {"accept": 3, "reject": 1, "pending": n - 4}
+    review = json.loads(_index(out)[tasks3[1].data["key"]]["verdict_json"])["review"]
+    assert (review["decision"], review["task_id"]) == ("accept", tasks3[1].id)
