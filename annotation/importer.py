@@ -21,6 +21,7 @@ twice gives the same index and files.
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -161,16 +162,42 @@ def read_tasks(
                 else:
                     unreadable.append(f"task {tid}: HTTP {err.status_code}: {one_line(err.body, 120)}")
                     by_id[tid] = False
+        _attach_predictions(h, conn, project_id, by_id)
         for tid in chunk:
             task = by_id.get(tid)
             if task is not False:
                 yield tid, task or None
 
 
+def _attach_predictions(h, conn: Connection, project_id: int, by_id: dict[int, Any]) -> None:
+    """Give the annotated tasks of a page that lack the digests of their pre-annotated masks
+    (exported by an earlier mcie) their predictions, in one request: the export API lists
+    prediction ids only."""
+    legacy = [
+        tid for tid, t in by_id.items()
+        if t and t.get("annotations") and not isinstance((t.get("meta") or {}).get(META_PRE_MASKS), dict)
+        and not all(isinstance(x, dict) for x in t.get("predictions") or [])
+    ]  # fmt: skip
+    if not legacy:
+        return
+    query = json.dumps({"selectedItems": {"all": False, "included": legacy}})
+    params = {
+        "project": project_id,
+        "fields": "all",
+        "resolve_uri": "false",
+        "page_size": len(legacy),
+        "query": query,
+    }
+    with conn.errors("reading the predictions of tasks exported by an earlier mcie"):
+        for t in json_of(h.get("/api/tasks/", params=params))["tasks"]:
+            if t["id"] in by_id:
+                by_id[t["id"]]["predictions"] = t.get("predictions") or []
+
+
 def pre_mask_digests(h, conn: Connection, task: dict[str, Any]) -> dict[str, list[str]]:
     """The digests of a task's pre-annotated masks: from its meta (export records them), else
-    from its predictions (a task exported by an earlier mcie; the export API lists prediction
-    ids only, so those are read)."""
+    from its predictions (a task exported by an earlier mcie: :func:`_attach_predictions`; the
+    ones it did not get are read here)."""
     digests = (task.get("meta") or {}).get(META_PRE_MASKS)
     if isinstance(digests, dict):
         return digests

@@ -182,7 +182,7 @@ def annotate(url: str, token: str, project_ids: list[int], mode: str, threads: i
             batch = []
             for t in iter_tasks(c, pid, 500, fields="all"):
                 anns = _annotations(i, t, me, other)
-                batch.append({"data": t["data"], "predictions": [
+                batch.append({"data": t["data"], "meta": t.get("meta") or {}, "predictions": [
                     {k: t["predictions"][0][k] for k in ("result", "score", "model_version")}],
                     "annotations": anns})  # fmt: skip
                 i, n = i + 1, n + len(anns)

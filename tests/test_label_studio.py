@@ -399,12 +399,22 @@ def test_cap_splits_the_review_into_parts(ls_env, tmp_path, capsys):
         for x in tasks[1:]:
             rv = json.loads(idx[x.data["key"]]["verdict_json"])["review"]
             assert (idx[x.data["key"]]["status"], rv["project"], rv["task_id"]) == ("pending", t, x.id)
-    # a task added by hand (a copy of a pending sample's task, and one of no sample): the part
-    # holds more tasks than export recorded, so import lists them and reads them too
+    # tasks added by hand (a copy of a pending sample's task with its prediction but without the
+    # digests export puts in the meta, as an earlier mcie made them; and a task of no sample):
+    # the part holds more tasks than export recorded, so import lists them and reads them too
     p3, tasks3 = by_part[titles[2]]
-    dup = ls.tasks.create(project=p3.id, data=dict(tasks3[1].data))
+    pred = tasks3[1].predictions[0]
+    pred = pred if isinstance(pred, dict) else pred.model_dump()
+    pred = {k: pred[k] for k in ("result", "score", "model_version")}
+    made = ls.projects.import_tasks(
+        p3.id, request=[{"data": dict(tasks3[1].data), "predictions": [pred]}], return_task_ids=True
+    )
     ls.tasks.create(project=p3.id, data=dict(tasks3[1].data, key="f" * 20))
-    ls.annotations.create(id=dup.id, result=[_choice("verdict", "accept")], completed_by=me.id)
+    # the reviewer keeps the pre-annotated masks: an accept, not a correction
+    untouched = [dict(r) for r in pred["result"]]
+    ls.annotations.create(
+        id=made.task_ids[0], result=[*untouched, _choice("verdict", "accept")], completed_by=me.id
+    )
     assert main(["ls", "import", out, "--project", title, "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["tasks"] == n + 2
