@@ -165,11 +165,15 @@ def existing_keys(h, conn: Connection, project_id: int) -> dict[str, int]:
 
 
 def _mark_pending(row: dict[str, Any], project: str, task_id: int | None) -> bool:
-    """Mark a sample sent to ``project`` (a part's title) as pending review; False when it was
-    already (or a reviewer's verdict from that project is kept)."""
-    if row["status"] == Status.PENDING.value:
-        return False
+    """Mark a sample sent to ``project`` (a part's title) as pending review; False when nothing
+    changed (or a reviewer's verdict from that project is kept). A pending sample records the
+    task it was last found in or sent as: import reads a part by those task ids."""
     rv = ri.review_of(row)
+    if row["status"] == Status.PENDING.value:
+        if not rv or (rv.get("project"), rv.get("task_id")) == (project, task_id) or task_id is None:
+            return False
+        ri.set_review(row, {**rv, "project": project, "task_id": task_id})
+        return True
     if rv and rv.get("project") == project and rv.get("decision"):
         return False  # already reviewed in this project: keep the human verdict
     prior = (row["status"], row["reason"])

@@ -145,7 +145,8 @@ def annotate(url: str, token: str, project_ids: list[int], mode: str, threads: i
     take half an hour). ``bulk``: the exported tasks with their predictions and these
     annotations imported, 500 per request, into a copy of the review (``bench-reviewed`` and its
     parts), which ``ls import`` then reads: the same tasks, predictions and annotations for the
-    server to serve."""
+    server to serve. An untimed ``ls export`` into the copy (nothing to send) then records the
+    copy's task ids in the index, as a user's re-export would."""
     import httpx
 
     from mcie.annotation import config as cfg
@@ -260,6 +261,8 @@ def main() -> None:
             f"annotate ({args.annotate}, not in the figures): {n_ann} annotations in {ann_s:.1f} s",
             flush=True,
         )
+        if reviewed != PROJECT:  # the index learns where the reviewed tasks are, as a re-export does
+            run_mcie(["ls", "export", out, "--project", reviewed, *extra], env, tmp)
 
         load["import_before"] = _load()
         with TreePeak(server._proc.pid) as srv_imp:

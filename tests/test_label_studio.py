@@ -422,3 +422,12 @@ def test_cap_splits_the_review_into_parts(ls_env, tmp_path, capsys):
     assert again["by_decision"] == {"accept": 3, "reject": 1, "pending": n - 4}
     review = json.loads(_index(out)[tasks3[1].data["key"]]["verdict_json"])["review"]
     assert (review["decision"], review["task_id"]) == ("accept", tasks3[1].id)
+    # a pending sample whose task was deleted in Label Studio is sent again by a re-export, and
+    # the index records its new task (import reads a part by the recorded ids)
+    gone = tasks3[2]
+    ls.tasks.delete(id=gone.id)
+    assert main(["ls", "export", out, "--select", "all", *cap]) == 0
+    assert json.loads(capsys.readouterr().out)["exported"] == 1
+    (new,) = [t for t in ls.tasks.list(project=p3.id) if t.data["key"] == gone.data["key"]]
+    review = json.loads(_index(out)[gone.data["key"]]["verdict_json"])["review"]
+    assert new.id != gone.id and (review["project"], review["task_id"]) == (titles[2], new.id)
