@@ -10,9 +10,9 @@ sub-instruction columns take the corrected wording; the full human verdict goes 
 annotations stay ``pending``; so do tasks whose annotations cannot be read (a brush region of
 another image size, say), which the summary lists under ``invalid``.
 
-Every part of the review is read (:mod:`mcie.annotation.parts`), a page of tasks at a time
-through Label Studio's export API, keeping one page in memory; the task ids come from the index
-(what export recorded) unless the part holds other tasks too, when they are listed.
+Every part of the review is read (:mod:`mcie.annotation.parts`), a page of tasks at a time,
+keeping one page in memory; the task ids come from the index (what export recorded) unless the
+part holds other tasks too, when they are listed.
 
 Everything is recomputed from the server's current state and written atomically, so importing
 twice gives the same index and files.
@@ -30,8 +30,8 @@ from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.client import Connection, http, iter_tasks, json_of, require_project
 from mcie.annotation.parts import find_parts
-from mcie.annotation.tasks import META_PRE_MASKS, original_from_task
-from mcie.annotation.verdicts import Decision, Review, parse_annotation, predicted_digests, resolve
+from mcie.annotation.tasks import original_from_task
+from mcie.annotation.verdicts import Decision, Review, parse_annotation, resolve
 from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.layout import REVIEW_DIR
@@ -76,17 +76,23 @@ def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: 
     )
 
 
-def _write_masks(out: str, key: str, d: Decision) -> None:
-    check_key(key, "ls import")  # the key names files and a glob below
+def _write_masks(out: str, masks: dict[str, dict[int, bytes]]) -> None:
+    """Write each decided sample's corrected masks, removing the ones an earlier import wrote
+    for it (the folder is listed once, not once per sample)."""
     folder = review_dir(out)
-    storage.delete(storage.glob(storage.join(storage.escape(folder), f"{storage.escape(key)}.mask*.png")))
-    for k, png in d.masks.items():  # encoded when the sample was resolved
-        storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), png)
+    earlier: dict[str, list[str]] = collections.defaultdict(list)
+    for path in storage.glob(storage.join(storage.escape(folder), "*.mask*.png")):
+        earlier[path.rsplit("/", 1)[-1].split(".", 1)[0]].append(path)
+    for key, pngs in masks.items():
+        check_key(key, "ls import")  # the key names files
+        storage.delete(earlier.get(key, []))
+        for k, png in pngs.items():  # encoded when the sample was resolved
+            storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), png)
 
 
-#: tasks per request when reading annotations: their ids go in the URL (``ids[]=...``), about
-#: 17 bytes each, so a page stays under the 8 KB request line a proxy in front of Label Studio
-#: (nginx's default buffer) accepts
+#: tasks per request when reading annotations: their ids go in the URL (a JSON list in
+#: ``query``, about 10 bytes each encoded), so a page stays under the 8 KB request line a proxy
+#: in front of Label Studio (nginx's default buffer) accepts
 PAGE_SIZE = 250
 
 
@@ -130,82 +136,42 @@ def part_task_ids(rows: dict[str, dict[str, Any]], h, conn: Connection, part) ->
 
 def read_tasks(
     h, conn: Connection, project_id: int, ids: list[int], unreadable: list[str], page_size: int = PAGE_SIZE
-) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """``(task id, task)`` for each of ``ids`` (sorted), the task with its annotations as a
-    plain dict, or None when it has none; a page of ids at a time, so one page is held in
-    memory. Tasks the server cannot give are left out and appended to ``unreadable``.
+) -> Iterator[dict[str, Any]]:
+    """The tasks ``ids`` with their annotations and predictions, as plain dicts (``h``:
+    :func:`http`), a page of ids at a time, so one page is held in memory. Tasks the server
+    cannot give are left out and appended to ``unreadable``.
 
-    A page is read through Label Studio's export API (``ids[]``, annotated tasks only): it
-    serialises a task for a fraction of what the data manager's task list costs. A page the
-    server fails on (a 5xx: one broken task can make Label Studio answer 500 for all of them)
-    is read again task by task, and a task that still fails is left out, listed with the
-    server's error in one line, and stays pending. An unreachable server or a refused token
-    still ends the import (exit 3)."""
+    A page is the data manager's task list restricted to those ids (``selectedItems``), so no
+    page depends on the list's order. (Label Studio's export API serialises a task for less,
+    but it also saves a copy of every response in the server's export folder: an import would
+    litter the server with copies of all annotations.) A page the server fails on (a 5xx: one
+    broken task can make Label Studio answer 500 for all of them) is read again task by task,
+    and a task that still fails is left out, listed with the server's error in one line, and
+    stays pending. An unreachable server or a refused token still ends the import (exit 3)."""
     from mcie.annotation.client import one_line
 
     for start in range(0, len(ids), page_size):
         chunk = ids[start : start + page_size]
-        query = [("exportType", "JSON"), ("download_all_tasks", "false"), *(("ids[]", i) for i in chunk)]
+        query = json.dumps({"selectedItems": {"all": False, "included": chunk}}, separators=(",", ":"))
+        params = {"project": project_id, "fields": "all", "resolve_uri": "false", "page": 1,
+                  "page_size": len(chunk), "query": query}  # fmt: skip
         got, _ = _fetch(
-            conn, "reading tasks and annotations",
-            lambda query=query: json_of(h.get(f"/api/projects/{project_id}/export", params=query)),
-        )  # fmt: skip
-        by_id = {t["id"]: t for t in got} if isinstance(got, list) else None
-        if by_id is None or not set(by_id) <= set(chunk):  # the page failed: one by one
-            by_id = {}
+            conn,
+            "reading tasks and annotations",
+            lambda params=params: json_of(h.get("/api/tasks/", params=params)),
+        )
+        tasks = got["tasks"] if isinstance(got, dict) else None
+        if tasks is None or sorted(t["id"] for t in tasks) != chunk:  # the page failed: one by one
+            tasks = []
             for tid in chunk:
                 task, err = _fetch(
                     conn, f"reading task {tid}", lambda tid=tid: json_of(h.get(f"/api/tasks/{tid}/"))
                 )
                 if err is None:
-                    by_id[tid] = task
+                    tasks.append(task)
                 else:
                     unreadable.append(f"task {tid}: HTTP {err.status_code}: {one_line(err.body, 120)}")
-                    by_id[tid] = False
-        _attach_predictions(h, conn, project_id, by_id)
-        for tid in chunk:
-            task = by_id.get(tid)
-            if task is not False:
-                yield tid, task or None
-
-
-def _attach_predictions(h, conn: Connection, project_id: int, by_id: dict[int, Any]) -> None:
-    """Give the annotated tasks of a page that lack the digests of their pre-annotated masks
-    (exported by an earlier mcie) their predictions, in one request: the export API lists
-    prediction ids only."""
-    legacy = [
-        tid for tid, t in by_id.items()
-        if t and t.get("annotations") and not isinstance((t.get("meta") or {}).get(META_PRE_MASKS), dict)
-        and not all(isinstance(x, dict) for x in t.get("predictions") or [])
-    ]  # fmt: skip
-    if not legacy:
-        return
-    query = json.dumps({"selectedItems": {"all": False, "included": legacy}})
-    params = {
-        "project": project_id,
-        "fields": "all",
-        "resolve_uri": "false",
-        "page_size": len(legacy),
-        "query": query,
-    }
-    with conn.errors("reading the predictions of tasks exported by an earlier mcie"):
-        for t in json_of(h.get("/api/tasks/", params=params))["tasks"]:
-            if t["id"] in by_id:
-                by_id[t["id"]]["predictions"] = t.get("predictions") or []
-
-
-def pre_mask_digests(h, conn: Connection, task: dict[str, Any]) -> dict[str, list[str]]:
-    """The digests of a task's pre-annotated masks: from its meta (export records them), else
-    from its predictions (a task exported by an earlier mcie: :func:`_attach_predictions`; the
-    ones it did not get are read here)."""
-    digests = (task.get("meta") or {}).get(META_PRE_MASKS)
-    if isinstance(digests, dict):
-        return digests
-    preds = task.get("predictions") or []
-    if preds and not isinstance(preds[0], dict):
-        with conn.errors(f"reading the predictions of task {task['id']}"):
-            preds = json_of(h.get("/api/predictions/", params={"task": task["id"]}))
-    return predicted_digests(preds)
+        yield from sorted(tasks, key=lambda t: t["id"])
 
 
 class _KeyReviews:
@@ -220,20 +186,17 @@ class _KeyReviews:
         self.reviews: list[Review] = []
         self.error: str | None = None
 
-    def add(
-        self, task_id: int, task: dict[str, Any] | None, digests: Callable[[], dict[str, list[str]]]
-    ) -> None:
-        """One task of the sample (None: it has no annotations); ``digests`` gives its
-        pre-annotated masks' digests, asked for only when it has annotations."""
-        self.task_ids.append(task_id)
+    def add(self, task: dict[str, Any]) -> None:
+        """One task of the sample."""
+        self.task_ids.append(task["id"])
         self.waiting -= 1
-        anns = [a for a in (task or {}).get("annotations") or [] if not a.get("was_cancelled")]
+        anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         if not anns or self.error is not None:
             return
         try:
             self.original = self.original or original_from_task(task["data"])
-            pre = digests()
-            self.reviews += [parse_annotation(a, [], self.original, digests=pre) for a in anns]
+            preds = task.get("predictions") or []
+            self.reviews += [parse_annotation(a, preds, self.original) for a in anns]
         except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
             self.error = f"{type(exc).__name__}: {exc}"
 
@@ -269,8 +232,9 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) 
     invalid: list[str] = []
     duplicated: list[str] = []
     unreadable: list[str] = []
-    # (key, original, decision, part title, first task id), corrected masks already as PNG
-    decided: list[tuple[str, dict[str, Any], Decision, str, int]] = []
+    # corrected masks as PNG per decided key, written once every task is read; the rows take
+    # their verdicts as each sample is resolved (the index is written only at the end)
+    masks: dict[str, dict[int, bytes]] = {}
     n_tasks = 0
     for p in parts:
         key_of = part_task_ids(rows, h, conn, p)
@@ -278,25 +242,23 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) 
         per_key = collections.Counter(key_of.values())
         pending: dict[str, _KeyReviews] = {}
         bar = Progress(len(key_of), f"ls import {p.title}", "tasks")
-        for tid, task in read_tasks(h, conn, p.id, sorted(key_of), unreadable):
+        for task in read_tasks(h, conn, p.id, sorted(key_of), unreadable):
             n_tasks += 1
             bar.update()
-            key = key_of[tid]
+            key = key_of[task["id"]]
             if key not in rows:  # rows hold only valid keys (read_index checks them)
                 unknown.append(key[:80])
                 continue
             g = pending.setdefault(key, _KeyReviews(key, per_key[key]))
-            g.add(tid, task, lambda task=task: pre_mask_digests(h, conn, task))
+            g.add(task)
             if g.waiting > 0:
                 continue
             del pending[key]
-            _decide(g, resolution, p.title, counts, decided, disagreements, invalid, duplicated)
+            _decide(g, rows, resolution, p.title, counts, masks, disagreements, invalid, duplicated)
         for g in pending.values():  # a task that was unreadable, or added meanwhile
-            _decide(g, resolution, p.title, counts, decided, disagreements, invalid, duplicated)
+            _decide(g, rows, resolution, p.title, counts, masks, disagreements, invalid, duplicated)
         bar.close()
-    for key, original, d, project, task_id in decided:
-        _apply(rows[key], original, d, project, task_id, resolution)
-        _write_masks(out, key, d)
+    _write_masks(out, masks)
     ri.write_index(out, rows)
     elapsed = time.monotonic() - t0
     reviewed = sum(v for k, v in counts.items() if k != "pending")
@@ -317,10 +279,10 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) 
     }
 
 
-def _decide(g: _KeyReviews, resolution: str, project: str, counts, decided, disagreements, invalid,
+def _decide(g: _KeyReviews, rows, resolution: str, project: str, counts, masks, disagreements, invalid,
             duplicated) -> None:  # fmt: skip
-    """Resolve one sample's reviews into ``decided`` (its corrected masks encoded as PNG now:
-    a page's tasks are dropped once read, and a few KB per mask is what the import keeps)."""
+    """Resolve one sample's reviews into its index row now, keeping only its corrected masks
+    (as PNG: a few KB each) for the end, so the import's memory does not hold every review."""
     if len(g.task_ids) > 1:
         duplicated.append(g.key)
     if g.error is not None:
@@ -333,5 +295,5 @@ def _decide(g: _KeyReviews, resolution: str, project: str, counts, decided, disa
     counts[d.decision] += 1
     if d.decision == "disagreement":
         disagreements.append(g.key)
-    d.masks = {k: encode_png(m) for k, m in d.masks.items()}
-    decided.append((g.key, g.original, d, project, g.task_ids[0]))
+    _apply(rows[g.key], g.original, d, project, g.task_ids[0], resolution)
+    masks[g.key] = {k: encode_png(m) for k, m in d.masks.items()}

@@ -11,7 +11,6 @@ names the judge and annotator that produced it. The overall verdict is left to p
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -25,16 +24,6 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     from label_studio_sdk.converter.brush import mask2rle
 
     return mask2rle(np.where(mask, np.uint8(255), np.uint8(0)))
-
-
-#: the task ``meta`` entry holding the digests of the pre-annotated masks (see :func:`task_for`)
-META_PRE_MASKS = "mcie_pre_masks"
-
-
-def rle_digest(rle: list[int]) -> str:
-    """A short digest of a brush RLE: what tells an untouched pre-annotated mask from a
-    repainted one without reading the prediction back."""
-    return hashlib.blake2b(str(list(rle)).encode(), digest_size=8).hexdigest()
 
 
 def rle_to_mask(rle: list[int], height: int, width: int) -> np.ndarray:
@@ -137,14 +126,7 @@ def task_for(meta: dict[str, Any], masks: list[bytes], src_url: str, tgt_url: st
         data[f"sub{k}"] = sub["instruction"] if sub else ""
         score = sub.get("scores", {}).get("compliance") if sub else None
         data[f"score{k}"] = "" if score is None else f"judge compliance {score:.2f}"
-    prediction = prediction_for(meta, masks)
-    # the digests of the pre-annotated masks, per control: import compares reviewers' regions to
-    # them, and reads tasks from Label Studio's export API, which gives prediction ids only
-    pre_masks: dict[str, list[str]] = {}
-    for r in prediction["result"]:
-        if r["type"] == "brushlabels":
-            pre_masks.setdefault(r["from_name"], []).append(rle_digest(r["value"]["rle"]))
-    return {"data": data, "meta": {META_PRE_MASKS: pre_masks}, "predictions": [prediction]}
+    return {"data": data, "predictions": [prediction_for(meta, masks)]}
 
 
 def original_from_task(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mcie.annotation import config as cfg
-from mcie.annotation.tasks import rle_digest, rle_to_mask
+from mcie.annotation.tasks import rle_to_mask
 from mcie.reasons import Reason
 
 RESOLUTIONS = ("majority", "strict")
@@ -76,29 +76,22 @@ def _one_choice(name: str, value: dict[str, Any]) -> str | None:
     raise ValueError(f"{name}: expected one choice, got {str(choices)[:80]}")
 
 
-def predicted_digests(predictions: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """``{mask control: [digests of its predicted brush RLEs]}`` of a task's predictions (what
-    export also records in the task's meta, :data:`mcie.annotation.tasks.META_PRE_MASKS`)."""
-    out: dict[str, list[str]] = collections.defaultdict(list)
+def _predicted_rles(predictions: list[dict[str, Any]]) -> dict[str, list[list[int]]]:
+    out: dict[str, list[list[int]]] = collections.defaultdict(list)
     for p in predictions:
         for r in p.get("result") or []:
             if r.get("type") == "brushlabels":
-                out[r["from_name"]].append(rle_digest(r["value"]["rle"]))
-    return dict(out)
+                out[r["from_name"]].append(r["value"]["rle"])
+    return out
 
 
 def parse_annotation(
-    ann: dict[str, Any],
-    predictions: list[dict[str, Any]],
-    original: dict[str, Any],
-    digests: dict[str, list[str]] | None = None,
+    ann: dict[str, Any], predictions: list[dict[str, Any]], original: dict[str, Any]
 ) -> Review:
-    """A :class:`Review` from an annotation dict; ``original`` is the sample's JSON. The
-    pre-annotated masks are ``digests`` (:func:`predicted_digests`) when given, else those of
-    ``predictions``."""
+    """A :class:`Review` from an annotation dict; ``original`` is the sample's JSON."""
     subs = original["sub_edits"]
     h, w = int(original["height"]), int(original["width"])
-    predicted = digests if digests is not None else predicted_digests(predictions)
+    predicted = _predicted_rles(predictions)
     verdict = reason = instruction = None
     sub_verdicts: dict[int, str] = {}
     wording: dict[int, str] = {}
@@ -130,7 +123,7 @@ def parse_annotation(
                 brush[k].append(value["rle"])
     masks: dict[int, np.ndarray] = {}
     for k, rles in brush.items():
-        if sorted(map(rle_digest, rles)) == sorted(predicted.get(cfg.mask_control(k), [])):
+        if sorted(map(tuple, rles)) == sorted(map(tuple, predicted.get(cfg.mask_control(k), []))):
             continue  # the pre-annotation, untouched
         masks[k] = np.logical_or.reduce([rle_to_mask(r, h, w) for r in rles])
     if instruction == original["instruction"]:

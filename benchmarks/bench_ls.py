@@ -265,12 +265,14 @@ def main() -> None:
             run_mcie(["ls", "export", out, "--project", reviewed, *extra], env, tmp)
 
         load["import_before"] = _load()
+        server_before_import_mib = round(tree_rss_kib(server._proc.pid) / 1024, 1)  # kept from the copy
         with TreePeak(server._proc.pid) as srv_imp:
             imp, imp_wall, imp_rss = run_mcie(["ls", "import", out, "--project", reviewed], env, tmp)
         load["import_after"] = _load()
         print(f"import: {imp['tasks']} tasks in {imp['elapsed_s']} s = {imp['tasks_per_s']} tasks/s "
               f"{imp['by_decision']} (process {imp_wall:.1f} s, peak RSS {imp_rss} MiB; "
-              f"server peak {srv_imp.mib} MiB; load {load['import_before']} -> {load['import_after']})",
+              f"server peak {srv_imp.mib} MiB, {server_before_import_mib} MiB before; "
+              f"load {load['import_before']} -> {load['import_after']})",
               flush=True)  # fmt: skip
         summary = {
             "samples": args.samples,
@@ -283,6 +285,7 @@ def main() -> None:
             "import_process_s": round(imp_wall, 1),
             "import_peak_rss_mib": imp_rss,
             "server_idle_rss_mib": server_idle_mib,
+            "server_rss_before_import_mib": server_before_import_mib,
             "server_peak_rss_mib": {"export": srv_exp.mib, "import": srv_imp.mib},
             "annotations": n_ann,
             "annotate_mode": args.annotate,

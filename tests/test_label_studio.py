@@ -399,9 +399,9 @@ def test_cap_splits_the_review_into_parts(ls_env, tmp_path, capsys):
         for x in tasks[1:]:
             rv = json.loads(idx[x.data["key"]]["verdict_json"])["review"]
             assert (idx[x.data["key"]]["status"], rv["project"], rv["task_id"]) == ("pending", t, x.id)
-    # tasks added by hand (a copy of a pending sample's task with its prediction but without the
-    # digests export puts in the meta, as an earlier mcie made them; and a task of no sample):
-    # the part holds more tasks than export recorded, so import lists them and reads them too
+    # tasks added by hand (a copy of a pending sample's task with its prediction, and a task of
+    # no sample): the part holds more tasks than export recorded, so import lists them and reads
+    # them too
     p3, tasks3 = by_part[titles[2]]
     pred = tasks3[1].predictions[0]
     pred = pred if isinstance(pred, dict) else pred.model_dump()

@@ -93,31 +93,6 @@ def test_labeling_config_has_five_slots_and_the_review_reasons():
     assert cfg.labeling_config() == cfg.labeling_config()
 
 
-def test_untouched_masks_are_told_by_the_digests_export_records():
-    """The task's meta holds the digests of its pre-annotated masks; import reads a reviewer's
-    region equal to the pre-annotation as untouched, a repainted one as a correction, the same
-    whether the digests come from the meta or from the predictions."""
-    from mcie.annotation.tasks import META_PRE_MASKS, brush_region, task_for
-    from mcie.annotation.verdicts import parse_annotation, predicted_digests
-    from mcie.images import encode_png
-
-    m0, m1 = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
-    m0[1:4, 1:4], m1[5:7, 2:6] = True, True
-    meta = {"key": "k" * 20, "instruction": "do both", "width": 8, "height": 8,
-            "sub_edits": [{"instruction": "a", "box": [1, 1, 4, 4]}, {"instruction": "b"}]}  # fmt: skip
-    task = task_for(meta, [encode_png(m0), encode_png(m1)], "/s", "/t")
-    digests = task["meta"][META_PRE_MASKS]
-    assert digests == predicted_digests(task["predictions"]) and len(digests[cfg.mask_control(0)]) == 1
-    verdict = {"from_name": "verdict", "type": "choices", "value": {"choices": ["fixed"]}}
-    painted = m1.copy()
-    painted[0, 0] = True
-    result = [r for r in task["predictions"][0]["result"] if r["from_name"] != cfg.mask_control(1)]
-    ann = {"id": 3, "completed_by": 1, "result": [*result, brush_region(1, painted), verdict]}
-    for kwargs in ({"digests": digests}, {}):
-        review = parse_annotation(ann, task["predictions"], meta, **kwargs)
-        assert sorted(review.masks) == [1] and np.array_equal(review.masks[1], painted)
-
-
 def test_part_names_and_marks():
     """Parts are TITLE, TITLE-2, ...; a project is a part only when its description says so."""
     from types import SimpleNamespace
