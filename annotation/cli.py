@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from mcie import extras
+from mcie.annotation.limits import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TASKS, MAX_REQUEST_BYTES
 from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
 from mcie.layout import DEFAULT_SHARD_SIZE
@@ -102,7 +103,19 @@ def _add_export(sub) -> None:
         help="all | accepted | rejected | borderline | random:N (seeded by --seed); default all",
     )
     e.add_argument("--seed", type=int, default=0, help="seed of random:N (default 0)")
-    e.add_argument("--batch-size", type=int, default=100, help="tasks per import request (default 100)")
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"most tasks per import request (default {DEFAULT_BATCH_SIZE}; at most "
+        f"{MAX_REQUEST_BYTES >> 20} MB a request)",
+    )
+    e.add_argument(
+        "--max-tasks-per-project",
+        type=int,
+        default=DEFAULT_MAX_TASKS,
+        help=f"most tasks per project; more go to PROJECT-2, PROJECT-3, ... (default {DEFAULT_MAX_TASKS:,})",
+    )
     e.add_argument(
         "--document-root",
         default=None,
@@ -223,7 +236,7 @@ def run_export(args: argparse.Namespace) -> int:
     conn = Connection.from_args(args.url, args.token_file)
     summary = export_project(
         args.inp, args.project, conn, args.document_root, args.select, args.seed, args.batch_size,
-        project_id=args.project_id,
+        project_id=args.project_id, max_tasks_per_project=args.max_tasks_per_project,
     )  # fmt: skip
     _print(summary, args.json)
     return ExitCode.OK

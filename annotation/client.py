@@ -14,6 +14,7 @@ import html
 import json
 import os
 import re
+import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -23,6 +24,8 @@ from mcie.exitcodes import ServiceError, UsageError
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_TOKEN = "LABEL_STUDIO_USER_TOKEN"
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: seconds a bulk request may take on the server before we give up on it
+BULK_READ_TIMEOUT_S = 600.0
 
 
 def _require_sdk():
@@ -96,6 +99,75 @@ class Connection:
         with self.errors("checking the token"):
             ls.users.whoami()
         return ls
+
+
+def http(conn: Connection):
+    """A plain ``httpx.Client`` on the server's API with the token, for the bulk calls (a page of
+    tasks, a batch of tasks to import): the SDK walks such bodies value by value through its
+    models and encoders, and a brush RLE is thousands of integers. Pass each response to
+    :func:`json_of`; use inside :meth:`Connection.errors`. Its ``request_s`` counts the seconds
+    spent waiting for answers (the server's share of a command's time)."""
+    import httpx
+
+    class _Client(httpx.Client):
+        request_s = 0.0
+
+        def send(self, request, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                response = super().send(request, **kwargs)
+                response.read()
+                return response
+            finally:
+                self.request_s += time.perf_counter() - t0
+
+    return _Client(
+        base_url=conn.url,
+        headers={"Authorization": f"Token {conn.token}"},
+        # a large import is one transaction on the server: give it time to answer
+        timeout=httpx.Timeout(30.0, read=BULK_READ_TIMEOUT_S),
+    )
+
+
+def json_of(response) -> object:
+    """The response's JSON; an HTTP error status raises the SDK's ``ApiError`` (as the SDK's own
+    calls do), so :meth:`Connection.errors` maps it to the same exit codes and messages."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
+    return response.json()
+
+
+def task_page(h, project_id: int, page: int, page_size: int, fields: str = "task_only") -> tuple[list, int]:
+    """One page of a project's tasks as plain dicts, and the project's task count. ``fields``:
+    ``task_only`` (data, no annotations) or ``all`` (with annotations and predictions). Data
+    URLs are not resolved: none of our callers opens them."""
+    params = {
+        "project": project_id,
+        "page": page,
+        "page_size": page_size,
+        "fields": fields,
+        "resolve_uri": "false",
+    }
+    got = json_of(h.get("/api/tasks/", params=params))
+    return got["tasks"], int(got["total"])
+
+
+def iter_tasks(h, project_id: int, page_size: int = 1000, fields: str = "task_only"):
+    """Every task of a project, a page at a time (see :func:`task_page`)."""
+    page, seen = 1, 0
+    while True:
+        tasks, total = task_page(h, project_id, page, page_size, fields)
+        yield from tasks
+        seen += len(tasks)
+        if not tasks or seen >= total:
+            return
+        page += 1
 
 
 def one_line(body: object, limit: int = 200) -> str:

@@ -10,6 +10,10 @@ sub-instruction columns take the corrected wording; the full human verdict goes 
 annotations stay ``pending``; so do tasks whose annotations cannot be read (a brush region of
 another image size, say), which the summary lists under ``invalid``.
 
+Every part of the review is read (:mod:`mcie.annotation.parts`), a page of tasks at a time,
+keeping one page in memory; the task ids come from the index (what export recorded) unless the
+part holds other tasks too, when they are listed.
+
 Everything is recomputed from the server's current state and written atomically, so importing
 twice gives the same index and files.
 """
@@ -17,31 +21,27 @@ twice gives the same index and files.
 from __future__ import annotations
 
 import collections
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mcie import storage
 from mcie.annotation import review_index as ri
-from mcie.annotation.client import Connection, require_project
+from mcie.annotation.client import Connection, http, iter_tasks, json_of, require_project
+from mcie.annotation.parts import find_parts
 from mcie.annotation.tasks import original_from_task
-from mcie.annotation.verdicts import Decision, parse_annotation, resolve
+from mcie.annotation.verdicts import Decision, Review, parse_annotation, resolve
 from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.layout import REVIEW_DIR
-from mcie.progress import track
+from mcie.progress import Progress
 from mcie.reasons import Status
 from mcie.runlock import RunLock
 
 
 def review_dir(out: str) -> str:
     return storage.join(out, REVIEW_DIR)
-
-
-def _as_dict(x: Any) -> dict[str, Any]:
-    if isinstance(x, dict):
-        return x
-    return x.model_dump() if hasattr(x, "model_dump") else dict(x)
 
 
 def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: str, task_id: int,
@@ -76,16 +76,24 @@ def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: 
     )
 
 
-def _write_masks(out: str, key: str, d: Decision) -> None:
-    check_key(key, "ls import")  # the key names files and a glob below
+def _write_masks(out: str, masks: dict[str, dict[int, bytes]]) -> None:
+    """Write each decided sample's corrected masks, removing the ones an earlier import wrote
+    for it (the folder is listed once, not once per sample)."""
     folder = review_dir(out)
-    storage.delete(storage.glob(storage.join(storage.escape(folder), f"{storage.escape(key)}.mask*.png")))
-    for k, mask in d.masks.items():
-        storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), encode_png(mask))
+    earlier: dict[str, list[str]] = collections.defaultdict(list)
+    for path in storage.glob(storage.join(storage.escape(folder), "*.mask*.png")):
+        earlier[path.rsplit("/", 1)[-1].split(".", 1)[0]].append(path)
+    for key, pngs in masks.items():
+        check_key(key, "ls import")  # the key names files
+        storage.delete(earlier.get(key, []))
+        for k, png in pngs.items():  # encoded when the sample was resolved
+            storage.atomic_write(storage.join(folder, f"{key}.mask{k}.png"), png)
 
 
-#: tasks per request when reading annotations
-PAGE_SIZE = 100
+#: tasks per request when reading annotations: their ids go in the URL (a JSON list in
+#: ``query``, about 10 bytes each encoded), so a page stays under the 8 KB request line a proxy
+#: in front of Label Studio (nginx's default buffer) accepts
+PAGE_SIZE = 250
 
 
 def _fetch(conn: Connection, doing: str, fn: Callable[[], Any]) -> tuple[Any, Any]:
@@ -105,53 +113,92 @@ def _fetch(conn: Connection, doing: str, fn: Callable[[], Any]) -> tuple[Any, An
             raise
 
 
-def read_tasks(
-    ls, conn: Connection, project_id: int, page_size: int = PAGE_SIZE
-) -> tuple[list[Any], list[str]]:
-    """Every task of the project with its annotations, and the tasks the server could not give.
+def part_task_ids(rows: dict[str, dict[str, Any]], h, conn: Connection, part) -> dict[int, str]:
+    """``{task id: sample key}`` of every task of a part. The index holds the task id export
+    recorded for each sample it sent; when the part holds exactly as many tasks, those are its
+    tasks and no listing is needed. Otherwise (tasks added by hand, two exports at once) every
+    task is listed (``task_only``: no annotations to serialise)."""
+    known: dict[int, str] = {}
+    for k, r in rows.items():
+        rv = ri.review_of(r)
+        if rv and rv.get("project") == part.title and rv.get("task_id") is not None:
+            known[int(rv["task_id"])] = k
+    with conn.errors(f"reading project {part.title!r}"):
+        count = json_of(h.get(f"/api/projects/{part.id}/"))["task_number"]
+    if count == len(known):
+        return known
+    listed: dict[int, str] = {}
+    with conn.errors("listing the project's tasks"):
+        for t in iter_tasks(h, part.id):
+            listed[t["id"]] = str((t.get("data") or {}).get("key"))
+    return listed
 
-    The ids are listed first (``task_only``: no annotations to serialise), then the tasks are
-    read a page at a time; a page the server fails on (a 5xx: one broken task can make Label
-    Studio answer 500 for all of them) is read again task by task, and a task that still fails
-    is left out, listed with the server's error in one line, and stays pending. An unreachable
-    server or a refused token still ends the import (exit 3)."""
+
+def read_tasks(
+    h, conn: Connection, project_id: int, ids: list[int], unreadable: list[str], page_size: int = PAGE_SIZE
+) -> Iterator[dict[str, Any]]:
+    """The tasks ``ids`` with their annotations and predictions, as plain dicts (``h``:
+    :func:`http`), a page of ids at a time, so one page is held in memory. Tasks the server
+    cannot give are left out and appended to ``unreadable``.
+
+    A page is the data manager's task list restricted to those ids (``selectedItems``), so no
+    page depends on the list's order. (Label Studio's export API serialises a task for less,
+    but it also saves a copy of every response in the server's export folder: an import would
+    litter the server with copies of all annotations.) A page the server fails on (a 5xx: one
+    broken task can make Label Studio answer 500 for all of them) is read again task by task,
+    and a task that still fails is left out, listed with the server's error in one line, and
+    stays pending. An unreachable server or a refused token still ends the import (exit 3)."""
     from mcie.annotation.client import one_line
 
-    with conn.errors("listing the project's tasks"):
-        ids = sorted(t.id for t in ls.tasks.list(project=project_id, fields="task_only", page_size=1000))
-    tasks: list[Any] = []
-    unreadable: list[str] = []
-    done = iter(track(range(len(ids)), "ls import", "tasks"))
     for start in range(0, len(ids), page_size):
         chunk = ids[start : start + page_size]
-        page = start // page_size + 1
-        pager, _ = _fetch(
-            conn, "reading tasks and annotations",
-            lambda page=page: ls.tasks.list(project=project_id, fields="all", page=page, page_size=page_size),
-        )  # fmt: skip
-        got = list(pager.items or []) if pager is not None else []
-        if sorted(t.id for t in got) != chunk:  # the page failed (or changed under us): one by one
-            got = []
+        query = json.dumps({"selectedItems": {"all": False, "included": chunk}}, separators=(",", ":"))
+        params = {"project": project_id, "fields": "all", "resolve_uri": "false", "page": 1,
+                  "page_size": len(chunk), "query": query}  # fmt: skip
+        got, _ = _fetch(
+            conn,
+            "reading tasks and annotations",
+            lambda params=params: json_of(h.get("/api/tasks/", params=params)),
+        )
+        tasks = got["tasks"] if isinstance(got, dict) else None
+        if tasks is None or sorted(t["id"] for t in tasks) != chunk:  # the page failed: one by one
+            tasks = []
             for tid in chunk:
-                task, err = _fetch(conn, f"reading task {tid}", lambda tid=tid: ls.tasks.get(id=tid))
+                task, err = _fetch(
+                    conn, f"reading task {tid}", lambda tid=tid: json_of(h.get(f"/api/tasks/{tid}/"))
+                )
                 if err is None:
-                    got.append(task)
+                    tasks.append(task)
                 else:
                     unreadable.append(f"task {tid}: HTTP {err.status_code}: {one_line(err.body, 120)}")
-        tasks += got
-        for _ in chunk:
-            next(done, None)
-    return tasks, unreadable
+        yield from sorted(tasks, key=lambda t: t["id"])
 
 
-def _by_key(tasks: list[Any]) -> dict[str, list[Any]]:
-    """Tasks grouped by sample key, in task-id order. Two exports at once (or a task copied by
-    hand) can leave one key in several tasks: they are one sample, read as one task holding
-    all their annotations, so no reviewer's verdict is dropped."""
-    groups: dict[str, list[Any]] = collections.defaultdict(list)
-    for t in sorted(tasks, key=lambda t: t.id):
-        groups[str((t.data or {}).get("key"))].append(t)
-    return groups
+class _KeyReviews:
+    """The reviews of one sample gathered over its tasks (usually one; two exports at once, or
+    a task copied by hand, can leave one key in several tasks: they are one sample, read as one
+    task holding all their annotations, so no reviewer's verdict is dropped)."""
+
+    def __init__(self, key: str, waiting: int):
+        self.key, self.waiting = key, waiting
+        self.task_ids: list[int] = []
+        self.original: dict[str, Any] | None = None
+        self.reviews: list[Review] = []
+        self.error: str | None = None
+
+    def add(self, task: dict[str, Any]) -> None:
+        """One task of the sample."""
+        self.task_ids.append(task["id"])
+        self.waiting -= 1
+        anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+        if not anns or self.error is not None:
+            return
+        try:
+            self.original = self.original or original_from_task(task["data"])
+            preds = task.get("predictions") or []
+            self.reviews += [parse_annotation(a, preds, self.original) for a in anns]
+        except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
+            self.error = f"{type(exc).__name__}: {exc}"
 
 
 def import_project(
@@ -171,59 +218,54 @@ def import_project(
     build on ``out`` is refused (exit 1) instead of writing over these verdicts."""
     ri.read_index(out)  # a usage error before any request
     ls = conn.client()
-    p = require_project(ls, conn, project, project_id)
-    with RunLock(out, "ls import"):
-        return _import_locked(out, p, ls, conn, resolution)
+    parts = find_parts(ls, conn, require_project(ls, conn, project, project_id))
+    with RunLock(out, "ls import"), http(conn) as h:
+        return _import_locked(out, parts, h, conn, resolution)
 
 
-def _import_locked(out: str, p, ls, conn: Connection, resolution: str) -> dict[str, Any]:
+def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) -> dict[str, Any]:
     rows = ri.read_index(out)
     t0 = time.monotonic()
-    project = p.title
     counts: collections.Counter[str] = collections.Counter()
     disagreements: list[str] = []
     unknown: list[str] = []
     invalid: list[str] = []
     duplicated: list[str] = []
-    tasks, unreadable = read_tasks(ls, conn, p.id)
-    decided: list[tuple[str, dict[str, Any], Decision, int]] = []
-    for key, group in sorted(_by_key(tasks).items()):
-        if key not in rows:  # rows hold only valid keys (read_index checks them)
-            unknown.append(key[:80])
-            continue
-        if len(group) > 1:
-            duplicated.append(key)
-        first = group[0]
-        original = original_from_task(first.data)
-        preds = [_as_dict(x) for t in group for x in (t.predictions or [])]
-        try:
-            reviews = [
-                parse_annotation(a, preds, original)
-                for t in group
-                for a in map(_as_dict, t.annotations or [])
-                if not a.get("was_cancelled")
-            ]
-        except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
-            ids = ",".join(str(t.id) for t in group)
-            invalid.append(f"{key}: task {ids}: {type(exc).__name__}: {exc}")
-            continue  # left as it was (pending); reported
-        d = resolve(reviews, resolution)
-        if d is None:
-            counts["pending"] += 1
-            continue
-        counts[d.decision] += 1
-        if d.decision == "disagreement":
-            disagreements.append(key)
-        decided.append((key, original, d, first.id))
-    for key, original, d, task_id in decided:
-        _apply(rows[key], original, d, project, task_id, resolution)
-        _write_masks(out, key, d)
+    unreadable: list[str] = []
+    # corrected masks as PNG per decided key, written once every task is read; the rows take
+    # their verdicts as each sample is resolved (the index is written only at the end)
+    masks: dict[str, dict[int, bytes]] = {}
+    n_tasks = 0
+    for p in parts:
+        key_of = part_task_ids(rows, h, conn, p)
+        # how many tasks each key has in this part: a key is resolved as its last task is read
+        per_key = collections.Counter(key_of.values())
+        pending: dict[str, _KeyReviews] = {}
+        bar = Progress(len(key_of), f"ls import {p.title}", "tasks")
+        for task in read_tasks(h, conn, p.id, sorted(key_of), unreadable):
+            n_tasks += 1
+            bar.update()
+            key = key_of[task["id"]]
+            if key not in rows:  # rows hold only valid keys (read_index checks them)
+                unknown.append(key[:80])
+                continue
+            g = pending.setdefault(key, _KeyReviews(key, per_key[key]))
+            g.add(task)
+            if g.waiting > 0:
+                continue
+            del pending[key]
+            _decide(g, rows, resolution, p.title, counts, masks, disagreements, invalid, duplicated)
+        for g in pending.values():  # a task that was unreadable, or added meanwhile
+            _decide(g, rows, resolution, p.title, counts, masks, disagreements, invalid, duplicated)
+        bar.close()
+    _write_masks(out, masks)
     ri.write_index(out, rows)
     elapsed = time.monotonic() - t0
     reviewed = sum(v for k, v in counts.items() if k != "pending")
     return {
-        "project": project,
-        "tasks": len(tasks),
+        "project": parts[0].title,
+        "projects": [p.title for p in parts],
+        "tasks": n_tasks,
         "by_decision": dict(sorted(counts.items())),
         "disagreements": sorted(disagreements),
         "unknown_keys": sorted(unknown),
@@ -232,5 +274,26 @@ def _import_locked(out: str, p, ls, conn: Connection, resolution: str) -> dict[s
         "unreadable_tasks": unreadable,
         "resolution": resolution,
         "elapsed_s": round(elapsed, 3),
+        "request_s": round(h.request_s, 3),
         "tasks_per_s": round(reviewed / elapsed, 1) if elapsed > 0 else None,
     }
+
+
+def _decide(g: _KeyReviews, rows, resolution: str, project: str, counts, masks, disagreements, invalid,
+            duplicated) -> None:  # fmt: skip
+    """Resolve one sample's reviews into its index row now, keeping only its corrected masks
+    (as PNG: a few KB each) for the end, so the import's memory does not hold every review."""
+    if len(g.task_ids) > 1:
+        duplicated.append(g.key)
+    if g.error is not None:
+        invalid.append(f"{g.key}: task {','.join(map(str, g.task_ids))}: {g.error}")
+        return  # left as it was (pending); reported
+    d = resolve(g.reviews, resolution)
+    if d is None:
+        counts["pending"] += 1
+        return
+    counts[d.decision] += 1
+    if d.decision == "disagreement":
+        disagreements.append(g.key)
+    _apply(rows[g.key], g.original, d, project, g.task_ids[0], resolution)
+    masks[g.key] = {k: encode_png(m) for k, m in d.masks.items()}

@@ -328,3 +328,106 @@ def test_server_stopped_mid_export_then_rerun_completes(ls_cache, tmp_path, caps
         assert sorted(keys) == sorted(k for k, r in _index(out).items() if r["status"] == "pending")
     finally:
         server.stop()
+
+
+def test_cap_splits_the_review_into_parts(ls_env, tmp_path, capsys):
+    """A review larger than --max-tasks-per-project fills TITLE, TITLE-2, TITLE-3 in order: each
+    sample in exactly one part, a re-run sends nothing twice, a project of a part's title not
+    made as that part is refused, and import reads every part."""
+    server, creds = ls_env
+    out = str(tmp_path / "out")
+    assert main(["build", "--out", out, "--samples", "13", "--seed", "4", "--shard-size", "5",
+                 "--image-size", "32", "--workers", "1", "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    with_images = sorted(k for k, r in _index(out).items() if r["shard"] and r["status"] != "failed")
+    n = len(with_images)
+    assert n > 10  # three parts of at most 5
+    title = "capped-review"
+    cap = ["--project", title, "--max-tasks-per-project", "5", "--batch-size", "3", "--json"]
+    # a first export of 7 samples: part 1 full, part 2 holds 2
+    assert main(["ls", "export", out, "--select", "random:7", *cap]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [(p["title"], p["tasks"]) for p in first["projects"]] == [(title, 5), (f"{title}-2", 2)]
+    assert first["exported"] == 7
+    ls = Connection(server.url, creds["LABEL_STUDIO_USER_TOKEN"]).client()
+    # a project titled as part 3 but made by hand is not taken for a part: refused, nothing sent
+    foreign = ls.projects.create(title=f"{title}-3", label_config=cfg.labeling_config())
+    assert main(["ls", "export", out, "--select", "all", *cap]) == 1
+    assert "not made as a part" in capsys.readouterr().err
+    ls.projects.delete(id=foreign.id)
+    assert main(["ls", "export", out, "--select", "all", *cap]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["already_in_project"] == 7 + 3  # the refused run filled part 2 before part 3
+    assert second["exported"] == n - 10
+    titles = [title, f"{title}-2", f"{title}-3"]
+    assert [(p["title"], p["tasks"]) for p in second["projects"]] == list(
+        zip(titles, [5, 5, n - 10], strict=True)
+    )
+    by_part = {}
+    for t in titles:
+        p = next(p for p in ls.projects.list(title=t) if p.title == t)
+        by_part[t] = (p, sorted(ls.tasks.list(project=p.id, fields="all"), key=lambda x: x.id))
+    keys = [x.data["key"] for _, tasks in by_part.values() for x in tasks]
+    assert sorted(keys) == with_images  # every sample in exactly one part
+    assert f"part 2 of {title!r}" in by_part[titles[1]][0].description
+    # each part serves its own images
+    import httpx
+
+    task = by_part[titles[2]][1][0]
+    r = httpx.get(
+        server.url + task.data["tgt"], headers={"Authorization": f"Token {creds['LABEL_STUDIO_USER_TOKEN']}"}
+    )
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+    # a re-run sends nothing
+    assert main(["ls", "export", out, "--select", "all", *cap]) == 0
+    assert json.loads(capsys.readouterr().out)["exported"] == 0
+    assert sum(len(tasks) for _, tasks in by_part.values()) == n
+    # one verdict in each part; import reads them all
+    me = ls.users.whoami()
+    verdicts = {titles[0]: "accept", titles[1]: "reject", titles[2]: "accept"}
+    for t, (_, tasks) in by_part.items():
+        ls.annotations.create(id=tasks[0].id, result=[_choice("verdict", verdicts[t])], completed_by=me.id)
+    assert main(["ls", "import", out, "--project", title, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["projects"] == titles
+    assert summary["tasks"] == n
+    assert summary["by_decision"] == {"accept": 2, "reject": 1, "pending": n - 3}
+    idx = _index(out)
+    for t, (_, tasks) in by_part.items():
+        review = json.loads(idx[tasks[0].data["key"]]["verdict_json"])["review"]
+        assert (review["project"], review["decision"], review["task_id"]) == (t, verdicts[t], tasks[0].id)
+        for x in tasks[1:]:
+            rv = json.loads(idx[x.data["key"]]["verdict_json"])["review"]
+            assert (idx[x.data["key"]]["status"], rv["project"], rv["task_id"]) == ("pending", t, x.id)
+    # tasks added by hand (a copy of a pending sample's task with its prediction, and a task of
+    # no sample): the part holds more tasks than export recorded, so import lists them and reads
+    # them too
+    p3, tasks3 = by_part[titles[2]]
+    pred = tasks3[1].predictions[0]
+    pred = pred if isinstance(pred, dict) else pred.model_dump()
+    pred = {k: pred[k] for k in ("result", "score", "model_version")}
+    made = ls.projects.import_tasks(
+        p3.id, request=[{"data": dict(tasks3[1].data), "predictions": [pred]}], return_task_ids=True
+    )
+    ls.tasks.create(project=p3.id, data=dict(tasks3[1].data, key="f" * 20))
+    # the reviewer keeps the pre-annotated masks: an accept, not a correction
+    untouched = [dict(r) for r in pred["result"]]
+    ls.annotations.create(
+        id=made.task_ids[0], result=[*untouched, _choice("verdict", "accept")], completed_by=me.id
+    )
+    assert main(["ls", "import", out, "--project", title, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["tasks"] == n + 2
+    assert again["duplicate_tasks"] == [tasks3[1].data["key"]] and again["unknown_keys"] == ["f" * 20]
+    assert again["by_decision"] == {"accept": 3, "reject": 1, "pending": n - 4}
+    review = json.loads(_index(out)[tasks3[1].data["key"]]["verdict_json"])["review"]
+    assert (review["decision"], review["task_id"]) == ("accept", tasks3[1].id)
+    # a pending sample whose task was deleted in Label Studio is sent again by a re-export, and
+    # the index records its new task (import reads a part by the recorded ids)
+    gone = tasks3[2]
+    ls.tasks.delete(id=gone.id)
+    assert main(["ls", "export", out, "--select", "all", *cap]) == 0
+    assert json.loads(capsys.readouterr().out)["exported"] == 1
+    (new,) = [t for t in ls.tasks.list(project=p3.id) if t.data["key"] == gone.data["key"]]
+    review = json.loads(_index(out)[gone.data["key"]]["verdict_json"])["review"]
+    assert new.id != gone.id and (review["project"], review["task_id"]) == (titles[2], new.id)

@@ -93,6 +93,21 @@ def test_labeling_config_has_five_slots_and_the_review_reasons():
     assert cfg.labeling_config() == cfg.labeling_config()
 
 
+def test_part_names_and_marks():
+    """Parts are TITLE, TITLE-2, ...; a project is a part only when its description says so."""
+    from types import SimpleNamespace
+
+    from mcie.annotation.parts import is_part, part_description, part_title
+
+    assert [part_title("review", n) for n in (1, 2, 10)] == ["review", "review-2", "review-10"]
+    assert is_part(SimpleNamespace(description=part_description("review", 2)), "review", 2)
+    assert not is_part(SimpleNamespace(description=part_description("review", 2)), "review", 3)
+    assert not is_part(SimpleNamespace(description=part_description("rev", 2)), "review", 2)
+    assert not is_part(SimpleNamespace(description="mcie human validation"), "review", 2)
+    assert not is_part(SimpleNamespace(description=None), "review", 2)
+    assert is_part(SimpleNamespace(description=None), "review", 1)  # the review's own project
+
+
 def test_select_subsets(built, capsys, monkeypatch, tmp_path):
     import pyarrow.parquet as pq
 
