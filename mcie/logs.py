@@ -255,7 +255,8 @@ def _removed_on_sigterm(path: str) -> Iterator[None]:
         else:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # None: a handler installed outside Python, which cannot be put back; the default then
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) or signal.SIG_DFL
     try:
         yield
     finally:
