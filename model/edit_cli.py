@@ -59,6 +59,29 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "resolution, then resized back), 'native' (the image's own size) or a number of pixels",
     )
     e.add_argument("--out", required=True, help="edited image file to write (PNG recommended)")
+    _add_decomposition_args(e)
+    _add_sampling_args(e)
+    e.add_argument(
+        "--masks-out", default=None, help="folder to write the region masks used (mask{k}.png; default: none)"
+    )
+    e.add_argument(
+        "--side-by-side",
+        default=None,
+        metavar="PNG",
+        help="also write a labelled side-by-side: source | output | regions, with the "
+        "instruction and each sub-instruction in its region's colour (default: none)",
+    )
+    e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
+    e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
+    e.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    e.set_defaults(run=run_edit)
+    return e
+
+
+def _add_decomposition_args(e: argparse.ArgumentParser) -> None:
+    """Where the sub-instructions and their regions come from."""
     e.add_argument(
         "--decomposition",
         default=None,
@@ -94,6 +117,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="--decomposer mllm: when no attempt gives a valid decomposition, fail with exit 2 "
         "(none, default) or use the grammar decomposer",
     )
+
+
+def _add_sampling_args(e: argparse.ArgumentParser) -> None:
+    """How the edit is sampled (defaults: the checkpoint's)."""
     e.add_argument(
         "--steps",
         type=int,
@@ -125,23 +152,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         choices=["euler_a", "ddim"],
         help="sampler (default: the checkpoint's: euler_a; ddim for tiny-pixel)",
     )
-    e.add_argument(
-        "--masks-out", default=None, help="folder to write the region masks used (mask{k}.png; default: none)"
-    )
-    e.add_argument(
-        "--side-by-side",
-        default=None,
-        metavar="PNG",
-        help="also write a labelled side-by-side: source | output | regions, with the "
-        "instruction and each sub-instruction in its region's colour (default: none)",
-    )
-    e.add_argument("--no-saca", action="store_true", help="turn SACA off at inference")
-    e.add_argument("--no-bcca", action="store_true", help="turn BCCA off at inference")
-    e.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    e.set_defaults(run=run_edit)
-    return e
 
 
 @dataclasses.dataclass(frozen=True)
