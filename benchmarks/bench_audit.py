@@ -25,10 +25,12 @@ sys.path.insert(0, HERE)
 from bench_build import _env, code_tree  # noqa: E402
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Wall and CPU seconds and peak RSS (MB) of one command run as a child process."""
+def run_measured(cmd: list[str], env: dict[str, str], cwd: str) -> dict[str, float]:
+    """Wall and CPU seconds and peak RSS (MB) of one command run as a child process in ``cwd``
+    (not the checkout: ``python -m`` puts the working folder first on ``sys.path``, which
+    would import this checkout's code over the revision on ``PYTHONPATH``)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -54,11 +56,16 @@ def main() -> None:
     ap.add_argument("--commands", nargs="+", default=["audit", "report"], choices=["audit", "report"])
     ap.add_argument("--before", metavar="REV", default=None, help="also measure git revision REV")
     args = ap.parse_args()
+    args.builds = [os.path.abspath(b) for b in args.builds]
     tmp = tempfile.mkdtemp(prefix="mcie-bench-audit-")
     codes: dict[str, str | None] = {"after": None}
     if args.before:
         codes = {"before": code_tree(args.before, os.path.join(tmp, "before")), "after": None}
     results: dict = {"cores": os.cpu_count(), "runs": []}
+    for label, code in codes.items():  # say which code each label runs
+        probe = [sys.executable, "-c", "import mcie.audit; print(mcie.audit.__file__)"]
+        where = subprocess.run(probe, env=_env(code), cwd=tmp, capture_output=True, text=True).stdout.strip()
+        print(f"[{label}] runs {where}", flush=True)
     for build in args.builds:
         n = candidates(build)
         for command in args.commands:
@@ -67,7 +74,7 @@ def main() -> None:
                 if command == "report":
                     cmd += ["--out", os.path.join(tmp, f"{label}-{n}.html")]
                 load = os.getloadavg()[0]
-                m = run_measured(cmd, _env(code))
+                m = run_measured(cmd, _env(code), tmp)
                 figures = json.loads(m.pop("stdout").strip().splitlines()[-1])
                 row = {"build": build, "candidates": n, "command": command, "code": label, **m,
                        "load_1min": round(load, 2)}  # fmt: skip
