@@ -159,6 +159,21 @@ def open_parquet(path: str) -> Iterator[pq.ParquetFile]:
         yield pf
 
 
+@contextlib.contextmanager
+def system_allocator() -> Iterator[None]:
+    """Arrow buffers made inside the block come from the system allocator. pyarrow's default
+    pool (mimalloc) keeps freed pages mapped, so a reader streaming a large table would keep a
+    footprint that follows the largest row group it decoded (measured: +27 MB of resident
+    memory reading a 90k-row index batch by batch); the system allocator returns large freed
+    blocks to the OS. Buffers remember their pool, so leaving the block is safe."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def iter_rows(path: str, columns: list[str], batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
     """The rows of the Parquet file at ``path`` as dicts of ``columns``, in file order, at most
     ``batch_rows`` of them in Python objects at a time."""

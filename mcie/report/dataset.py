@@ -34,7 +34,7 @@ from mcie.report import charts
 from mcie.report.overlay import jpeg_data_uri, thumbnail
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
 from mcie.shards import ShardError, decode_sample, read_tar
-from mcie.tables import iter_rows, open_parquet
+from mcie.tables import iter_rows, open_parquet, system_allocator
 
 #: the index columns the report reads (no pixels)
 INDEX_COLUMNS = (
@@ -233,8 +233,8 @@ def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> list[lis
 
 
 class ScoreTally:
-    """The histogram panels' values by status, one row at a time, as packed doubles (eight
-    bytes a value, not a Python float and a list slot)."""
+    """The histogram panels' values by status, one row at a time, packed as 32-bit floats
+    (the index stores them so: four bytes a value, not a Python float and a list slot)."""
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, array.array]] = {col: {} for col, _ in SCORE_PANELS}
@@ -245,7 +245,7 @@ class ScoreTally:
             groups = self.values[col]
             for v in vals:
                 if v is not None:
-                    groups.setdefault(r["status"], array.array("d")).append(v)
+                    groups.setdefault(r["status"], array.array("f")).append(v)
 
     def result(self) -> list[tuple[str, dict[str, array.array]]]:
         """``(label, {status: values})`` per panel, statuses in their order, empty ones left out."""
@@ -417,8 +417,13 @@ def build_report(
     ``with_audit=False`` leaves out the audit section: the audit reads and checks every sample
     (about 60% of the report's time on the demo), the rest reads the index and the gallery's
     samples only. ``progress`` receives a line as each step starts."""
-    say = progress or (lambda line: None)
-    config = config or GalleryConfig()
+    with system_allocator():  # a streamed index leaves no decoded pages mapped behind it
+        return _build_report(out, config or GalleryConfig(), with_audit, progress or (lambda line: None))
+
+
+def _build_report(
+    out: str, config: GalleryConfig, with_audit: bool, say: Callable[[str], None]
+) -> tuple[str, dict[str, Any]]:
     t0 = time.perf_counter()
     # one pass over the index, a batch at a time: the counts, the gallery's rows and the
     # histograms' values are all that is kept of it
