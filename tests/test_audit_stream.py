@@ -294,3 +294,21 @@ def test_report_streams_the_index_in_batches(small_build, tmp_path):
 
     cells = [fmt(a[k]) for k in ("filter_precision", "filter_recall", "mask_miou", "mask_count")]
     assert "".join(f"<td>{v}</td>" for v in cells) in html
+
+
+def test_index_view_finds_rows_by_key_in_any_index(tmp_path):
+    """Keys of one length are read from Arrow's buffer, others one by one; a repeated key finds
+    its last row (as a dict of rows did), a missing key none."""
+    import pyarrow as pa
+
+    from mcie.audit import IndexView
+
+    for keys in (["cc", "aa", "bb", "aa"], ["c", "aé", "bbb", "aé"]):
+        path = str(tmp_path / "index.parquet")
+        status = ["accepted", "rejected", None, "failed"]
+        pq.write_table(pa.table({"key": keys, "status": status}), path, row_group_size=2)
+        view = IndexView(path, ("key", "status"))
+        assert [view.row_of(k) for k in keys] == [0, 3, 2, 3]
+        assert view.row_of("zz") is None and view.row_of("a") is None
+        assert (view.is_sorted, view.duplicates, view.status(3), view.status(2)) == (False, 1, "failed", None)
+        assert view.by_status() == {"accepted": 1, "rejected": 1, None: 1, "failed": 1}
