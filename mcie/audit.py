@@ -186,14 +186,20 @@ class IndexView:
         # took ~10 MB): a lookup is a binary search
         keys = _key_array(table.column("key").combine_chunks())
         self.is_sorted = bool(np.all(keys[:-1] <= keys[1:]))
-        self._order = np.argsort(keys, kind="stable")  # equal keys stay in file order
+        self._order = np.argsort(keys, kind="stable").astype(np.int32)  # equal keys stay in file order
         self._sorted = keys[self._order]
         self.duplicates = int(len(keys) - len(np.unique(self._sorted)))
         del keys
-        status = pc.dictionary_encode(table.column("status").combine_chunks())
-        self._statuses = [*status.dictionary.to_pylist(), None]  # the last one: a null status
-        self._status_codes = status.indices.fill_null(len(self._statuses) - 1).to_numpy()
-        self._cols = {c: table.column(c).combine_chunks() for c in columns if c not in ("key", "status")}
+        self._status = _Coded(table.column("status").combine_chunks())
+        self._cols: dict[str, Any] = {}
+        for c in columns:
+            col = table.column(c).combine_chunks()
+            if c == "shard":
+                self._cols[c] = _Coded(col)  # a few hundred names for the whole set
+            elif c == "edit_types":
+                self._cols[c] = _CodedLists(col)  # a dozen types
+            elif c not in ("key", "status"):
+                self._cols[c] = col
 
     def row_of(self, key: str) -> int | None:
         """The row of ``key`` (its last row when repeated), None when the index lacks it."""
@@ -204,22 +210,53 @@ class IndexView:
         return int(self._order[j])
 
     def status(self, i: int) -> str | None:
-        return self._statuses[self._status_codes[i]]
+        return self._status[i]
 
     def value(self, column: str, i: int) -> Any:
-        """Row ``i``'s value in ``column`` as a Python object."""
+        """Row ``i``'s value in ``column`` as a Python object (None where the index lacks the
+        column)."""
         col = self._cols.get(column)
-        return None if col is None else col[i].as_py()
+        if col is None:
+            return None
+        return col[i] if isinstance(col, _Coded | _CodedLists) else col[i].as_py()
 
     def by_status(self) -> dict[str, int]:
         """Candidates per status."""
-        codes = np.bincount(self._status_codes, minlength=len(self._statuses))
-        return {self._statuses[c]: int(n) for c, n in enumerate(codes) if n}
+        return self._status.counts()
 
     def in_shards(self) -> int:
         """Rows that name a shard."""
-        shard = self._cols["shard"]
-        return len(shard) - shard.null_count - (pc.sum(pc.equal(shard, "")).as_py() or 0)
+        return sum(n for name, n in self._cols["shard"].counts().items() if name)
+
+
+class _Coded:
+    """A string column as small integer codes into its distinct values: four bytes a row, not
+    a string (statuses, shard names)."""
+
+    def __init__(self, col: pa.Array) -> None:
+        enc = pc.dictionary_encode(col)
+        self.values = [*enc.dictionary.to_pylist(), None]  # the last one: a null
+        self.codes = enc.indices.fill_null(len(self.values) - 1).to_numpy()
+
+    def __getitem__(self, i: int) -> str | None:
+        return self.values[self.codes[i]]
+
+    def counts(self) -> dict[str | None, int]:
+        """Rows per value (values that occur)."""
+        n = np.bincount(self.codes, minlength=len(self.values))
+        return {self.values[c]: int(k) for c, k in enumerate(n) if k}
+
+
+class _CodedLists:
+    """A column of string lists (edit types) as codes and offsets; a null list reads as empty."""
+
+    def __init__(self, col: pa.ListArray) -> None:
+        self.offsets = col.offsets.to_numpy()  # into col.values, the slice's offset included
+        self.items = _Coded(col.values)
+
+    def __getitem__(self, i: int) -> list[str | None]:
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return [self.items.values[c] for c in self.items.codes[lo:hi]]
 
 
 def _key_array(col: pa.Array) -> np.ndarray:
@@ -289,7 +326,7 @@ class _IouLog:
     truth: a few numbers per sub-edit, not its masks."""
 
     def __init__(self) -> None:
-        self.rows, self.starts, self.lens = array.array("q"), array.array("q"), array.array("q")
+        self.rows, self.starts, self.lens = array.array("i"), array.array("i"), array.array("i")
         self.values, self.types = array.array("d"), array.array("H")
         self.type_names: dict[str, int] = {}
 
@@ -304,15 +341,14 @@ class _IouLog:
             self.types.append(self.type_names.setdefault(etype, len(self.type_names)))
 
     def figures(self) -> dict[str, Any]:
-        rows = np.frombuffer(self.rows, np.int64) if self.rows else np.zeros(0, np.int64)
+        rows = _as_numpy(self.rows, np.int32)
         order = np.lexsort((np.arange(len(rows)), rows))  # by truth row, then by when recorded
         last = np.ones(len(order), bool)
         last[:-1] = rows[order][1:] != rows[order][:-1]  # the last record of each row
-        values = np.frombuffer(self.values, np.float64) if self.values else np.zeros(0)
-        types = np.frombuffer(self.types, np.uint16) if self.types else np.zeros(0, np.uint16)
+        values, types = _as_numpy(self.values, np.float64), _as_numpy(self.types, np.uint16)
         keep = order[last]
-        starts = np.frombuffer(self.starts, np.int64)[keep] if len(keep) else np.zeros(0, np.int64)
-        lens = np.frombuffer(self.lens, np.int64)[keep] if len(keep) else np.zeros(0, np.int64)
+        starts = _as_numpy(self.starts, np.int32)[keep].astype(np.int64)
+        lens = _as_numpy(self.lens, np.int32)[keep].astype(np.int64)
         # the kept records' value positions, record after record: start + offset within it
         offsets = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
         idx = np.repeat(starts, lens) + offsets
@@ -324,6 +360,11 @@ class _IouLog:
             "mask_miou_by_type": dict(sorted(by_type.items())),
             "mask_count": int(len(ious)),
         }
+
+
+def _as_numpy(a: array.array, dtype) -> np.ndarray:
+    """A packed array as numpy (numpy refuses an empty buffer)."""
+    return np.frombuffer(a, dtype) if len(a) else np.zeros(0, dtype)
 
 
 #: problems kept in the report (all are counted)
