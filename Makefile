@@ -45,11 +45,16 @@ demo: install
 # markers, tests/conftest.py), no Label Studio, browser, object-store servers or torch models
 FAST := not slow and not ls and not browser and not cloud and not model
 
+# tests run in JOBS processes (pytest-xdist; one per core, at most 4): each server's tests and
+# each module's tests stay on one worker (tests/conftest.py), so a server starts once per run
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup
+
 test: install install-ls
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "$(FAST)"
+	$(PYTEST) -m "$(FAST)"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

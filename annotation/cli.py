@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from mcie import extras
 from mcie.cliargs import examples
 from mcie.exitcodes import ExitCode, UsageError
 from mcie.layout import DEFAULT_SHARD_SIZE
@@ -27,7 +28,11 @@ def _conn_args(p: argparse.ArgumentParser) -> None:
         help="file holding the API token (default: the LABEL_STUDIO_USER_TOKEN environment variable)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; into a pipe or log, plain lines with an ETA on stderr)",
+    )
 
 
 def add_parsers(subparsers) -> None:
@@ -142,6 +147,7 @@ def _add_shard(sub) -> None:
         epilog=examples(
             "mcie ls shard out/demo --out out/final",
             "mcie ls shard out/demo --out out/final --include-unreviewed",
+            "mcie ls shard out/demo --out train/ --include-unreviewed --exclude-bench bench-real/",
         ),
     )
     f.add_argument("inp", metavar="BUILD", help="output folder of mcie build, after mcie ls import")
@@ -156,6 +162,13 @@ def _add_shard(sub) -> None:
         "--include-unreviewed",
         action="store_true",
         help="also write the pipeline's accepted samples that nobody reviewed",
+    )
+    f.add_argument(
+        "--exclude-bench",
+        default=None,
+        metavar="BENCH",
+        help="leave out the samples whose source image is in this benchmark (a held-out split from "
+        "`mcie bench build BUILD --holdout`): training shards without the held-out images (default: none)",
     )
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     f.set_defaults(run=run_shard)
@@ -191,7 +204,12 @@ def run_shard(args: argparse.Namespace) -> int:
     """``mcie ls shard``."""
     from mcie.annotation.final import write_final
 
-    _print(write_final(args.inp, args.out, args.shard_size, args.include_unreviewed), args.json)
+    exclude: frozenset[str] = frozenset()
+    if args.exclude_bench:
+        from mcie.bench.sets import bench_source_hashes
+
+        exclude = frozenset(bench_source_hashes(args.exclude_bench))
+    _print(write_final(args.inp, args.out, args.shard_size, args.include_unreviewed, exclude), args.json)
     return ExitCode.OK
 
 
@@ -201,6 +219,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mcie.annotation.export import export_project
 
     _require_project(args, "export")
+    extras.require("annotation", "mcie ls export")  # before the build is read or a token asked for
     conn = Connection.from_args(args.url, args.token_file)
     summary = export_project(
         args.inp, args.project, conn, args.document_root, args.select, args.seed, args.batch_size,
@@ -216,6 +235,7 @@ def run_import(args: argparse.Namespace) -> int:
     from mcie.annotation.importer import import_project
 
     _require_project(args, "import")
+    extras.require("annotation", "mcie ls import")  # before the build is read or a token asked for
     conn = Connection.from_args(args.url, args.token_file)
     summary = import_project(args.inp, args.project, conn, args.resolution, project_id=args.project_id)
     _print(summary, args.json)

@@ -17,6 +17,7 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
+from mcie import extras
 from mcie.exitcodes import ServiceError, UsageError
 
 ENV_URL = "LABEL_STUDIO_URL"
@@ -25,12 +26,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def _require_sdk():
-    try:
-        import label_studio_sdk  # noqa: F401
-    except ImportError as exc:  # heavy optional dependency: fail early, name the extra
-        raise UsageError(
-            "Label Studio support needs the `annotation` extra: pip install 'mcie[annotation]'"
-        ) from exc
+    extras.require("annotation", "Label Studio support")  # before any server is contacted
 
 
 @dataclasses.dataclass

@@ -33,7 +33,7 @@ from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
 from mcie.layout import INDEX_FILE, BuildLayout
-from mcie.progress import Progress, lines
+from mcie.progress import Progress
 from mcie.reasons import Reason, Status
 from mcie.runlock import RunLock
 from mcie.shards import read_tar
@@ -231,7 +231,8 @@ def export_project(
             by_shard[rows[k]["shard"]].append(k)
         sent, batches, batch = 0, 0, []
         checked = False
-        bar = Progress(len(todo), "ls export", "tasks")  # a bar on a terminal, else the lines below
+        # a bar on a terminal, else plain lines: the first batch gives the estimate in all
+        bar = Progress(len(todo), "ls export", "tasks", stream=log, estimate_after=1)
 
         def flush() -> None:
             nonlocal sent, batches, batch
@@ -247,8 +248,6 @@ def export_project(
             batches += 1
             batch = []
             bar.update(sent - bar.done)
-            if lines():
-                print(f"exported {sent}/{len(todo)} tasks", file=log, flush=True)
             if _after_batch is not None:
                 _after_batch(batches)
 

@@ -8,6 +8,10 @@ accepted samples nobody reviewed):
   generation loss), each mask from ``OUT/review`` where a reviewer repainted it (else the
   original PNG), and the JSON with the corrected wording, boxes recomputed from corrected
   masks, status ``accepted`` and the human verdict in ``verdict``;
+``--exclude-bench BENCH`` leaves out every sample whose source image (``source_hash``) is one
+of a benchmark's sets, so the final shards can be training data beside a held-out benchmark
+built from the same build.
+
 * ``FINAL/index.parquet`` (same schema as a build's index; one row per sample written),
   ``FINAL/shards.json`` (wids descriptor) and ``FINAL/stats/reviewed.json`` (counts), so
   ``mcie audit FINAL`` checks it like a build.
@@ -37,9 +41,11 @@ from mcie.tables import INDEX_SCHEMA, write_rows
 from mcie.validate import check_sample
 
 
-def _chosen(rows: dict[str, dict[str, Any]], include_unreviewed: bool) -> list[str]:
+def _chosen(rows: dict[str, dict[str, Any]], include_unreviewed: bool, exclude: frozenset[str]) -> list[str]:
     keys = []
     for k, r in rows.items():
+        if r["source_hash"] in exclude:  # a held-out source image: never in training shards
+            continue
         rv = ri.review_of(r)
         human_ok = bool(rv) and rv.get("decision") in ("accept", "fixed")
         unreviewed_ok = include_unreviewed and not rv and r["status"] == "accepted" and bool(r["shard"])
@@ -82,9 +88,15 @@ def _final_members(
 
 
 def write_final(
-    out: str, final: str, shard_size: int = DEFAULT_SHARD_SIZE, include_unreviewed: bool = False
+    out: str,
+    final: str,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    include_unreviewed: bool = False,
+    exclude_sources: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Write final shards of accepted samples from ``out`` into ``final``; returns a summary."""
+    """Write final shards of accepted samples from ``out`` into ``final``; returns a summary.
+    ``exclude_sources``: source-image hashes to leave out (a benchmark's held-out images,
+    ``--exclude-bench``); the summary then counts the accepted samples left out as ``held_out``."""
     if shard_size < 1:
         raise UsageError("--shard-size must be >= 1")
     if os.path.abspath(out) == os.path.abspath(final):
@@ -97,12 +109,15 @@ def write_final(
     ri.read_index(out)  # a usage error before the lock creates anything
     # the build's run lock: the index is not rewritten under us by an import or an export
     with RunLock(out, "ls shard"):
-        return _write_final_locked(out, final, shard_size, include_unreviewed)
+        return _write_final_locked(out, final, shard_size, include_unreviewed, frozenset(exclude_sources))
 
 
-def _write_final_locked(out: str, final: str, shard_size: int, include_unreviewed: bool) -> dict[str, Any]:
+def _write_final_locked(
+    out: str, final: str, shard_size: int, include_unreviewed: bool, exclude: frozenset[str]
+) -> dict[str, Any]:
     rows = ri.read_index(out)
-    keys = _chosen(rows, include_unreviewed)
+    keys = _chosen(rows, include_unreviewed, exclude)
+    held_out = len(_chosen(rows, include_unreviewed, frozenset())) - len(keys)
     wanted_by_shard: dict[str, set[str]] = collections.defaultdict(set)
     for k in keys:
         wanted_by_shard[rows[k]["shard"]].add(k)
@@ -138,4 +153,7 @@ def _write_final_locked(out: str, final: str, shard_size: int, include_unreviewe
     descriptor = wids_descriptor(final, SHARDS_DIR, "mcie-reviewed", counts)
     storage.write_json(os.path.join(final, WIDS_FILES[SHARDS_DIR]), descriptor)
     decisions = collections.Counter((ri.review_of(rows[k]) or {}).get("decision", "unreviewed") for k in keys)
-    return {"samples": len(keys), "shards": len(counts), "by_decision": dict(sorted(decisions.items()))}
+    summary = {"samples": len(keys), "shards": len(counts), "by_decision": dict(sorted(decisions.items()))}
+    if exclude:
+        summary["held_out"] = held_out
+    return summary

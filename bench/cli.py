@@ -36,7 +36,9 @@ def _add_build(bs) -> None:
         "build",
         help="write benchmark sets",
         description="Write a benchmark: synthetic sets stratified by number of sub-instructions and\n"
-        "edit type, or (given BUILD) held-out sets from a build's accepted samples.",
+        "edit type, or (given BUILD) held-out sets from a build's accepted samples, split by source\n"
+        "image; `mcie ls shard BUILD --out TRAIN --exclude-bench OUT` then writes training shards\n"
+        "without them.",
         epilog=examples(
             "mcie bench build --out bench/ --sets 400",
             "mcie bench build out/reviewed --out bench-real/ --holdout 0.1 --train-shards 'train/*.tar'",
@@ -149,8 +151,9 @@ def _add_run(bs) -> None:
         "--judge",
         default=None,
         metavar="MODELS_YAML",
-        help="models file whose VLM judge checks compliance on real sets (and is recorded on synthetic "
-        "ones; default: none, the exact checker)",
+        help="models file whose VLM judge checks compliance on real sets (needed there) and is recorded "
+        "beside the pixel judge on synthetic ones (default: none; synthetic sets are checked by the "
+        "build's pixel judge, the exact checker reported beside it as ic_exact)",
     )
     r.add_argument(
         "--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T (default: none)"
@@ -158,7 +161,11 @@ def _add_run(bs) -> None:
     r.add_argument(
         "--dino", default=None, help="local DINO/DINOv2 model directory: adds DINO similarity (default: none)"
     )
-    r.add_argument("--no-progress", action="store_true", help="no progress bar (none when not a terminal)")
+    r.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; into a pipe or log, plain lines with an ETA on stderr)",
+    )
     r.set_defaults(run=run_run)
 
 
@@ -318,6 +325,10 @@ def run_run(args: argparse.Namespace) -> int:
     storage.check_folder(args.out)
     check_min(args, limit=1, steps=1, average=1)
     check_editor_spec(args.editor)
+    if args.clip or args.dino or not args.editor.startswith(("identity", "oracle", "corrupt")):
+        from mcie import extras
+
+        extras.require("model", "mcie bench run with a model editor, --clip or --dino")
     if not args.editor.startswith(("identity", "oracle", "corrupt")):
         from mcie.threads import set_torch_threads
 

@@ -12,9 +12,11 @@ writes — tables, charts, a contact sheet and one static HTML page each.
 * **Charts** (matplotlib, :mod:`mcie.report.charts`) have axes, the count behind every bar,
   the editor's name and the intervals as error bars; a figure of 0 shows as 0.00, not as an
   empty chart. Missing figures print as ``—``, never Python's ``None``.
-* **Contact sheet** (``contact.png``): source | expected (regions tinted) | output (regions
-  outlined) under column headers, every sub-instruction with its verdict ✓/✗ and judge score,
-  wrapped at words — which sub-instruction failed is visible at a glance.
+* **Contact sheet** (``contact.png``): source | expected | output under column headers, all
+  three drawn alike — true colours, each region outlined outside its edge, small sets enlarged
+  with nearest-neighbour first — and every sub-instruction with its verdict ✓/✗ and judge
+  score, wrapped at words: which sub-instruction failed is visible at a glance, and expected
+  and output can be compared colour for colour.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.report import charts
-from mcie.report.overlay import jpeg_data_uri, overlay, thumbnail
+from mcie.report.gallery import sample_pictures
 from mcie.report.page import Raw, Section, esc, figure, fmt, gallery_json, render, table
 from mcie.report.sheet import SheetCell, contact_sheet
 
@@ -159,8 +161,9 @@ def run_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- reading a run
 
 
-def load_run(run: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, list[list[str]]]]:
-    """A run folder's summary, per-set rows and gallery thumbnails (``{}`` when absent)."""
+def load_run(run: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """A run folder's summary, per-set rows and gallery pictures by set id (``{"img": [[header,
+    URI], …], "m": [mask URI, …], "wh": [width, height]}``; ``{}`` when absent)."""
     for name in RUN_FILES:
         if not os.path.isfile(os.path.join(run, name)):
             raise UsageError(f"{run!r} is not a bench run (no {name})")
@@ -181,8 +184,26 @@ def load_run(run: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, 
             for line in fh:
                 if line.strip():
                     g = json.loads(line)
-                    thumbs[int(g["set_id"])] = g["img"]
+                    thumbs[int(g["set_id"])] = _pictures(g)
     return summary, rows, thumbs
+
+
+def _pictures(g: dict[str, Any]) -> dict[str, Any]:
+    """A ``gallery.jsonl`` line's pictures for the page. The run folder is untrusted: only
+    ``data:image/`` URIs pass (the page's policy would refuse anything else anyway) and the size
+    must be two positive integers; a line of an older run (no masks) shows its pictures alone."""
+
+    def ok(uri: Any) -> bool:
+        return isinstance(uri, str) and uri.startswith("data:image/")
+
+    img = [[str(h), u] for h, u in g.get("img") or [] if ok(u)]
+    masks = [u for u in g.get("m") or [] if ok(u)]
+    wh = g.get("wh")
+    if not (
+        isinstance(wh, list) and len(wh) == 2 and all(isinstance(v, int) and 0 < v < 1 << 16 for v in wh)
+    ):
+        return {"img": img, "m": [], "wh": None}
+    return {"img": img, "m": masks, "wh": wh}
 
 
 # ---------------------------------------------------------------------------- what a run writes
@@ -192,7 +213,7 @@ class RunGallery:
     """Collects, while a run goes, the first sets' images for the contact sheet and small
     thumbnails for the HTML gallery (at most ``max_items`` sets: the page stays small)."""
 
-    def __init__(self, editor: str, max_items: int = 120, sheet_items: int = 8, thumb: int = 128):
+    def __init__(self, editor: str, max_items: int = 120, sheet_items: int = 8, thumb: int = 256):
         self.editor, self.max_items, self.sheet_items, self.thumb = editor, max_items, sheet_items, thumb
         self.cells: list[SheetCell] = []
         self.thumbs: list[dict[str, Any]] = []
@@ -202,12 +223,11 @@ class RunGallery:
         if len(self.cells) >= self.sheet_items and len(self.thumbs) >= self.max_items:
             return
         regions = item.regions
-        expected = overlay(item.expected, regions)
-        outlined = overlay(output, regions, alpha=0.0)  # outlines only: the output's colours stay true
         if len(self.cells) < self.sheet_items:
             self.cells.append(
                 SheetCell(
-                    images=[item.src, expected, outlined],
+                    images=[item.src, item.expected, output],
+                    masks=regions,
                     title=_set_title(res),
                     subs=_subs(item.sub_instructions, res),
                     title_colour=(46, 125, 50) if res["all_executed"] else (198, 40, 40),
@@ -215,15 +235,16 @@ class RunGallery:
                 )
             )
         if len(self.thumbs) < self.max_items:
+            columns = [
+                ("source", item.src, None),
+                ("expected", item.expected, None),
+                ("output", output, None),
+            ]
             self.thumbs.append(
                 {
                     "set_id": item.set_id,
                     "sub_instructions": item.sub_instructions,
-                    "img": [
-                        ["source", jpeg_data_uri(thumbnail(item.src, None, self.thumb))],
-                        ["expected", jpeg_data_uri(thumbnail(item.expected, regions, self.thumb))],
-                        ["output", jpeg_data_uri(thumbnail(output, regions, self.thumb, alpha=0.0))],
-                    ],
+                    **sample_pictures(columns, regions, self.thumb),
                 }
             )
 
@@ -233,7 +254,7 @@ class RunGallery:
         if self.cells:
             buf = io.BytesIO()
             contact_sheet(
-                ["source", "expected (regions)", f"output: {self.editor}"], self.cells, tile=256, per_row=2
+                ["source", "expected", f"output: {self.editor}"], self.cells, tile=256, per_row=2
             ).save(buf, format="PNG", optimize=True)
             storage.atomic_write(os.path.join(out, "contact.png"), buf.getvalue())
         lines = "".join(json.dumps(t, sort_keys=True) + "\n" for t in self.thumbs)
@@ -394,7 +415,7 @@ def _breakdown_tables(stats_of: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _gallery(rows: list[dict[str, Any]], thumbs: dict[int, list[list[str]]], editor: str) -> dict[str, Any]:
+def _gallery(rows: list[dict[str, Any]], thumbs: dict[int, dict[str, Any]], editor: str) -> dict[str, Any]:
     items, combos = [], collections.Counter()
     for r in rows:
         outcome = "all executed" if r["all_executed"] else "not all executed"
@@ -411,22 +432,30 @@ def _gallery(rows: list[dict[str, Any]], thumbs: dict[int, list[list[str]]], edi
                 "n": r["num_sub_edits"],
                 "t": types,
                 "sub": [[t, e, None if s is None else round(float(s), 3)] for t, e, s in _subs(texts, r)],
-                "img": thumbs[r["set_id"]],
+                "sc": _score(r.get("compliance")),
+                **thumbs[r["set_id"]],
                 "err": "",
                 "ins": r["instruction"],
             }
         )
     note = (
-        f"The first {len(items)} sets with thumbnails: source | expected (regions tinted) | "
-        f"output of {editor} (regions outlined); ✓/✗ is the checker's verdict per sub-instruction, "
-        "the number the judge's score. Totals count every set."
+        f"The first {len(items)} sets: source | expected | output of {editor}, all in their true "
+        "colours, each region outlined outside its edge (switch to a tint above; click a picture "
+        "to enlarge it and choose the regions); ✓/✗ is the checker's verdict per "
+        "sub-instruction, the number the judge's score. Totals count every set."
     )
     return gallery_json(
         items,
         [[s, r, n, list(t), c] for (s, r, n, t), c in sorted(combos.items())],
         [("st", "outcome"), ("t", "edit type"), ("n", "sub-instructions")],
         note,
+        status_order=["not all executed", "all executed"],
     )
+
+
+def _score(v: Any) -> float | None:
+    """A set's score for the gallery's sort (None when absent or not a number)."""
+    return round(float(v), 4) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def write_run_html(run: str, path: str | None = None) -> str:

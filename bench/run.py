@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from mcie import storage
 from mcie.exitcodes import UsageError
-from mcie.progress import lines, track
+from mcie.progress import Progress
 
 from .editors import BenchItem, make_editor
 from .metrics import judge_executed, score_set
@@ -128,8 +127,10 @@ def run_bench(
     results = []
     gallery = RunGallery(editor_spec)
     t0 = time.perf_counter()
-    with storage.atomic_open(os.path.join(out, "samples.jsonl")) as fh:
-        for n, row in enumerate(track(rows_in, "bench run", "sets"), 1):
+    # an editor may take minutes per set: the first set's time gives the estimate in all
+    progress = Progress(len(rows_in), "bench run", "sets", estimate_after=1)
+    with storage.atomic_open(os.path.join(out, "samples.jsonl")) as fh, progress:
+        for row in rows_in:
             item = BenchItem.from_row(row)
             output, info = editor.edit(item, decomposition == "oracle")
             res = {
@@ -174,13 +175,7 @@ def run_bench(
             fh.write((json.dumps(res, sort_keys=True) + "\n").encode())
             results.append(res)
             gallery.add(item, output, res)
-            if lines() and (n % 50 == 0 or n == len(rows_in)):  # a bar on a terminal
-                rate = n / (time.perf_counter() - t0)
-                print(
-                    f"[bench {editor.name}] {n}/{len(rows_in)} sets, {rate:.1f} sets/s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            progress.update()
     summary = summarize(
         results,
         editor_spec,

@@ -6,7 +6,9 @@ sub-instruction, its region and expected outcome; it also keeps the scene graph 
 ``corrupt`` editor can re-run the synthetic failure injector with known outcomes.
 
 Sets from a validated build (``--from OUT``) form a held-out split by source-image hash: every
-sample of a held-out photo goes to the benchmark, none to training.
+sample of a held-out photo goes to the benchmark, none to training. Their ``kind`` is where the
+sample came from: ``synthetic`` for a synthetic build's (scored by the exact checker against
+the build's target: no scene graph travels in a shard), ``real`` for real images (the VLM judge).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from mcie import storage
 from mcie.exitcodes import UsageError
 from mcie.images import PNG_LEVEL_FAST, encode_png
 from mcie.layout import INDEX_FILE, SHARDS_DIR
+from mcie.progress import track
 from mcie.shards import image_ext, read_tar, shard_paths
 from mcie.tables import read_table, write_table
-from mcie.transforms.synthetic.generator import SyntheticConfig, SyntheticSource
+from mcie.transforms.synthetic.generator import GENERATOR_NAME, SyntheticConfig, SyntheticSource
 from mcie.transforms.synthetic.ladder import ladder_config
 from mcie.transforms.synthetic.planner import EDIT_TYPES, PlannedEdit
 from mcie.transforms.synthetic.scene import Scene, SceneObject
@@ -116,7 +119,7 @@ def build_synthetic(
         for k in ks
     }
     rows = []
-    for set_id in range(sets):
+    for set_id in track(range(sets), "bench build", "sets"):
         k = ks[set_id % len(ks)]
         want = types[(set_id // len(ks)) % len(types)]
         src = sources[k]
@@ -181,7 +184,7 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
         raise UsageError(f"{build_dir!r} has no {SHARDS_DIR}/*.tar")
     os.makedirs(out, exist_ok=True)
     rows = []
-    for path in paths:
+    for path in track(paths, "bench build", "shards"):
         for key, m in read_tar(path):
             meta = check_sample(key, m, path)  # wrong-size or non-PNG masks never reach a benchmark
             if not _holdout(meta["source_hash"], fraction):
@@ -192,7 +195,7 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
                 {
                     "set_id": 0,
                     "key": key,
-                    "kind": "real",
+                    "kind": sample_kind(meta),
                     "source_hash": meta["source_hash"],
                     "num_sub_edits": k,
                     "edit_types": [s["edit_type"] for s in meta["sub_edits"]],
@@ -209,7 +212,17 @@ def build_from_output(out: str, build_dir: str, fraction: float = 0.1) -> dict[s
     for i, r in enumerate(rows):
         r["set_id"] = i
     where = build_dir if storage.is_remote(build_dir) else os.path.abspath(build_dir)
-    return _write(out, rows, {"kind": "real", "from": where, "holdout": fraction})
+    kinds = sorted({r["kind"] for r in rows})
+    kind = kinds[0] if len(kinds) == 1 else "mixed"
+    return _write(out, rows, {"kind": kind, "from": where, "holdout": fraction})
+
+
+def sample_kind(meta: dict[str, Any]) -> str:
+    """``synthetic`` for a sample the synthetic generator made (its provenance says so), else
+    ``real``. A synthetic hold-out keeps no scene graph, so it is scored by the exact checker
+    against the build's accepted target; a real one needs the VLM judge."""
+    generator = (meta.get("provenance") or {}).get("generator")
+    return "synthetic" if generator == GENERATOR_NAME else "real"
 
 
 def training_split(build_dir: str, fraction: float) -> set[str]:
@@ -218,12 +231,18 @@ def training_split(build_dir: str, fraction: float) -> set[str]:
     return {h for h in hashes if h and _holdout(h, fraction)}
 
 
+def bench_source_hashes(bench_dir: str) -> set[str]:
+    """The source-image hashes of a benchmark's sets (what training data must leave out)."""
+    path = os.path.join(bench_dir, "bench.parquet")
+    if not os.path.exists(path):
+        raise UsageError(f"{bench_dir!r} is not a benchmark (no bench.parquet); run `mcie bench build`")
+    return set(pq.read_table(path, columns=["source_hash"]).column(0).to_pylist())
+
+
 def check_no_overlap(bench_dir: str, train_globs: list[str]) -> None:
     """Refuse a benchmark whose source images appear in the given training shards (globs,
     local or storage URLs)."""
-    bench_hashes = set(
-        pq.read_table(os.path.join(bench_dir, "bench.parquet"), columns=["source_hash"]).column(0).to_pylist()
-    )
+    bench_hashes = bench_source_hashes(bench_dir)
     clash = set()
     for pattern in train_globs:
         paths = storage.glob(pattern)  # local or gs:// / s3:// shards, sorted
@@ -262,4 +281,11 @@ def load_bench(bench_dir: str) -> list[dict[str, Any]]:
     return pq.read_table(path, schema=BENCH_SCHEMA).to_pylist()
 
 
-__all__ = ["build_synthetic", "build_from_output", "check_no_overlap", "load_bench", "np"]
+__all__ = [
+    "bench_source_hashes",
+    "build_synthetic",
+    "build_from_output",
+    "check_no_overlap",
+    "load_bench",
+    "np",
+]

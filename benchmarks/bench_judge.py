@@ -3,14 +3,19 @@ its ceiling (share of perfect edits it passes) on the task-ladder rungs.
 
     python benchmarks/bench_judge.py filter --magnitude subtle --samples 400 --seed 0
     python benchmarks/bench_judge.py ceiling --task mini-3 --image-size 32 --samples 200
+    python benchmarks/bench_judge.py precheck --magnitude subtle --samples 400 --annotator region
 
 ``filter`` runs the synthetic backend's own steps (generate, annotate, judge, filter) on
 (seed, 0..N-1) at 256 px and scores ``rejected`` against the truth as ``mcie audit`` does (its
 figures equal a ``mcie build`` of the same options; the build is the reference, this is the
 fast loop). ``ceiling`` judges failure-free candidates of a rung twice: with the annotated masks
 (as a build does) and with the true regions (as CIE-Bench does), and prints the share of
-sub-edits passed, per edit type, and the share of samples with every sub-edit passed. Prints
-one JSON object; the load average is printed beside it.
+sub-edits passed, per edit type, and the share of samples with every sub-edit passed.
+``precheck`` runs the pixel check that precedes a model judge (:mod:`mcie.transforms.precheck`)
+on the same candidates, annotated by the synthetic annotator or by the real backend's region
+annotator, and scores its rejections against the truth on their own (precision, recall by
+failure type, the clean candidates it rejects) and beside the pixel judge's (failures only it
+catches). Prints one JSON object; the load average is printed beside it.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import time
 import numpy as np
 
 from mcie.images import decode_mask
-from mcie.transforms.annotate import AnnotateConfig
+from mcie.transforms.annotate import AnnotateConfig, RegionAnnotateConfig, RegionAnnotator
 from mcie.transforms.judge import FilterStep, FilterThresholds
+from mcie.transforms.precheck import Precheck
 from mcie.transforms.synthetic.editor import FailureConfig
 from mcie.transforms.synthetic.generator import SyntheticConfig
 from mcie.transforms.synthetic.judge import PixelJudgeConfig
 from mcie.transforms.synthetic.ladder import task_config
+from mcie.transforms.synthetic.planner import DEFAULT_EDIT_WEIGHTS, PlanConfig
 from mcie.transforms.synthetic.steps import AnnotateStep, PixelJudgeStep, SceneSource
 
 
@@ -113,14 +120,75 @@ def run_ceiling(task: str, samples: int, seed: int, image_size: int) -> dict:
     return out
 
 
+#: the edit types a real (inpainting) backend plans by default: one region each (the region
+#: annotator has no evidence for a move's or resize's second place)
+INPAINT_TYPES = ("add", "remove", "recolour", "replace", "pattern")
+
+
+def run_precheck(magnitude: str, samples: int, seed: int, image_size: int, annotator: str) -> dict:
+    plan = PlanConfig(
+        edit_weights=tuple((t, w) for t, w in DEFAULT_EDIT_WEIGHTS.items() if t in INPAINT_TYPES)
+    )
+    cfg = SyntheticConfig(image_size=image_size, plan=plan, failures=FailureConfig(magnitude=magnitude))
+    source = SceneSource(cfg, seed)
+    annotate, judge, filt = _steps()
+    region = RegionAnnotator(RegionAnnotateConfig())
+    check = Precheck()
+    tp = fp = fn = tn = only = 0
+    pos = collections.Counter()
+    hit = collections.Counter()
+    fps = []
+    for i in range(samples):
+        sample, truth = source.make(i)
+        sample = region.annotate(sample) if annotator == "region" else annotate.process(sample)
+        refused = not check.passes(check.score(sample))
+        judged = filt.process(judge.process(annotate.process(sample)))
+        failures = json.loads(truth["failures_json"])
+        positive = bool(failures)
+        tp += positive and refused
+        fp += (not positive) and refused
+        fn += positive and not refused
+        tn += (not positive) and not refused
+        only += positive and refused and judged.status != "rejected"
+        for f in failures:
+            pos[f["type"]] += 1
+            hit[f["type"]] += refused
+        if refused and not positive:
+            fps.append(
+                {
+                    "index": i,
+                    "outside_changed": sample.scores["outside_changed"],
+                    "changed_share": [(s.edit_type, s.scores["changed_share"]) for s in sample.sub_edits],
+                }
+            )
+    return {
+        "magnitude": magnitude,
+        "annotator": annotator,
+        "edit_types": list(INPAINT_TYPES),
+        "samples": samples,
+        "seed": seed,
+        "image_size": image_size,
+        "precision": round(tp / max(tp + fp, 1), 4),
+        "recall": round(tp / max(tp + fn, 1), 4),
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+        "recall_by_failure": {k: round(hit[k] / pos[k], 4) for k in sorted(pos)},
+        "positives_by_failure": dict(sorted(pos.items())),
+        "caught_not_by_judge": only,
+        "false_positives": fps,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("filter", "ceiling"), help="what to measure")
-    p.add_argument("--magnitude", default="standard", help="failure magnitude (filter)")
+    p.add_argument("mode", choices=("filter", "ceiling", "precheck"), help="what to measure")
+    p.add_argument("--magnitude", default="standard", help="failure magnitude (filter, precheck)")
     p.add_argument("--task", default="full", help="ladder rung (ceiling)")
     p.add_argument("--image-size", type=int, default=None, help="default 256 (filter), 32 (ceiling)")
     p.add_argument("--samples", type=int, default=400, help="candidates (default 400)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--annotator", choices=("synthetic", "region"), default="region", help="masks for precheck"
+    )
     p.add_argument("--brief", action="store_true", help="leave out the per-sample lists")
     a = p.parse_args()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -129,6 +197,8 @@ def main() -> None:
         if a.brief:
             r["false_positives"] = len(r["false_positives"])
             r["missed"] = collections.Counter(m["type"] for m in r["missed"])
+    elif a.mode == "precheck":
+        r = run_precheck(a.magnitude, a.samples, a.seed, a.image_size or 256, a.annotator)
     else:
         r = run_ceiling(a.task, a.samples, a.seed, a.image_size or 32)
     r["wall_s"] = round(time.perf_counter() - t0, 1)

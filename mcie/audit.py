@@ -33,6 +33,7 @@ from mcie import storage
 from mcie.images import decode_mask
 from mcie.layout import SHARD_DIRS, STATS_DIR, BuildLayout
 from mcie.metrics import iou
+from mcie.progress import track
 from mcie.shards import read_tar, shard_paths
 from mcie.tables import iter_rows, open_parquet, read_table, system_allocator
 from mcie.validate import check_members
@@ -410,20 +411,20 @@ def _audit(out: str) -> dict[str, Any]:
     truth = TruthView(truth_path, index) if storage.exists(truth_path) else None
     ious = _IouLog()
     in_shards = 0
-    for d in SHARD_DIRS:
-        for path in shard_paths(out, d):
-            rel = storage.relpath(path, out)
-            shard = _ShardAudit(rel, index, truth)
-            try:
-                for key, members in read_tar(path):
-                    shard.sample(key, members)
-            except Exception as exc:  # the shard counts as unread: none of its samples count
-                problems.extend([f"{rel}: unreadable ({type(exc).__name__}: {exc})"])
-                continue
-            problems.extend(shard.problems())
-            in_shards += shard.samples
-            for r, pairs in shard.ious:
-                ious.record(r, pairs)
+    paths = [path for d in SHARD_DIRS for path in shard_paths(out, d)]
+    for path in track(paths, "audit", "shards"):
+        rel = storage.relpath(path, out)
+        shard = _ShardAudit(rel, index, truth)
+        try:
+            for key, members in read_tar(path):
+                shard.sample(key, members)
+        except Exception as exc:  # the shard counts as unread: none of its samples count
+            problems.extend([f"{rel}: unreadable ({type(exc).__name__}: {exc})"])
+            continue
+        problems.extend(shard.problems())
+        in_shards += shard.samples
+        for r, pairs in shard.ious:
+            ious.record(r, pairs)
     expected = index.in_shards()
     if expected != in_shards:
         problems.extend([f"index names {expected} samples in shards, the shards hold {in_shards}"])

@@ -13,7 +13,9 @@ examples, percentile method, seed 0), with the judge's *pass* as the positive cl
 filter keeps): accuracy (share of equal calls), precision (share of passed that reviewers call
 good), recall (share of good that the judge passed), Cohen's kappa. Per sample, the judge's
 pass is its status before review; per sub-instruction, its ``executed``. Where two reviewers
-saw the same task, their agreement (share of equal verdicts and kappa) per pair of reviewers.
+saw the same task, their agreement (share of equal verdicts and kappa) per pair of reviewers;
+and each reviewer's own verdicts against the judge's pass (agreement with its interval, and
+kappa): where the judge is right, that is the reviewer's accuracy.
 Then the threshold on the lowest sub-instruction score of a sample that reaches
 ``--target-precision`` with the most recall; it is written, with the build's other thresholds
 (the background bounds stay as they were), as ``min_sub_score`` to a thresholds file (JSON of
@@ -149,7 +151,7 @@ def labelled(out: str) -> dict[str, Any]:
         raise UsageError(f"{path} is missing: is {out!r} a build folder?")
     cols = ["key", "status", "sub_executed", "sub_compliance", "verdict_json"]
     rows = read_table(path, columns=cols).to_pylist()
-    samples, subs, raters = [], [], {}
+    samples, subs, raters, judge = [], [], {}, {}
     for r in rows:
         review = (json.loads(r["verdict_json"]) or {}).get("review") if r["verdict_json"] else None
         if not isinstance(review, dict) or review.get("state") != "reviewed":
@@ -157,9 +159,9 @@ def labelled(out: str) -> dict[str, Any]:
         decision = review.get("decision")
         scores = [float(s) if s is not None else 0.0 for s in (r["sub_compliance"] or [])]
         low = min(scores) if scores else 0.0
+        judge[r["key"]] = review.get("prior_status") == "accepted"
         if decision in (*POSITIVE, "reject"):
-            judge_pass = review.get("prior_status") == "accepted"
-            samples.append((judge_pass, decision in POSITIVE, low))
+            samples.append((judge[r["key"]], decision in POSITIVE, low))
         reviewers = review.get("reviewers") or []
         raters[r["key"]] = {
             str(v.get("user")): v.get("verdict") in POSITIVE
@@ -175,7 +177,7 @@ def labelled(out: str) -> dict[str, Any]:
             good = _majority([x in POSITIVE for x in votes]) if votes else None
             if good is not None:
                 subs.append((bool(executed), good, score))
-    return {"samples": samples, "sub_edits": subs, "raters": raters}
+    return {"samples": samples, "sub_edits": subs, "raters": raters, "judge": judge}
 
 
 def reviewer_agreement(raters: dict[str, dict[str, bool]]) -> list[dict[str, Any]]:
@@ -201,6 +203,25 @@ def reviewer_agreement(raters: dict[str, dict[str, bool]]) -> list[dict[str, Any
     return out
 
 
+def reviewer_vs_judge(
+    raters: dict[str, dict[str, bool]], judge: dict[str, bool], n_boot: int, seed: int
+) -> list[dict[str, Any]]:
+    """Per reviewer: how many tasks, and the share of them where the reviewer's own verdict
+    equals the judge's pass, with its bootstrap 95% interval, and kappa. Where the judge is
+    right, this is the reviewer's accuracy itself (a decision of several reviewers is not:
+    two who agree are right more often than either)."""
+    calls: dict[str, list[tuple[bool, bool]]] = collections.defaultdict(list)
+    for key, verdicts in raters.items():
+        for user, good in verdicts.items():
+            calls[user].append((judge[key], good))
+    out = []
+    for user, v in sorted(calls.items()):
+        j, h = np.array([x[0] for x in v]), np.array([x[1] for x in v])
+        f = with_intervals(j, h, n_boot, seed)
+        out.append({"reviewer": user, "tasks": len(v), "agreement": f["accuracy"], "kappa": f["kappa"]})
+    return out
+
+
 def calibrate(opts: CalibrateOptions) -> dict[str, Any]:
     """Measure the judge against the reviewers of ``opts.out``, choose the threshold for the
     target precision, write the calibration and thresholds files; returns the figures."""
@@ -216,6 +237,7 @@ def calibrate(opts: CalibrateOptions) -> dict[str, Any]:
         report[level] = with_intervals(judge, human, opts.bootstrap, opts.seed)
         report[level]["at_target"] = threshold_for(scores, human, opts.target_precision)
     report["reviewer_agreement"] = reviewer_agreement(data["raters"])
+    report["reviewer_vs_judge"] = reviewer_vs_judge(data["raters"], data["judge"], opts.bootstrap, opts.seed)
     # the build's own thresholds, with the sub-instruction bound replaced (the core does not
     # import the filter: the file is checked where it is read, FilterThresholds.from_file)
     run = BuildLayout(opts.out).run_manifest
@@ -253,6 +275,9 @@ def format_report(r: dict[str, Any]) -> str:
     for a in r["reviewer_agreement"]:
         lines.append(f"reviewers {a['reviewers'][0]} / {a['reviewers'][1]}: {a['tasks']} tasks, "
                      f"agreement {a['agreement']}, kappa {a['kappa']}")  # fmt: skip
+    for a in r.get("reviewer_vs_judge", []):
+        lines.append(f"reviewer {a['reviewer']} against the judge: {a['tasks']} tasks, "
+                     f"agreement {fig(a['agreement'])}, kappa {fig(a['kappa'])}")  # fmt: skip
     lines.append(f"thresholds written to {r['thresholds_file']}")
     return "\n".join(lines)
 

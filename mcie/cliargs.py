@@ -129,6 +129,8 @@ def input_argument(
 
 def renamed_option(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kw: Any) -> None:
     """``old`` as a deprecated spelling of the option ``new`` (stored in ``dest``)."""
+    if "choices" not in kw:  # help shows `--png OUT`, not argparse's name for the hidden dest
+        kw.setdefault("metavar", new.lstrip("-").replace("-", "_").upper())
     p.add_argument(
         old,
         dest=_ALIAS + dest,

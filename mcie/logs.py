@@ -15,6 +15,14 @@
   install a stderr handler in every Beam worker process (``logging.basicConfig``), which is
   how the workers' INFO lines reached the terminal: the run log captures the workers' stderr
   at the file-descriptor level, so that handler writes into the log file instead.
+* **Model libraries** (transformers, diffusers, huggingface_hub) follow Beam's rule: their
+  log records ("falling back to ...ImageProcessorPil", CLIP truncation, ``torch_dtype``
+  deprecations), the Python warnings they raise during our calls and their progress bars
+  ("Loading weights", "Loading pipeline components") stay off the terminal unless ``-v``.
+  Through their own switches: the ``TRANSFORMERS_VERBOSITY`` / ``DIFFUSERS_VERBOSITY`` /
+  ``HF_HUB_DISABLE_PROGRESS_BARS`` environment variables, read when a library is first
+  imported (by Beam's worker processes too), then :func:`model_libraries` where models load:
+  their records propagate to our handlers (a run log keeps them), their bars are off.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Iterator
 
 from mcie.exitcodes import RunFailed
@@ -40,6 +49,15 @@ FORMAT = "%(levelname)s %(name)s: %(message)s"
 #: Beam's, and dask.distributed's (``--runner dask``: its scheduler and nannies run in the
 #: driver and log a restarted worker as a warning)
 QUIET_LOGGERS = ("apache_beam", "distributed")
+#: the model libraries' loggers, and ``py.warnings`` for the Python warnings they raise inside
+#: :func:`model_calls`: off the terminal unless -v, as Beam's
+MODEL_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "py.warnings")
+#: the model libraries' own switches, read once when each is imported (see the module docstring)
+LIBRARY_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
 
 
 class _DropApitoolsWarning(logging.Filter):
@@ -48,10 +66,12 @@ class _DropApitoolsWarning(logging.Filter):
 
 
 class _QuietBeam(logging.Filter):
-    """Keeps Beam's records (its workers' too: the runner relays them) off the terminal."""
+    """Keeps Beam's records (its workers' too: the runner relays them) and the model
+    libraries' off the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(record.name == n or record.name.startswith(n + ".") for n in QUIET_LOGGERS)
+        names = (*QUIET_LOGGERS, *MODEL_LOGGERS)
+        return not any(record.name == n or record.name.startswith(n + ".") for n in names)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -73,6 +93,8 @@ class _StderrHandler(logging.StreamHandler):
 _handler: _StderrHandler | None = None
 _drop = _DropApitoolsWarning()
 _verbosity = 0
+#: the LIBRARY_ENV variables this process set (a user's own setting is left alone)
+_env_set: set[str] = set()
 
 
 def setup(verbose: int = 0) -> None:
@@ -94,6 +116,56 @@ def setup(verbose: int = 0) -> None:
     root.addHandler(_handler)
     # INFO reaches handlers (the run log keeps Beam's INFO); the terminal handler filters
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    for name, value in LIBRARY_ENV.items():
+        if verbose and name in _env_set:
+            del os.environ[name]
+            _env_set.discard(name)
+        elif not verbose and name not in os.environ:
+            os.environ[name] = value
+            _env_set.add(name)
+    model_libraries()  # libraries a command before this one imported (tests run many)
+
+
+#: the libraries' logging modules, each with transformers' API (set_verbosity, *_progress_bar, ...)
+_LIBRARY_LOGGING = ("transformers.utils.logging", "diffusers.utils.logging")
+
+
+def model_libraries() -> None:
+    """Give the imported ones of transformers' and diffusers' logging this command's rule (see
+    the module docstring): records at WARNING and up (INFO with ``-vv``) propagate to our
+    handlers instead of the libraries' own stderr handlers; progress bars only with ``-v``.
+    A library not imported yet is left to the environment switches until it is."""
+    for name in _LIBRARY_LOGGING:
+        lib = sys.modules.get(name)
+        if lib is None:
+            continue
+        lib.disable_default_handler()
+        lib.enable_propagation()
+        lib.set_verbosity(logging.INFO if _verbosity > 1 else logging.WARNING)
+        if _verbosity:
+            with warnings.catch_warnings():  # huggingface_hub read our switch at import: it may refuse
+                warnings.simplefilter("ignore", UserWarning)
+                lib.enable_progress_bar()
+        else:
+            lib.disable_progress_bar()  # transformers' also turns off huggingface_hub's
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    logging.getLogger("py.warnings").warning(
+        "%s", warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+    )
+
+
+@contextlib.contextmanager
+def model_calls() -> Iterator[None]:
+    """Around a call into transformers or diffusers (a ``from_pretrained``): their logging
+    configured (:func:`model_libraries`), and the Python warnings raised inside (deprecations
+    such as ``torch_dtype``) logged as ``py.warnings`` records, off the terminal unless
+    ``-v``, instead of printed on stderr."""
+    model_libraries()
+    with warnings.catch_warnings():  # restores showwarning on the way out
+        warnings.showwarning = _log_warning
+        yield
 
 
 def verbosity() -> int:

@@ -1,10 +1,11 @@
 """``mcie preview OUT``: a contact sheet (PNG) of samples, to look at what a build made.
 
-Each cell: the source and the target under column headers, each sub-edit's mask as a filled
-tint in its own colour with a dashed black-and-white outline (:mod:`mcie.report.overlay`: a
-plain coloured outline vanished on objects of its own colour), then the sample's status as the
-index records it (after a Label Studio review too) with its reason and key, and every
-sub-instruction with its mask colour, the judge's verdict ✓/✗ and score, wrapped, never cut.
+Each cell: the clean source and target under column headers — true colours, no tint — with
+each sub-edit's mask drawn on both as a thin ring outside its region in the sub-edit's colour
+(small images enlarged with nearest-neighbour first, so the ring never covers the object;
+:mod:`mcie.report.overlay`), then the sample's status as the index records it (after a Label
+Studio review too) with its reason and key, and every sub-instruction with its mask colour, the
+judge's verdict ✓/✗ and score, wrapped, never cut.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from PIL import Image
 from mcie import storage
 from mcie.layout import INDEX_FILE, SHARDS_DIR
 from mcie.managed import refuse_managed_output
-from mcie.report.overlay import overlay
 from mcie.report.sheet import SheetCell
 from mcie.report.sheet import contact_sheet as draw_sheet
 from mcie.shards import decode_sample, read_tar, shard_paths
@@ -41,7 +41,8 @@ def _cell(key: str, members: dict[str, bytes], status: tuple[str, str] | None) -
     subs = meta["sub_edits"]
     st, reason = status or (meta.get("status", "?"), meta.get("reason") or "")
     return SheetCell(
-        images=[src, overlay(tgt, masks)],
+        images=[src, tgt],
+        masks=masks,
         title=f"[{st}{': ' + reason if reason else ''}] {key}",
         title_colour=STATUS_TONE.get(st, (60, 60, 60)),
         subs=[(s["instruction"], s.get("executed"), (s.get("scores") or {}).get("compliance")) for s in subs],
@@ -68,7 +69,7 @@ def contact_sheet(
     cells = preview_cells(out, n, shard_dir)
     if not cells:
         raise ValueError(f"no samples in {storage.join(out, shard_dir)}")
-    return draw_sheet(["source", "target + masks"], cells, tile=tile, per_row=columns)
+    return draw_sheet(["source", "target"], cells, tile=tile, per_row=columns)
 
 
 def write_preview(out: str, path: str | None = None, n: int = 16, shard_dir: str = SHARDS_DIR) -> str:

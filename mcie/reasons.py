@@ -30,6 +30,8 @@ class Reason(str, enum.Enum):
     MASK_EMPTY = "mask_empty"
     LOW_QUALITY = "low_quality"
     DUPLICATE = "duplicate"
+    #: the pixel check that runs before a model judge (no MLLM call is spent on it)
+    PRECHECK_REJECTED = "precheck_rejected"
     # -- human review (Label Studio) ------------------------------------------------------
     HUMAN_REJECTED = "human_rejected"
     WRONG_INSTRUCTION = "wrong_instruction"
@@ -55,6 +57,8 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.MASK_EMPTY: "annotate found no evidence for a sub-edit's region",
     Reason.LOW_QUALITY: "the judge rated the edited image's overall quality below threshold",
     Reason.DUPLICATE: "another candidate with the same content (key) came first",
+    Reason.PRECHECK_REJECTED: "before the VLM judge ran: pixels changed outside every dilated mask,"
+    " or a sub-edit's mask barely changed",
     Reason.HUMAN_REJECTED: "a human reviewer rejected the sample",
     Reason.WRONG_INSTRUCTION: "a human reviewer found the instruction wrong for the edit",
     Reason.BAD_MASK: "a human reviewer found a mask wrong",

@@ -34,14 +34,13 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from mcie import extras
 from mcie.exitcodes import UsageError
 
 #: read block size when hashing a file (1 MiB: few calls, little memory)
 _BLOCK = 1 << 20
 
 _SCHEME = re.compile(r"^([a-zA-Z][-a-zA-Z0-9+.]*)://")
-#: which pip extra brings the client of a scheme Beam knows
-_CLIENT_OF = {"gs": "google-cloud-storage", "s3": "boto3"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +192,8 @@ def _fs(path: str):
     """Beam's filesystem for a remote ``path``, or a usage error naming the missing client."""
     from apache_beam.io.filesystems import FileSystems
 
+    if scheme(path) in extras.CLOUD_CLIENTS:  # Beam registers no filesystem for it without one
+        extras.require("cloud", f"{path!r}", [extras.CLOUD_CLIENTS[scheme(path)]])
     if scheme(path) == "s3":
         _share_s3_clients()
     if FileSystems._pipeline_options is None:
@@ -202,9 +203,7 @@ def _fs(path: str):
     try:
         return FileSystems.get_filesystem(path)
     except ValueError as exc:
-        client = _CLIENT_OF.get(scheme(path) or "")
-        hint = f"; install {client} (pip install 'mcie[cloud]')" if client else ""
-        raise UsageError(f"cannot use {path!r}: {exc}{hint}") from None
+        raise UsageError(f"cannot use {path!r}: {exc}") from None
 
 
 def _beam_exists(path: str) -> bool:

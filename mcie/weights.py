@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from mcie import logs
 from mcie.exitcodes import UsageError
 
 #: suffixes of pickled weight files (torch.save / pickle)
@@ -58,7 +59,8 @@ def from_pretrained(loader: Callable[..., Any], path: str, what: str, **kwargs: 
     safetensors file raises :class:`UnsafeWeightsError` naming ``path``."""
     require_safetensors(path, what)
     try:
-        return loader(path, use_safetensors=True, **kwargs)
+        with logs.model_calls():  # the libraries' warnings and progress bars: only with -v
+            return loader(path, use_safetensors=True, **kwargs)
     except OSError as exc:
         if SAFE in str(exc) or "safetensors" in str(exc).lower():
             raise UnsafeWeightsError(f"{what}: no safetensors weights in {path!r} ({exc})") from exc

@@ -53,7 +53,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     e.add_argument(
         "--decomposition",
         default=None,
-        help="JSON file of sub-instructions with boxes/masks (default: --decomposer's)",
+        metavar="FILE",
+        help='JSON file of sub-instructions with regions: {"sub_instructions": [{"instruction": ..., '
+        '"box": [x0, y0, x1, y1]} or {..., "mask": "m.png"}]}; boxes in pixels of the input '
+        "image (not the 0-1000 of a VLM's reply) (default: --decomposer's)",
     )
     e.add_argument(
         "--decomposer",
@@ -203,7 +206,11 @@ def run_edit(args: argparse.Namespace) -> int:
     from mcie.threads import set_torch_threads
 
     opts = EditOptions.from_args(args)
-    require_torch()
+    require_torch("mcie edit")
+    if opts.decomposer == "mllm":  # a models file (pyyaml), the VLM's constrained output (regex)
+        from mcie import extras
+
+        extras.require("model", "mcie edit --decomposer mllm", ["yaml", "regex"])
     set_torch_threads(opts.threads)
     return edit(opts)
 
@@ -267,7 +274,7 @@ def edit(opts: EditOptions) -> int:
         _write_side_by_side(opts.side_by_side, image, out, masks, instruction, decomposition)
     print(
         f"wrote {opts.out} ({out.size[0]}x{out.size[1]}, sampled at {sampled[0]}x{sampled[1]}); "
-        f"{len(regions)} regions used"
+        + regions_used(len(regions))
     )
     if len(regions) == 0:
         print(
@@ -277,6 +284,11 @@ def edit(opts: EditOptions) -> int:
             file=sys.stderr,
         )
     return ExitCode.OK
+
+
+def regions_used(n: int) -> str:
+    """``0 regions used``, ``1 region used``, ``3 regions used``."""
+    return f"{n} region{'' if n == 1 else 's'} used"
 
 
 def _masks_at(regions, size: tuple[int, int]) -> list:
@@ -319,7 +331,7 @@ def _write_side_by_side(path, image, out, masks, instruction, decomposition) -> 
     if missing:
         note += " | no region: " + "; ".join(missing)
     cell = SheetCell(
-        images=[src, edited, overlay(src, masks)], title=f"{len(masks)} regions used", subs=rows, note=note
+        images=[src, edited, overlay(src, masks)], title=regions_used(len(masks)), subs=rows, note=note
     )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     contact_sheet(["source", "output", "regions"], [cell], tile=256, per_row=1).save(path)

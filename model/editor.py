@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from mcie import logs
 from mcie.model.attention import install_processors
 from mcie.model.config import MCIEConfig
 from mcie.model.source import source_tokens
@@ -89,7 +90,8 @@ def _load_part(path: str, part: str, cls):
     error that names the part."""
     kw = {} if cls is CLIPTokenizer else {"use_safetensors": True}
     try:
-        return cls.from_pretrained(path, subfolder=part, **kw)
+        with logs.model_calls():  # the libraries' warnings and bars: only with -v
+            return cls.from_pretrained(path, subfolder=part, **kw)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot load {part}/ of {path!r} (safetensors weights only): {exc}") from exc
 
@@ -337,15 +339,16 @@ class MCIEEditor(nn.Module):
             raise FileNotFoundError(f"{path!r} is not an MCIE-E1 checkpoint (no mcie/config.json)")
         with open(cfg_file) as fh:
             cfg = MCIEConfig.from_json(fh.read())
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", use_safetensors=True)
-        vae = (
-            None
-            if cfg.pixel_space
-            else AutoencoderKL.from_pretrained(path, subfolder="vae", use_safetensors=True)
-        )
-        te = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", use_safetensors=True)
-        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
-        sched = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+        with logs.model_calls():  # the libraries' warnings and bars: only with -v
+            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", use_safetensors=True)
+            vae = (
+                None
+                if cfg.pixel_space
+                else AutoencoderKL.from_pretrained(path, subfolder="vae", use_safetensors=True)
+            )
+            te = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", use_safetensors=True)
+            tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
+            sched = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
         model = cls(cfg, unet, te, tok, vae, sched)
         model.load_mcie_state_dict(load_file(os.path.join(path, "mcie", ATTN_FILE)))
         if saca is not None or bcca is not None:

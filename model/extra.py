@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from mcie.exitcodes import UsageError
+from mcie import extras
 
 
-def require_torch() -> None:
-    """The model extra, or a usage error naming it (exit 1, not a traceback at import)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:  # the model extra is optional
-        raise UsageError("MCIE-E1 needs the model extra: pip install 'mcie[model]'") from exc
+def require_torch(what: str = "MCIE-E1") -> None:
+    """The model extra (torch, safetensors, diffusers, transformers, accelerate), or a usage
+    error naming it and what is missing (exit 1, not a traceback from the first import)."""
+    extras.require("model", what)

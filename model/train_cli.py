@@ -106,27 +106,37 @@ def train_options(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """``mcie train``: build the config, check the data, train, print one summary."""
+    summary = train_with_config(train_options(args))  # usage errors before torch is imported
+    from mcie.model.trainer import format_summary  # torch: only once the model extra is checked
+
+    if summary["process_index"] == 0:  # under `accelerate launch`, one summary for the run
+        print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
+    return ExitCode.OK
+
+
+def train_with_config(cfg: TrainConfig) -> dict:
+    """Check ``cfg``'s output folder, extras and data, then train; returns the trainer's summary.
+    A missing or unusable input is a :class:`UsageError`; a damaged shard a ``ShardError``."""
+    from mcie import extras
     from mcie.managed import refuse_managed_output
     from mcie.model.extra import require_torch
     from mcie.threads import set_torch_threads
 
-    cfg = train_options(args)  # usage errors before torch is imported
     refuse_managed_output(cfg.out)  # checkpoints written into a build folder's own files
-    require_torch()
+    require_torch("mcie train")
+    if cfg.report_to == "tensorboard":  # the default; torch.utils.tensorboard needs the package
+        extras.require("model", "mcie train --report-to tensorboard", ["tensorboard"])
     set_torch_threads(cfg.threads)
     from mcie.model.data import expand_shards
-    from mcie.model.trainer import format_summary, train
+    from mcie.model.trainer import train
     from mcie.shards import ShardError
 
     try:
         expand_shards(cfg.shards)
         if cfg.validate_every and cfg.validation_shards:
             expand_shards(cfg.validation_shards)
-        summary = train(cfg)
+        return train(cfg)
     except ShardError:
         raise  # a damaged shard fails the run (exit 2); it is not a usage error
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
-    if summary["process_index"] == 0:  # under `accelerate launch`, one summary for the run
-        print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
-    return ExitCode.OK

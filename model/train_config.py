@@ -34,6 +34,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import typing
 from typing import Any
 
 from mcie import storage
@@ -240,6 +241,14 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"unknown training options {unknown}; known: {', '.join(sorted(known))}")
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():  # a record is untrusted input: types checked too
+            allowed = typing.get_args(hints[name]) or (hints[name],)
+            if float in allowed:
+                allowed = (*allowed, int)
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                kind = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+                raise UsageError(f"training option {name}: {value!r} is not of type {kind}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

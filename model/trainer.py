@@ -57,7 +57,7 @@ from mcie.model.tracking import gate_means, open_tracker
 from mcie.model.train_config import TrainConfig, write_run_record
 from mcie.model.training import training_loss
 from mcie.model.validation import ValidationSet
-from mcie.progress import Progress
+from mcie.progress import Progress, duration
 
 log = logging.getLogger(__name__)
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -264,20 +264,13 @@ def make_accelerator(cfg: TrainConfig):
     return acc
 
 
-def _duration(s: float) -> str:
-    if s < 60:
-        return f"{s:.1f}s"
-    m, s = divmod(int(s), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
-
-
 def progress_line(step: int, max_steps: int, loss: float, steps_done: int, elapsed: float) -> str:
     """``step 20/200 | loss 0.1234 | 3.10 step/s | 6.4s elapsed | ETA 58.0s``."""
     rate = steps_done / elapsed if elapsed > 0 else float("nan")
     eta = (max_steps - step) / rate if rate > 0 else float("nan")
     return (
-        f"step {step}/{max_steps} | loss {loss:.4f} | {rate:.2f} step/s | {_duration(elapsed)} elapsed"
-        f" | ETA {_duration(eta) if eta == eta else '?'}"
+        f"step {step}/{max_steps} | loss {loss:.4f} | {rate:.2f} step/s | {duration(elapsed)} elapsed"
+        f" | ETA {duration(eta)}"
     )
 
 
@@ -286,7 +279,7 @@ def format_summary(summary: dict) -> str:
     loss = summary["final_loss"]
     text = (
         f"trained {summary['steps_run']} steps (now at step {summary['step']}) in "
-        f"{_duration(summary['elapsed_s'])}, {summary['steps_per_s']} step/s on "
+        f"{duration(summary['elapsed_s'])}, {summary['steps_per_s']} step/s on "
         f"{summary['processes']} process(es); final loss {'-' if loss is None else f'{loss:.4f}'}; "
         f"checkpoint {summary['checkpoint']}"
     )

@@ -32,9 +32,15 @@ def batch_conditioning(
     empty_sub = model.tokenize([""], batch["sub_ids"].shape[-1])[0].to(dev)  # (Ls,)
     ids = torch.where(keep_text[:, None], batch["input_ids"].to(dev), empty)  # (B, L)
     sub_ids = torch.where(keep_text[:, None, None], batch["sub_ids"].to(dev), empty_sub)  # (B, K, Ls)
+    # only the slots with a region somewhere in the batch are encoded: SACA reads no other
+    # (model/regions.py keeps the same slots), and most samples fill 2-3 of the K slots
+    used = batch["regions"].flatten(2).amax(-1).amax(0).to(dev) > 0  # (K,)
     # gradients reach the text encoder only when it is trained (cfg.train_text_encoder)
     with torch.set_grad_enabled(torch.is_grad_enabled() and model.cfg.train_text_encoder):
-        text, sub = model.encode_ids(ids), model.encode_ids(sub_ids)  # (B, L, D), (B, K, Ls, D)
+        text = model.encode_ids(ids)  # (B, L, D)
+        sub = text.new_zeros(*sub_ids.shape, text.shape[-1])  # (B, K, Ls, D): zeros are unread
+        if used.any():
+            sub[:, used] = model.encode_ids(sub_ids[:, used])
     regions = model.latent_regions(batch["regions"].to(dev), tuple(src_z.shape[-2:]))  # (B, K, h, w)
     img = keep_image.to(src_z.dtype)[:, None, None, None]
     bg = background_from_regions(regions) * img

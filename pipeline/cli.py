@@ -439,6 +439,10 @@ def models_backend(
 ):
     """The :class:`~mcie.pipeline.backends.ModelsBackend` of a models file, its input files and
     (``--image-size``) the short side images are resized to."""
+    from mcie import extras
+
+    # the stages' models, models.yaml (pyyaml) and the VLM's constrained output (regex)
+    extras.require("model", "--models", [*extras.EXTRAS["model"], "yaml", "regex"])
     from mcie.pipeline.backends import DEFAULT_ACCELERATOR, ModelsBackend
     from mcie.transforms.sources.images import ImageSourceConfig
 
@@ -579,6 +583,9 @@ def run_shard_command(args: argparse.Namespace) -> int:
 
 def run_models_tiny(args: argparse.Namespace) -> int:
     """``mcie models tiny``."""
+    from mcie import extras
+
+    extras.require("model", "mcie models tiny", [*extras.EXTRAS["model"], "yaml"])
     from mcie.transforms.models.tiny import write_tiny_models
 
     if (args.out is None) == (args.dir is None):

@@ -33,7 +33,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from mcie.exitcodes import UnitFailed, UsageError
+from mcie import extras
+from mcie.exitcodes import UnitFailed
 
 from .units import Unit
 
@@ -47,10 +48,7 @@ log = logging.getLogger(__name__)
 
 def require_dask() -> None:
     """Fail early (UsageError naming the extra) when ``dask.distributed`` is not installed."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise UsageError("--runner dask needs dask.distributed: pip install 'mcie[dask]'") from exc
+    extras.require("dask", "--runner dask")
 
 
 def beam_flags(address: str | None) -> list[str]:
@@ -78,6 +76,9 @@ def cluster(address: str | None, workers: int) -> Iterator[str]:
             processes=True,
             host="127.0.0.1",  # scheduler, nannies and workers listen on loopback only
             dashboard_address=None,  # no dashboard
+            # the HTTP server dask opens anyway, on a free port: its default 8787 is taken by
+            # any other cluster on the machine, and dask then warns on the terminal
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=0,
             silence_logs=logging.WARNING,
         )

@@ -52,6 +52,7 @@ class RunOptions:
             raise UsageError(f"--workers must be >= 1, got {self.workers}")
         if self.runner in dask_runner.RUNNER_NAMES:
             object.__setattr__(self, "runner", "dask")  # one name for it from here on
+            dask_runner.require_dask()  # at the options, before an output folder exists
         if self.dask_address is not None and self.runner != "dask":
             raise UsageError("--dask-address is for --runner dask")
         if self.dask_address is not None and self.workers != 1:

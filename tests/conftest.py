@@ -64,8 +64,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
         name = tier(item)
+        # under pytest-xdist (``--dist loadgroup``): a server's tests share one worker, so each
+        # server starts once per run; a module's tests share one, so its fixtures are built once
+        group = name if name in ("ls", "cloud") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
         if name != "fast" and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(default * TIMEOUT_FACTOR[name]))
+
+
+@pytest.fixture(autouse=True)
+def _progress_switch_reset():
+    """Every test starts with progress on: ``--no-progress`` sets a process-wide switch
+    (:func:`mcie.progress.configure`), and a test must not see what an earlier one chose."""
+    from mcie import progress
+
+    progress.configure(True)
+    yield
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

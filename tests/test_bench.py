@@ -1,5 +1,6 @@
 """CIE-Bench: sets, the exact checker, background metrics, editors, reports, compare."""
 
+import glob
 import json
 import os
 
@@ -146,7 +147,16 @@ def test_held_out_split_and_overlap_refusal(built, tmp_path):
     out = str(tmp_path / "real")
     assert main(["bench", "build", "--out", out, "--from", built, "--holdout", "0.5"]) == 0
     rows = load_bench(out)
-    assert 0 < len(rows) < 60 and {r["kind"] for r in rows} == {"real"}
+    # a synthetic build's hold-out says so (it was once labelled "real")
+    assert 0 < len(rows) < 60 and {r["kind"] for r in rows} == {"synthetic"}
+    with open(os.path.join(out, "bench.json")) as fh:
+        assert json.load(fh)["kind"] == "synthetic"
+    # no scene graph travels in a shard: the exact checker against the build's target, no judge
+    run = str(tmp_path / "run")
+    assert main(["bench", "run", out, "--editor", "oracle", "--out", run, "--limit", "2"]) == 0
+    with open(os.path.join(run, "samples.jsonl")) as fh:
+        scored = [json.loads(line) for line in fh]
+    assert {r["checker"] for r in scored} == {"exact"} and all(r["compliance"] == 1.0 for r in scored)
     # the training shards contain the held-out photos: refused
     shards = os.path.join(built, "shards", "*.tar")
     assert (
@@ -184,6 +194,36 @@ def test_held_out_split_and_overlap_refusal(built, tmp_path):
         )
         == 0
     )
+
+
+def test_ls_shard_writes_training_shards_without_the_held_out_images(built, tmp_path, capsys):
+    """The held-out flow: sets held out of a build by source image, then the build's accepted
+    samples as training shards without them (`mcie ls shard --exclude-bench`); the overlap
+    check that refuses the build's own shards passes on these."""
+    import pyarrow.parquet as pq
+
+    from mcie.shards import read_tar
+
+    bench = str(tmp_path / "held")
+    assert main(["bench", "build", "--out", bench, "--from", built, "--holdout", "0.5"]) == 0
+    held = {r["source_hash"] for r in load_bench(bench)}
+    index = pq.read_table(os.path.join(built, "index.parquet")).to_pylist()
+    accepted = [r for r in index if r["status"] == "accepted"]
+    train = str(tmp_path / "train")
+    argv = ["ls", "shard", built, "--out", train, "--include-unreviewed", "--exclude-bench", bench, "--json"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    written = {json.loads(m["json"])["source_hash"] for path in sorted(glob.glob(f"{train}/shards/*.tar"))
+               for _, m in read_tar(path)}  # fmt: skip
+    n_held = sum(r["source_hash"] in held for r in accepted)
+    assert (summary["held_out"], summary["samples"]) == (n_held, len(accepted) - n_held)
+    sources = {r["source_hash"] for r in accepted}
+    assert 0 < n_held < len(accepted) and len(written) == len(sources) - len(held)
+    assert written & held == set()  # overlap measured on the written shards: none
+    assert main(["bench", "build", "--out", str(tmp_path / "again"), "--from", built, "--holdout", "0.5",
+                 "--train-shards", f"{train}/shards/*.tar"]) == 0  # fmt: skip
+    assert main(["ls", "shard", built, "--out", str(tmp_path / "x"), "--exclude-bench", str(tmp_path)]) == 1
 
 
 def _tiny_embedders(root):
@@ -314,11 +354,14 @@ def test_bench_runs_the_tiny_instruct_pix2pix_of_mcie_models_tiny(tiny_models, t
     assert os.path.exists(os.path.join(cmp_dir, "comparison.csv"))
 
 
-def test_real_sets_need_and_use_the_vlm_judge(built, tiny_models, tmp_path):
+def test_real_sets_need_and_use_the_vlm_judge(tiny_models, tmp_path):
+    built = str(tmp_path / "built")  # real images through the tiny models
+    flags = ["--image-size", "64", "--shard-size", "4", "--no-progress", "--max-failed-fraction", "1"]
+    assert main(["build", "--models", tiny_models, "--out", built, *flags]) == 0
     bench = str(tmp_path / "real")
-    assert main(["bench", "build", "--out", bench, "--from", built, "--holdout", "0.3"]) == 0
+    assert main(["bench", "build", "--out", bench, "--from", built, "--holdout", "0.99"]) == 0
     n = len(load_bench(bench))
-    assert n > 0
+    assert n > 0 and {r["kind"] for r in load_bench(bench)} == {"real"}
     # no exact target exists for real sets: compliance needs the VLM judge
     assert (
         main(["bench", "run", "--bench", bench, "--editor", "identity", "--out", str(tmp_path / "r0")]) == 1

@@ -2,65 +2,32 @@
 build (verdicts written into the index as ``mcie ls import`` writes them), the thresholds file
 it writes, and that file changing what ``mcie build`` / ``mcie score`` accept."""
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
-from mcie.annotation import review_index as ri
-from mcie.annotation.verdicts import Review, resolve
 from mcie.calibrate import cohen_kappa, threshold_for, with_intervals
 from mcie.cli import main
 from mcie.records import EditSample, SubEdit
-from mcie.tables import INDEX_SCHEMA, read_table, write_table
+from mcie.tables import read_table
 from mcie.transforms.judge import FilterThresholds, JudgeFilter
 
 ACCURACY = 0.85  # each simulated reviewer's chance of calling a candidate right
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _review(ann_id: int, user: int, good: bool, n_subs: int, bad_sub: int | None) -> Review:
-    verdict = "accept" if good else "reject"
-    subs = {k: ("reject" if (not good and k == bad_sub) else "accept") for k in range(n_subs)}
-    reason = None if good else "sub_edit_not_executed"
-    return Review(ann_id, user, verdict, reason, subs, None, {}, {})
-
-
-def _simulate_reviews(out: str, seed: int = 0) -> dict:
-    """Reviewer 1 sees every reviewed candidate, reviewer 2 every third; each is right with
-    probability ACCURACY about the truth (a candidate with an injected failure is bad). The
-    decision is resolved by the importer's own rule and stored as ``ls import`` stores it."""
-    rng = np.random.default_rng(seed)
-    truth = {t["key"]: t for t in read_table(f"{out}/truth.parquet").to_pylist()}
-    rows = read_table(f"{out}/index.parquet").to_pylist()
-    for i, row in enumerate(rows):
-        t = truth[row["key"]]
-        bad_sub = next((k for k, e in enumerate(t["executed"]) if not e), None)
-        good = t["num_failures"] == 0
-        users = [1, 2] if i % 3 == 0 else [1]
-        reviews = []
-        for j, user in enumerate(users):
-            call = good if rng.random() < ACCURACY else not good
-            reviews.append(_review(10 * i + j, user, call, row["num_sub_edits"], bad_sub))
-        d = resolve(reviews)
-        ri.set_review(
-            row,
-            {
-                "state": "reviewed",
-                "project": "p",
-                "task_id": i,
-                "prior_status": row["status"],
-                "prior_reason": row["reason"],
-                "decision": d.decision,
-                "reason": d.reason,
-                "resolution": "majority",
-                "reviewers": [r.summary() for r in d.reviews],
-            },
-        )
-        row["status"] = "accepted" if d.accepted else "rejected"
-    write_table(f"{out}/index.parquet", pa.Table.from_pylist(rows, schema=INDEX_SCHEMA))
-    return truth
+def _bench():
+    """``benchmarks/bench_calibrate.py``: the simulated reviewers' one home."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_calibrate", os.path.join(ROOT, "benchmarks", "bench_calibrate.py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +35,7 @@ def reviewed(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("cal") / "b")
     args = ["build", "--out", out, "--samples", "160", "--image-size", "128", "--failure-rate", "0.4"]
     assert main([*args, "--no-progress"]) == 0
-    _simulate_reviews(out)
+    _bench().simulate_reviews(out, ACCURACY, seed=0)
     return out
 
 
@@ -88,6 +55,12 @@ def test_calibrate_recovers_the_simulated_reviewer_accuracy(reviewed, capsys):
     (pair,) = r["reviewer_agreement"]
     assert pair["reviewers"] == ["1", "2"] and pair["tasks"] >= 40
     assert 0.55 <= pair["agreement"] <= 0.92
+    # each reviewer's own verdicts against the judge (right on every candidate here): their
+    # simulated accuracy itself, reviewer 1 on every task, reviewer 2 on every third
+    one, two = r["reviewer_vs_judge"]
+    assert (one["reviewer"], one["tasks"], two["reviewer"]) == ("1", 160, "2") and two["tasks"] >= 50
+    lo, hi = one["agreement"]["ci95"]
+    assert lo <= ACCURACY <= hi and hi - lo < 0.15, one
     sub = r["sub_edits"]
     assert sub["n"] > s["n"] and sub["precision"]["value"] is not None
     # the chosen threshold and what it costs
@@ -104,6 +77,7 @@ def test_calibrate_recovers_the_simulated_reviewer_accuracy(reviewed, capsys):
     assert main(["report", reviewed, "--no-audit", "--out", str(Path(reviewed, "r.html"))]) == 0
     html = Path(reviewed, "r.html").read_text()
     assert "The judge against the reviewers" in html and f"<td>{s['n']}</td>" in html
+    assert f"<td>{one['agreement']['value']} {one['agreement']['ci95']}</td>" in html
 
 
 def test_thresholds_file_changes_what_build_and_score_accept(reviewed, tmp_path, capsys):
@@ -117,9 +91,40 @@ def test_thresholds_file_changes_what_build_and_score_accept(reviewed, tmp_path,
     judged = json.loads(capsys.readouterr().out)
     assert plain["by_status"].get("accepted", 0) > 0
     assert judged["by_status"] == {"rejected": 30}
-    # the file calibrate wrote is read back as the same thresholds
+    # the file calibrate writes is read back as the same thresholds
+    assert main(["calibrate", reviewed]) == 0
     assert FilterThresholds.from_file(f"{reviewed}/thresholds.json") == FilterThresholds(
         **json.loads(Path(reviewed, "thresholds.json").read_text())
+    )
+
+
+def test_the_thresholds_calibrate_writes_change_what_score_accepts(reviewed, tmp_path, capsys):
+    """At a precision the reviewers reach with no threshold at all, the threshold chosen is
+    the lowest sub-instruction score: ``mcie score`` with the file ``mcie calibrate`` wrote
+    accepts candidates the judge's own calls rejected (a sub-instruction below 0.9, the
+    background untouched), and rejects no other."""
+    written = str(tmp_path / "t.json")
+    capsys.readouterr()
+    argv = ["calibrate", reviewed, "--target-precision", "0.5", "--thresholds-out", written, "--json"]
+    assert main(argv) == 0
+    at = json.loads(capsys.readouterr().out)["samples"]["at_target"]
+    assert json.loads(Path(written).read_text())["min_sub_score"] == at["threshold"] < 0.9
+    t = str(tmp_path)
+    gen = ["--samples", "40", "--image-size", "128", "--failure-rate", "0.4", "--no-progress"]
+    assert main(["generate", "--out", f"{t}/t0", *gen]) == 0
+    assert main(["annotate", f"{t}/t0", "--out", f"{t}/t1", "--no-progress"]) == 0
+    assert main(["score", f"{t}/t1", "--out", f"{t}/own", "--no-progress"]) == 0
+    assert main(["score", f"{t}/t1", "--out", f"{t}/cal", "--no-progress", "--thresholds", written]) == 0
+
+    def statuses(d):
+        rows = read_table(f"{d}/part-000000.parquet", columns=["key", "status", "reason"]).to_pylist()
+        return {r["key"]: (r["status"], r["reason"]) for r in rows}
+
+    own, cal = statuses(f"{t}/own"), statuses(f"{t}/cal")
+    assert own.keys() == cal.keys() and len(own) == 40
+    changed = {k for k in own if own[k] != cal[k]}
+    assert changed and all(
+        own[k] == ("rejected", "sub_edit_not_executed") and cal[k][0] == "accepted" for k in changed
     )
 
 
@@ -133,6 +138,8 @@ def test_min_sub_score_decides_on_scores_not_on_executed():
     assert JudgeFilter(FilterThresholds()).decide(sample)[0] is False
     assert JudgeFilter(FilterThresholds(min_compliance=0.0, min_sub_score=0.5)).decide(sample) == (True, None)
     assert JudgeFilter(FilterThresholds(min_compliance=0.0, min_sub_score=0.7)).decide(sample)[0] is False
+    # the sample's compliance (the judge's calls: 0.0) does not overrule the calibrated bound
+    assert JudgeFilter(FilterThresholds(min_sub_score=0.5)).decide(sample) == (True, None)
 
 
 def test_figures_and_threshold_by_hand():

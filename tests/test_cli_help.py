@@ -82,3 +82,24 @@ def test_version_is_the_package_metadata(capsys):
         main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"mcie {importlib.metadata.version('mcie')}"
+
+
+@pytest.mark.parametrize("prog,parser", PARSERS, ids=[p for p, _ in PARSERS])
+def test_help_shows_no_internal_names(prog, parser):
+    """A deprecated spelling shows its new option's metavar (``--png OUT``), never the hidden
+    destination argparse would derive (``--png _ALIAS__PNG``)."""
+    text = parser.format_help()
+    assert "_ALIAS" not in text.upper() and "_REQUIRED" not in text.upper(), prog
+
+
+def test_bench_run_help_names_the_pixel_judge_and_its_progress():
+    run = " ".join(dict(PARSERS)["mcie bench run"].format_help().split())
+    assert "synthetic sets are checked by the build's pixel judge" in run
+    assert "the exact checker reported beside it as ic_exact" in run
+    assert "into a pipe or log, plain lines with an ETA" in run
+    assert "none when not a terminal" not in run
+
+
+def test_edit_help_says_decomposition_boxes_are_pixels():
+    edit = " ".join(dict(PARSERS)["mcie edit"].format_help().split())
+    assert "--decomposition FILE" in edit and "boxes in pixels of the input image (not the 0-1000" in edit

@@ -19,6 +19,7 @@ import tarfile
 import termios
 
 import pytest
+from PIL import Image
 
 from mcie.cli import build_parser, main
 
@@ -84,6 +85,83 @@ def test_apitools_warning_is_dropped_at_its_root():
     )
     assert "apitools not found" in plain.stderr  # Beam's own import says it, on the root logger
     assert ours.stderr == ""
+
+
+# ------------------------------------------------------------ the model libraries' log
+
+
+def _model_run(*argv: str) -> subprocess.CompletedProcess:
+    """``mcie ARGV`` in a subprocess whose environment carries none of the libraries' own
+    switches (so what it prints is what mcie decides)."""
+    switches = ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
+    env = {k: v for k, v in os.environ.items() if k not in switches}
+    return subprocess.run([*MCIE, *argv], capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"},
+                          timeout=600)  # fmt: skip
+
+
+def test_model_commands_are_quiet_unless_verbose(tiny_models, tmp_path):
+    """A tiny InstructPix2Pix over one set and a tiny MCIE-E1 edit: no "Loading weights" or
+    "Loading pipeline components" bars, no torchvision fallback, no CLIP truncation lines;
+    with -v the libraries' records come back through our log handler."""
+    from mcie.model.config import MCIEConfig
+    from mcie.model.editor import MCIEEditor
+
+    pipe = os.path.join(os.path.dirname(tiny_models), "instruct-pix2pix")
+    bench = str(tmp_path / "bench")
+    assert main(["bench", "build", "--out", bench, "--sets", "1", "--image-size", "64"]) == 0
+    run = ["bench", "run", bench, "--editor", f"instruct-pix2pix:{pipe}", "--steps", "1", "--no-progress"]
+    quiet = _model_run(*run, "--out", str(tmp_path / "q"))
+    assert quiet.returncode == 0, quiet.stderr
+    # before: 7 lines on stderr (2 torchvision fallbacks, 2 bars, 2 truncation warnings)
+    assert quiet.stderr == "" and len(quiet.stdout.splitlines()) == 1
+    loud = _model_run("-v", *run, "--out", str(tmp_path / "v"))
+    assert loud.returncode == 0, loud.stderr
+    assert re.search(r"^WARNING diffusers\.pipelines\.\S+: The following part of your input was truncated "
+                     r"because CLIP", loud.stderr, re.M)  # fmt: skip
+    assert "Loading pipeline components" in loud.stderr
+    ckpt = str(tmp_path / "ckpt")
+    MCIEEditor.from_config(MCIEConfig.preset_config("tiny"), seed=0).save(ckpt)
+    src = os.path.join(bench, "src.png")
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(src)
+    edit = ["edit", "--checkpoint", ckpt, "--image", src, "--instruction", "Make the red circle blue.",
+            "--steps", "1", "--decomposer", "none", "--no-progress"]  # fmt: skip
+    quiet = _model_run(*edit, "--out", str(tmp_path / "q.png"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Loading weights" not in quiet.stderr and "regions used" in quiet.stdout
+    loud = _model_run("-v", *edit, "--out", str(tmp_path / "v.png"))
+    assert loud.returncode == 0 and "Loading weights" in loud.stderr
+
+
+def test_library_warnings_of_our_calls_are_logged_off_the_terminal(tiny_models, capsys):
+    """diffusers' ``torch_dtype`` FutureWarning, raised inside ``weights.from_pretrained``:
+    nothing on stderr by default; a ``py.warnings`` record through our handler with -v."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+
+    from mcie import logs, weights
+
+    folder = os.path.join(os.path.dirname(tiny_models), "inpaint")
+    load = StableDiffusionInpaintPipeline.from_pretrained
+    try:
+        for verbose in (0, 1):
+            logs.setup(verbose)
+            capsys.readouterr()
+            weights.from_pretrained(load, folder, "inpainting editor", torch_dtype=torch.float32)
+            err = capsys.readouterr().err
+            if verbose:
+                deprecation = r"^WARNING py\.warnings: .*FutureWarning: `torch_dtype` is deprecated"
+                assert re.search(deprecation, err, re.M)
+                assert "Loading pipeline components" in err  # the bars come back with -v
+            else:
+                assert err == ""
+    finally:
+        logs.setup(0)
+
+
+def test_regions_used_says_one_region():
+    from mcie.model.edit_cli import regions_used
+
+    assert [regions_used(n) for n in (0, 1, 3)] == ["0 regions used", "1 region used", "3 regions used"]
 
 
 # ------------------------------------------------------------------ failures: one line
@@ -331,14 +409,58 @@ def test_progress_bar_only_on_a_terminal_and_ends_with_a_summary(bench_dir, tmp_
     # the bar is cleared (\r) and the summary line takes its place
     assert re.search(r"\rbench run: 4 sets in \d+\.\d s, [\d.]+ sets/s\r?\n$", text)
     assert json.loads(proc.stdout)["sets"] == 4  # stdout is what it always was
-    assert "[bench oracle]" not in text  # the bar replaces the plain lines
-    piped = _run("bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "piped"))
-    assert piped.returncode == 0  # not a terminal: no bar, no summary; the plain lines
-    assert re.fullmatch(r"\[bench oracle\] 4/4 sets, [\d.]+ sets/s\n", piped.stderr)
+    assert not re.search(r"bench run: \d/4 sets,", text)  # the bar replaces the plain lines
     quiet = _run(
         "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "q"), "--no-progress"
     )
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_bench_run_into_a_pipe_prints_progress_lines_with_an_eta(bench_dir, tmp_path):
+    """`mcie bench run … | cat`: no bar, but plain lines on stderr while it runs — after the
+    first set the estimated time in all, then counts and an ETA — before the summary."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = [*MCIE, "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "piped")]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    out = proc.stdout.splitlines()
+    assert "\r" not in proc.stdout and "\x1b" not in proc.stdout  # no redraws into a pipe
+    num = r"[\d.]+(?:e[+-]\d+)?"
+    dur = r"(?:\d+\.\ds|\d+m\d\ds|\d+h\d\dm)"
+    first = rf"bench run: 1/4 sets, {num} sets/s, {dur} elapsed, ETA {dur} \(about {dur} in all\)"
+    last = rf"bench run: 4/4 sets, {num} sets/s, {dur} elapsed, ETA {dur}"
+    assert len(out) == 3 and re.fullmatch(first, out[0]) and re.fullmatch(last, out[1]), out
+    assert json.loads(out[2])["sets"] == 4  # the summary comes after the progress lines
+    quiet = _run(
+        "bench", "run", bench_dir, "--editor", "oracle", "--out", str(tmp_path / "q"), "--no-progress"
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_plain_progress_lines_every_interval_and_at_the_end(monkeypatch):
+    """Into a log: a line when ``interval`` has passed (not one per item), and one at the last
+    item once any was printed; none for a quick loop."""
+    from mcie import progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    log = io.StringIO()
+    p = progress.Progress(10, "audit", "shards", stream=log, interval=30)
+    for _ in range(10):
+        clock[0] += 10  # 10 s a shard: a line after 30 s, 60 s, 90 s, and the last
+        p.update()
+    p.close()
+    assert log.getvalue().splitlines() == [
+        "audit: 3/10 shards, 0.1 shards/s, 30.0s elapsed, ETA 1m10s",
+        "audit: 6/10 shards, 0.1 shards/s, 1m00s elapsed, ETA 40.0s",
+        "audit: 9/10 shards, 0.1 shards/s, 1m30s elapsed, ETA 10.0s",
+        "audit: 10/10 shards, 0.1 shards/s, 1m40s elapsed, ETA 0.0s",
+    ]
+    quick = io.StringIO()
+    with progress.Progress(10, "audit", "shards", stream=quick) as p:
+        p.update(10)
+    assert quick.getvalue() == ""
 
 
 class _Terminal(io.StringIO):

@@ -49,9 +49,21 @@ def test_runner_names_and_flags():
 
 
 def test_local_cluster_listens_on_loopback_only():
+    """... and on free ports: dask's default HTTP port (8787), taken here by another process,
+    costs no warning."""
+    import socket
+    import warnings
+
     from distributed import Client
 
-    with cluster(None, 2) as address:
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 8787))
+        taken.listen()
+    except OSError:
+        pass  # already taken by someone else: the same situation
+    with warnings.catch_warnings(record=True) as caught, cluster(None, 2) as address:
+        warnings.simplefilter("always")
         client = Client(address)
         try:
             info = client.scheduler_info()
@@ -68,6 +80,8 @@ def test_local_cluster_listens_on_loopback_only():
             if c.status == psutil.CONN_LISTEN
         ]
         assert len(listening) >= 5 and set(listening) == {"127.0.0.1"}, listening
+    taken.close()
+    assert not [str(w.message) for w in caught if "8787" in str(w.message)]
 
 
 def test_build_gives_the_fnapi_bytes_on_loopback_with_one_line(built, tmp_path):

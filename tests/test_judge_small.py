@@ -28,11 +28,45 @@ def _ceiling(task: str, size: int, n: int, seed: int = 5) -> tuple[float, dict]:
 
 @pytest.mark.parametrize(
     "task,size,floor",
-    [("mini", 32, 0.97), ("mini-3", 32, 0.95), ("full", 32, 0.9), ("mini-3", 64, 0.98), ("full", 64, 0.97)],
+    [("mini", 32, 0.97), ("mini-3", 32, 0.95), ("full", 32, 0.95), ("mini-3", 64, 0.98), ("full", 64, 0.98)],
 )
 def test_perfect_edits_pass_on_small_objects(task, size, floor):
     share, by_type = _ceiling(task, size, 40)
     assert share >= floor, by_type
+
+
+def test_perfect_stripes_pass_on_few_pixel_objects():
+    """Stripes run along x + y: a clean striped object of a few pixels may hold no stripe on
+    one side of a cut along them (asking every half through the centre for a changed pixel
+    failed 23 of 45 such edits at 32 px); its fitted stripes are all there."""
+    source = SyntheticSource(task_config("full", 32))
+    judge = PixelJudge()
+    passed = []
+    for i in range(150):
+        sample, truth = source.generate(0, i)
+        for sub, m in zip(sample.sub_edits, truth["masks_png"], strict=True):
+            sub.mask = decode_mask(m) > 0
+        judge.judge(sample)
+        passed += [s.executed for s in sample.sub_edits if s.params.get("to_pattern") == "striped"]
+    assert len(passed) >= 20 and all(passed)
+
+
+def test_perfect_sizes_pass_on_few_pixel_objects():
+    """A few-pixel object's measured area runs over its drawn one by up to 1.95x (its rim is
+    most of it): with the 1.33x bound of larger objects a fifth of the perfect resizes failed
+    at 32 px, and a tenth of the replaces and moves."""
+    source = SyntheticSource(task_config("full", 32))
+    judge = PixelJudge()
+    passed = []
+    for i in range(150):
+        sample, truth = source.generate(0, i)
+        for sub, m in zip(sample.sub_edits, truth["masks_png"], strict=True):
+            sub.mask = decode_mask(m) > 0
+        judge.judge(sample)
+        passed += [
+            s.executed for s in sample.sub_edits if s.edit_type in ("add", "move", "replace", "resize")
+        ]
+    assert len(passed) >= 250 and np.mean(passed) >= 0.97
 
 
 def test_small_objects_still_fail_when_not_edited():
@@ -47,4 +81,6 @@ def test_small_objects_still_fail_when_not_edited():
             sub.mask = decode_mask(m) > 0
         judge.judge(sample)
         passed += [bool(s.executed) for s in sample.sub_edits]
+        # a shrink left undone is 2.78x its area: over the few-pixel bound (2x) too
+        assert not any(s.executed for s in sample.sub_edits if s.edit_type == "resize")
     assert np.mean(passed) <= 0.05

@@ -76,6 +76,30 @@ def test_a_hue_turned_within_the_colour_tolerance_is_rejected():
     assert sample.status == Status.REJECTED and not sample.sub_edits[f["sub_edit"]].executed
 
 
+@pytest.mark.parametrize("magnitude", ["standard", "subtle"])
+def test_dots_left_on_a_part_of_an_object_made_plain_are_rejected(magnitude):
+    """A dotted star made plain, 45% (standard) or 73% (subtle) of it: the dots left on its
+    tips lie mostly in the rim, so each slice's agreement stayed above 0.9; the dots' pixels
+    a full pixel inside that did not change (22 and 18) show it."""
+    source = SyntheticSource(SyntheticConfig(failures=FailureConfig(magnitude=magnitude)))
+    sample, truth = _scored(source, 1, 1643)
+    (f,) = json.loads(truth["failures_json"])
+    sub = sample.sub_edits[f["sub_edit"]]
+    assert f["type"] == "partial" and (sub.params["pattern"], sub.params["to_pattern"]) == ("dotted", "solid")
+    assert sample.status == Status.REJECTED and not sub.executed
+
+
+def test_a_tip_left_by_a_removal_is_rejected():
+    """83% of a dotted star removed: the tip left is a tenth of its inside (score 0.901), but
+    20 pixels still show its colours where a clean removal leaves none."""
+    source = SyntheticSource(SyntheticConfig(failures=FailureConfig(magnitude="subtle")))
+    sample, truth = _scored(source, 1, 1140)
+    (f,) = json.loads(truth["failures_json"])
+    sub = sample.sub_edits[f["sub_edit"]]
+    assert (f["type"], sub.edit_type) == ("partial", "remove")
+    assert sample.status == Status.REJECTED and sub.scores["compliance"] == 0.0
+
+
 @pytest.mark.parametrize("failure", ["partial", "colour_off", "wrong_object", "background_drift"])
 def test_subtle_failures_of_every_type_are_rejected(failure):
     plan = PlanConfig(min_edits=2, max_edits=3)

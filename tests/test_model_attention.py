@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -396,3 +397,30 @@ def test_tiny_pixel_trains_on_velocity():
     assert torch.allclose(loss, expected)
     with pytest.raises(ValueError, match="prediction_type"):
         MCIEConfig.preset_config("tiny", prediction_type="sample")
+
+
+def test_only_slots_with_a_region_are_encoded_and_the_prediction_is_unchanged():
+    """batch_conditioning encodes the sub-instruction slots with a region in the batch only;
+    the UNet's prediction equals the one from every slot encoded (SACA reads no other slot)."""
+    from mcie.model.training import batch_conditioning
+
+    m = MCIEEditor.from_config(MCIEConfig.preset_config("tiny-pixel"), seed=0)
+    _set_gates(m, 1.0)
+    g = torch.Generator().manual_seed(1)
+    regions = torch.zeros(2, 5, 32, 32)
+    regions[0, 0, 4:12, 4:12] = 1
+    regions[1, 2, 16:28, 8:20] = 1  # slots 0 and 2 used somewhere, 1, 3, 4 nowhere
+    subs = ["make the red circle blue", "remove the star", "add a green square", "", ""]
+    batch = {
+        "src": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        "regions": regions,
+        "input_ids": m.tokenize(["make the red circle blue and add a green square"] * 2),
+        "sub_ids": torch.stack([m.tokenize(subs, m.cfg.sub_length)] * 2),
+    }
+    noisy, t = torch.randn(2, 3, 32, 32, generator=g), torch.tensor([100, 900])
+    with torch.no_grad():
+        cond = batch_conditioning(m, batch, batch["src"])
+        assert cond.sub_text[:, [1, 3, 4]].abs().sum() == 0  # never encoded
+        full = dataclasses.replace(cond, sub_text=m.encode_ids(batch["sub_ids"]))
+        assert torch.equal(cond.sub_text[:, [0, 2]], full.sub_text[:, [0, 2]])
+        assert torch.allclose(m.unet_forward(noisy, t, cond), m.unet_forward(noisy, t, full), atol=1e-6)

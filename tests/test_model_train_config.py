@@ -10,6 +10,7 @@ import dataclasses
 import glob
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from mcie.cli import build_parser, main  # noqa: E402
 from mcie.exitcodes import UsageError  # noqa: E402
 from mcie.model.editor import MCIEEditor  # noqa: E402
 from mcie.model.train_cli import train_options  # noqa: E402
-from mcie.model.train_config import RECORD_FILE, TrainConfig  # noqa: E402
+from mcie.model.train_config import RECORD_FILE, TrainConfig, load_run_record  # noqa: E402
 from mcie.report.sheet import GAP, HEADER  # noqa: E402
 from mcie.shards import read_tar  # noqa: E402
 
@@ -169,6 +170,10 @@ def test_a_run_records_its_config_and_config_reruns_it(shards, tmp_path, monkeyp
     }
     (tmp_path / "bad.json").write_text(json.dumps({"config": {"shards": shards, "colour": "red"}}))
     assert main(["train", "--config", str(tmp_path / "bad.json")]) == 1
+    (tmp_path / "bad.json").write_text(json.dumps({"config": {**rec["config"], "lr": "fast"}}))
+    with pytest.raises(UsageError, match="training option lr: 'fast' is not of type"):
+        TrainConfig.from_dict(load_run_record(str(tmp_path / "bad.json")))
+    assert TrainConfig.from_dict({**rec["config"], "lr": 1}).lr == 1  # an int is a float here
 
 
 def test_tensorboard_events_hold_the_curves_and_the_clock_goes_on_across_resume(shards, tmp_path):
@@ -177,6 +182,10 @@ def test_tensorboard_events_hold_the_curves_and_the_clock_goes_on_across_resume(
             "--log-every", "1", "--checkpoint-every", "2", "--validate-every", "2",
             "--validation-samples", "2", "--validation-steps", "1", "--no-progress"]  # fmt: skip
     assert main([*argv, "--max-steps", "2"]) == 0
+    # TensorBoard reads a folder's event files in name order, and a name holds the creation
+    # second then a per-process writer count: two writers of one process in the same second can
+    # sort backwards once the count passes 9 (a resume is never that quick outside a test)
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
     assert main([*argv, "--max-steps", "3", "--resume"]) == 0
     with open(os.path.join(run, "log.jsonl")) as fh:
         logs = [json.loads(line) for line in fh]

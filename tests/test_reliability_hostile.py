@@ -119,8 +119,9 @@ def test_report_opens_only_shards_inside_the_build(built, built_two_workers, tmp
     page = str(tmp_path / "page.html")
     summary = write_build_report(out, page, GalleryConfig(per_group=50, max_items=500), with_audit=False)
     problems = "\n".join(summary["problems"])
-    assert f"invalid shard reference {other!r}" in problems
-    assert f"invalid shard reference {fifo!r}" in problems
+    # a reference is quoted to its first 80 characters (an index value can be any length)
+    assert f"invalid shard reference {repr(other)[:80]}" in problems
+    assert f"invalid shard reference {repr(fifo)[:80]}" in problems
     assert "fifo.tar: not a regular file (a FIFO)" in problems
     with open(page, encoding="utf-8") as fh:
         html = fh.read()

@@ -134,3 +134,32 @@ def test_a_failed_report_write_leaves_no_partial_file(bench_runs, tmp_path, name
     assert name not in files  # absent, not cut
     for rel, data in files.items():
         _check_whole(rel, data)
+
+
+def test_contact_sheet_draws_expected_and_output_alike(bench_runs):
+    """The oracle's output is the expected image, so their tiles must be the same pixels: no
+    tint on one column only; each region is ringed in its sub-edit's colour on both."""
+    from mcie.report.overlay import PALETTE
+    from mcie.report.sheet import GAP, HEADER
+
+    tile = 256
+    with Image.open(os.path.join(bench_runs["oracle"], "contact.png")) as im:
+        sheet = np.asarray(im.convert("RGB"))
+    cell_w = 3 * tile + 2 * GAP
+    y = GAP + HEADER
+    for j in range(2):  # the first row's two sets
+        x0 = GAP + j * (cell_w + 2 * GAP)
+        src, expected, output = (
+            sheet[y : y + tile, x0 + c * (tile + GAP) : x0 + c * (tile + GAP) + tile] for c in range(3)
+        )
+        assert np.array_equal(expected, output)
+        assert not np.array_equal(src, expected)  # the edit shows
+        assert (expected == PALETTE[0]).all(axis=2).sum() > 50  # sub-edit 0's ring is there
+    # the page too: lossless pictures, the same for expected and output, one mask per region
+    with open(os.path.join(bench_runs["oracle"], "report.html"), encoding="utf-8") as fh:
+        html = fh.read()
+    data = json.loads(re.search(r'id="gallery-data">(.*?)</script>', html, re.S).group(1))
+    for it in data["items"]:
+        pics = dict(it["img"])
+        assert pics["expected"] == pics["output"] and pics["expected"].startswith("data:image/png;base64,")
+        assert len(it["m"]) == it["n"] and it["wh"] == [64, 64]

@@ -131,14 +131,14 @@ class RegionAnnotator:
         diff = changed(sample.src, sample.tgt, self.config.diff_tol)
         for sub in sample.sub_edits:
             ground = sub.ground_mask if sub.ground_mask is not None else np.zeros((h, w), dtype=bool)
-            base = ground if ground.any() else _box_mask(sub, h, w)
+            base = ground if ground.any() else box_mask(sub, h, w)
             sub.mask = ground | (diff & dilate(base, self.config.search))
             sub.box = mask_box(sub.mask)
         sample.provenance = {**sample.provenance, "annotator": self.name}
         return sample
 
 
-def _box_mask(sub, h: int, w: int) -> np.ndarray:
+def box_mask(sub, h: int, w: int) -> np.ndarray:
     """The planner's (or grounder's) box of a sub-edit as a mask; empty when it has none."""
     m = np.zeros((h, w), dtype=bool)
     box = sub.params.get("box") or sub.params.get("plan_box") or sub.ground_box

@@ -16,6 +16,7 @@ import dataclasses
 
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample
+from mcie.transforms.precheck import prechecked
 from mcie.transforms.step import Step
 
 
@@ -93,12 +94,16 @@ class JudgeFilter:
             or s.get("bg_faint", 0.0) > t.bg_faint_max
         ):
             return False, Reason.BACKGROUND_CHANGED
+        compliance = s["compliance"]
         if t.min_sub_score is not None:
-            if any(sub.scores.get("compliance", 0.0) < t.min_sub_score for sub in sample.sub_edits):
+            # the calibrated bound replaces the judge's own calls, in the sample's compliance too
+            passed = [sub.scores.get("compliance", 0.0) >= t.min_sub_score for sub in sample.sub_edits]
+            if not all(passed):
                 return False, Reason.SUB_EDIT_NOT_EXECUTED
+            compliance = 1.0
         elif t.min_compliance >= 1.0 and not all(sub.executed for sub in sample.sub_edits):
             return False, Reason.SUB_EDIT_NOT_EXECUTED
-        if s["compliance"] < t.min_compliance:
+        if compliance < t.min_compliance:
             return False, Reason.LOW_COMPLIANCE
         if "quality" in s and s["quality"] < 0.5:
             return False, Reason.LOW_QUALITY
@@ -124,4 +129,6 @@ class FilterStep(Step):
         self.filter = JudgeFilter(thresholds)
 
     def process(self, sample: EditSample) -> EditSample:
+        if prechecked(sample):  # refused before the judge ran: it has no judge scores to decide on
+            return sample
         return self.filter.apply(sample)

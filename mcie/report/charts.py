@@ -54,42 +54,68 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def hist_range(lo: float, hi: float) -> tuple[float, float]:
+    """The x range of a histogram of values in ``[lo, hi]``. A degenerate range (every value
+    the same, or equal to a few parts in a million, e.g. a PSNR of 100 dB on every unchanged
+    background) is widened around its centre to a readable span — 1% of the value, at least
+    0.05 — so the axis shows a few plain ticks instead of matplotlib's offset label
+    (``1e-6+1.00000001e2``) over the axis title."""
+    centre, span = (lo + hi) / 2, hi - lo
+    if span > 1e-6 * max(1.0, abs(centre)):
+        return lo, hi
+    half = max(0.05, 0.01 * abs(centre))
+    return centre - half, centre + half
+
+
+def hist_panel(ax, label: str, groups: dict[str, Sequence[float]], bins: int = 20) -> None:
+    """One panel of :func:`histograms` on ``ax``: groups stacked in their status colour on a
+    log count axis, the count per group in the legend, plain tick labels (no offset)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    data = {g: np.asarray([v for v in vals if v is not None], float) for g, vals in groups.items()}
+    data = {g: v[np.isfinite(v)] for g, v in data.items()}
+    data = {g: v for g, v in data.items() if v.size}
+    if not data:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+    else:
+        lo, hi = hist_range(
+            min(float(v.min()) for v in data.values()), max(float(v.max()) for v in data.values())
+        )
+        ax.hist(
+            list(data.values()),
+            bins=np.linspace(lo, hi, bins + 1),
+            stacked=True,
+            color=[STATUS_COLOURS.get(g, "#1565c0") for g in data],
+            label=[plain(f"{g} (n={v.size})") for g, v in data.items()],
+        )
+        ax.set_xlim(lo, hi)
+        ax.legend(fontsize=7, frameon=False)
+    ax.set_title(plain(label))
+    ax.locator_params(axis="x", nbins=5)  # fewer ticks: values like 0.9975 stay legible
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
+    ax.set_xlabel(plain(label))
+    # log counts: most candidates sit at a perfect score, the few that do not are the story
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.7)  # 10⁰ always on the axis, so the unlabelled minor ticks never stand alone
+    ax.yaxis.set_minor_formatter(NullFormatter())  # "4×10¹ 3×10¹ …" crowd a short axis
+    ax.set_ylabel("count (log)")
+
+
 def histograms(
     panels: Sequence[tuple[str, dict[str, Sequence[float]]]],
     title: str,
     bins: int = 20,
     columns: int = 3,
 ) -> bytes:
-    """Small multiples: one histogram per ``(metric label, {group: values})`` panel, groups
-    stacked in their status colour on a log count axis, with the count of values per group in
-    the legend."""
+    """Small multiples: one histogram per ``(metric label, {group: values})`` panel
+    (:func:`hist_panel`)."""
     plt = _pyplot()
     rows = (len(panels) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.5 * rows), squeeze=False)
     for ax, (label, groups) in zip(axes.flat, panels, strict=False):
-        data = {g: np.asarray([v for v in vals if v is not None], float) for g, vals in groups.items()}
-        data = {g: v[np.isfinite(v)] for g, v in data.items()}
-        data = {g: v for g, v in data.items() if v.size}
-        if not data:
-            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-        else:
-            lo = min(float(v.min()) for v in data.values())
-            hi = max(float(v.max()) for v in data.values())
-            edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
-            ax.hist(
-                list(data.values()),
-                bins=edges,
-                stacked=True,
-                color=[STATUS_COLOURS.get(g, "#1565c0") for g in data],
-                label=[plain(f"{g} (n={v.size})") for g, v in data.items()],
-            )
-            ax.legend(fontsize=7, frameon=False)
-        ax.set_title(plain(label))
-        ax.locator_params(axis="x", nbins=5)  # fewer ticks: values like 0.9975 stay legible
-        ax.set_xlabel(plain(label))
-        # log counts: most candidates sit at a perfect score, the few that do not are the story
-        ax.set_yscale("log")
-        ax.set_ylabel("count (log)")
+        hist_panel(ax, label, groups, bins)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(plain(title))

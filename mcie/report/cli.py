@@ -33,7 +33,13 @@ def add_parsers(sub) -> None:
         help="gallery samples per (status, reason, sub-edit count) group (default 12)",
     )
     r.add_argument("--max-items", type=int, default=480, help="gallery samples in all (default 480)")
-    r.add_argument("--thumb", type=int, default=128, help="thumbnail size in pixels (default 128)")
+    r.add_argument(
+        "--thumb",
+        type=int,
+        default=256,
+        help="pictures up to this size (long side, pixels) are embedded at full resolution, "
+        "larger ones shrunk to it (default 256)",
+    )
     r.add_argument(
         "--no-audit",
         action="store_true",

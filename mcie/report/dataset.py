@@ -2,11 +2,14 @@
 
 What it shows: counts by status and reason, histograms of the judge's scores and the background
 metrics by status, the audit figures when ``truth.parquet`` is there (:mod:`mcie.audit`), and a
-gallery of samples — source | target thumbnails with each sub-edit's mask as a tinted overlay
-(:mod:`mcie.report.overlay`), every sub-instruction with its verdict ✓/✗ and score, key, status
-and reason — filtered by status, reason, edit type and number of sub-edits, with paging.
+gallery of samples — the clean source | target (the shard's own bytes when small enough, see
+:mod:`mcie.report.gallery`) with each sub-edit's mask drawn over them by the page (a ring outside
+the region, or a tint), click to enlarge, every sub-instruction with its verdict ✓/✗ and score,
+key, status and reason — filtered by status, reason, edit type and number of sub-edits, sorted
+by status (rejected first), key, score or reason, with paging.
 
-**Gallery size (our choice, so a 90k build still gives a page of a few MB):** thumbnails are
+**Gallery size (our choice, so a 90k build's page stays bounded — about 15 MB at the default
+480 samples of 256-px images at full resolution, about 3 MB with ``--thumb 128``):** pictures are
 embedded for a *stratified sample*, not for every candidate — at most ``per_group`` candidates
 of every (status, reason, number of sub-edits) group, the first by key (keys are content
 hashes, so this is an unbiased draw that a rebuild reproduces), and at most ``max_items`` in
@@ -31,7 +34,7 @@ from mcie.keys import InvalidKeyError, check_shard_ref
 from mcie.layout import BuildLayout
 from mcie.managed import refuse_managed_output
 from mcie.report import charts
-from mcie.report.overlay import jpeg_data_uri, thumbnail
+from mcie.report.gallery import shard_pictures
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
 from mcie.shards import ShardError, decode_sample, read_tar
 from mcie.tables import iter_rows, open_parquet, system_allocator
@@ -51,6 +54,15 @@ SCORE_PANELS = (
     ("bg_changed", "background changed share"),
 )
 STATUS_ORDER = ("accepted", "rejected", "pending", "failed", "candidate")
+#: the gallery's order: what needs a look first (accepted samples last)
+GALLERY_ORDER = ("rejected", "failed", "pending", "candidate", "accepted")
+
+
+def gallery_order(r: dict[str, Any]) -> tuple[int, str, str, str]:
+    """Sort key of an index row in the gallery: status in :data:`GALLERY_ORDER`, reason, key."""
+    s = r["status"]
+    rank = GALLERY_ORDER.index(s) if s in GALLERY_ORDER else len(GALLERY_ORDER)
+    return rank, s, r["reason"] or "", r["key"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +71,8 @@ class GalleryConfig:
 
     per_group: int = 12  # per (status, reason, number of sub-edits) group
     max_items: int = 480  # in all
-    thumb: int = 128  # long side of a thumbnail, pixels
-    quality: int = 75  # JPEG quality of thumbnails
+    thumb: int = 256  # pictures up to this long side are embedded at full resolution, larger shrunk to it
+    quality: int = 85  # JPEG quality of shrunk pictures
 
     def __post_init__(self) -> None:
         if self.per_group < 1 or self.max_items < 1:
@@ -194,15 +206,16 @@ def _sub_rows(row: dict[str, Any]) -> list[list[Any]]:
 
 def load_thumbnails(
     out: str, rows: list[dict[str, Any]], config: GalleryConfig
-) -> tuple[dict[str, list[list[str]]], list[str]]:
-    """Thumbnails (``[[header, data URI], …]``) of ``rows`` read from their shards, one pass
-    per shard reading only the chosen samples' bytes; and the problems met (an unreadable
-    shard or sample is reported, and its cards show without images: nothing is dropped)."""
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Pictures (``{"img": [[header, data URI], …], "m": [mask URI, …], "wh": [w, h]}``) of
+    ``rows`` read from their shards, one pass per shard reading only the chosen samples' bytes;
+    and the problems met (an unreadable shard or sample is reported, and its cards show without
+    images: nothing is dropped)."""
     wanted: dict[str, set[str]] = collections.defaultdict(set)
     for r in rows:
         if r["shard"]:
             wanted[r["shard"]].add(r["key"])
-    thumbs: dict[str, list[list[str]]] = {}
+    thumbs: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for shard in sorted(wanted):
         keys = wanted[shard]
@@ -224,12 +237,10 @@ def load_thumbnails(
     return thumbs, problems
 
 
-def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> list[list[str]]:
+def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> dict[str, Any]:
+    """The sample's clean pictures and mask layers (:func:`shard_pictures`)."""
     _, src, tgt, masks = decode_sample(members)
-    return [
-        ["source", jpeg_data_uri(thumbnail(src, masks, config.thumb), config.quality)],
-        ["target", jpeg_data_uri(thumbnail(tgt, masks, config.thumb), config.quality)],
-    ]
+    return shard_pictures(members, src, tgt, masks, config.thumb)
 
 
 class ScoreTally:
@@ -372,6 +383,17 @@ def _calibration_section(out: str) -> Section | None:
     ]
     if pairs:
         body.append(table(["reviewers", "shared tasks", "agreement", "kappa"], pairs))
+    own = [
+        [
+            a["reviewer"],
+            a["tasks"],
+            f"{a['agreement']['value']} {a['agreement']['ci95']}",
+            a["kappa"]["value"],
+        ]
+        for a in c.get("reviewer_vs_judge", [])
+    ]
+    if own:
+        body.append(table(["reviewer", "tasks", "agreement with the judge", "kappa"], own))
     return Section("calibration", "The judge against the reviewers", "".join(body))
 
 
@@ -444,10 +466,12 @@ def _build_report(
             "n": r["num_sub_edits"],
             "t": sorted(set(r["edit_types"] or [])),
             "sub": _sub_rows(r),
-            "img": thumbs.get(r["key"], []),
+            "sc": None if r["compliance"] is None else round(float(r["compliance"]), 4),
+            "img": [],
+            **thumbs.get(r["key"], {}),
             "err": r["error"] or "",
         }
-        for r in chosen
+        for r in sorted(chosen, key=gallery_order)
     ]
     status_rows = [[s, n, f"{n / max(1, c['candidates']):.1%}"] for s, n in c["by_status"].items()]
     reason_rows = [[k, n] for k, n in c["by_reason"].items()]
@@ -476,7 +500,7 @@ def _build_report(
             figure(charts.histograms(panels, "Scores by status (stacked)"), "score histograms"),
         ),
     ]
-    if with_audit:
+    if with_audit and storage.exists(BuildLayout(out).truth):  # no truth: nothing to audit against
         say("audit against the truth (reads every sample; --no-audit skips it)")
     audit_section = _audit_section(out) if with_audit else None
     if audit_section:
@@ -495,15 +519,17 @@ def _build_report(
     note = (
         f"The gallery embeds a stratified sample: up to {config.per_group} candidates per (status, reason, "
         f"number of sub-edits) group, {len(items)} in all (cap {config.max_items}), the first by key; "
-        f"totals count the whole index. Thumbnails: source | target, {config.thumb} px, each sub-edit's "
-        "mask as a tint in its colour with a dashed outline; ✓/✗ is the judge's verdict per sub-instruction, "
-        "the number its score."
+        f"totals count the whole index. Pictures: source | target in their true colours (full resolution "
+        f"up to {config.thumb} px), each sub-edit's mask drawn as a ring outside its region in its colour "
+        "(switch to a tint above; click a picture to enlarge it and choose the masks); ✓/✗ is the "
+        "judge's verdict per sub-instruction, the number its score."
     )
     gallery = gallery_json(
         items,
         c["combos"],
         [("st", "status"), ("r", "reason"), ("t", "edit type"), ("n", "sub-edits")],
         note,
+        status_order=GALLERY_ORDER,
     )
     seconds = time.perf_counter() - t0
     meta = (

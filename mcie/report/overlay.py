@@ -1,9 +1,16 @@
-"""Mask overlays and thumbnails: the one home of how a sub-edit's region is drawn on an image.
+"""Mask overlays: the one home of how a sub-edit's region is drawn on an image.
 
-Each sub-edit k gets a filled, semi-transparent tint in its own colour (:data:`PALETTE`, the
-legend order) and a dashed black-and-white outline. The tint tells sub-edits apart; the dashed
-outline stays visible on any object, even one of the tint's own colour (a plain coloured
-outline vanishes on a red object when the outline is red — a defect of the first preview).
+Pictures people judge by eye keep their true colours: :func:`outline` draws each sub-edit's
+mask as a thin ring *outside* its region — :data:`RING` pixels in the sub-edit's colour
+(:data:`PALETTE`, the legend order) and a one-pixel dark ring beyond it, so the ring shows on
+any background, even one of its own colour — and leaves every pixel inside the mask as it is.
+:func:`fit` scales a picture for a contact sheet: small images are enlarged with
+nearest-neighbour (no blur, no invented colours) *before* the rings are drawn, so a ring around
+a 32-px object is two screen pixels wide, not two image pixels.
+
+:func:`overlay` (a filled, semi-transparent tint with a dashed black-and-white edge) is the
+tinted view, kept for the places that show a separate "regions" picture beside the clean ones
+(a tint changes the object's colour: yellow under red reads orange).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from mcie.metrics import erode
+from mcie.metrics import dilate, erode
 
 #: tint colours of sub-edits 0..4 (legend order): five hues far apart on the colour wheel
 #: (red, green, blue, orange, purple from Sasha Trubetskoy's "20 distinct colours")
@@ -29,6 +36,10 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 ALPHA = 0.45
 #: dash length of the outline in pixels
 DASH = 3
+#: width of the coloured ring of :func:`outline`, pixels (of the picture as shown)
+RING = 2
+#: the dark ring beyond it: visible where the background has the ring's own colour
+DARK = (24, 24, 24)
 
 
 def colour(k: int) -> tuple[int, int, int]:
@@ -67,17 +78,44 @@ def shrink_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img) >= 128
 
 
-def thumbnail(img: np.ndarray, masks: list[np.ndarray] | None, side: int, alpha: float = ALPHA) -> np.ndarray:
-    """``img`` shrunk to ``side`` pixels on its long edge, with the masks overlaid at the
-    thumbnail's resolution (so outlines stay one pixel wide and visible); ``alpha=0`` draws
-    the outlines only, leaving the image's colours true."""
+def outline(img: np.ndarray, masks: list[np.ndarray], ring: int = RING) -> np.ndarray:
+    """``img`` (H, W, 3 uint8) with each mask outlined *outside* its region: ``ring`` pixels in
+    the sub-edit's colour, then one dark pixel. Pixels inside a mask keep their colour (a ring
+    may cross another sub-edit's region where two masks touch; later sub-edits draw over
+    earlier ones)."""
+    out = img.copy()
     h, w = img.shape[:2]
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
+    for k, m in enumerate(masks):
+        if m.shape != (h, w):
+            raise ValueError(f"mask {k} has shape {m.shape}, the image {(h, w)}")
+        m = m.astype(bool)
+        near = dilate(m, ring)
+        out[dilate(near, 1) & ~near] = DARK
+        out[near & ~m] = colour(k)
+    return out
+
+
+def scale_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` resized to ``size`` (width, height): nearest-neighbour when enlarging (the
+    region keeps its exact pixels), :func:`shrink_mask` when shrinking."""
+    h, w = mask.shape
+    if size[0] >= w and size[1] >= h:
+        img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").resize(size, Image.NEAREST)
+        return np.asarray(img) >= 128
+    return shrink_mask(mask, size)
+
+
+def fit(
+    img: np.ndarray, masks: list[np.ndarray] | None, size: tuple[int, int], ring: int = RING
+) -> np.ndarray:
+    """``img`` scaled to ``size`` (width, height) — nearest-neighbour when enlarging, Lanczos
+    when shrinking — with the masks (image-sized) outlined at the new size (:func:`outline`)."""
+    h, w = img.shape[:2]
+    up = size[0] >= w and size[1] >= h
+    scaled = np.asarray(Image.fromarray(img).resize(size, Image.NEAREST if up else Image.LANCZOS))
     if not masks:
-        return small
-    return overlay(small, [shrink_mask(m, size) for m in masks], alpha)
+        return scaled
+    return outline(scaled, [scale_mask(m, size) for m in masks], ring)
 
 
 def jpeg_data_uri(img: np.ndarray, quality: int = 80) -> str:

@@ -6,10 +6,14 @@ the static sections, ``textContent`` in the gallery script, and the embedded JSO
 ``<`` written as ``\\u003c`` so no string can close its ``<script>`` element.
 
 The gallery is drawn by the script from one JSON document (see :func:`gallery_json`): filters
-by status, reason, edit type and number of sub-edits, and paging, over the items that carry
-thumbnails; ``combos`` gives the count of every (status, reason, sub-edits, edit types)
-combination in the whole index, so the page says how many candidates match a filter in total,
-not only how many it shows — in a size that does not grow with the number of candidates.
+by status, reason, edit type and number of sub-edits, sorting by status (the failures first),
+key, score or reason, and paging, over the items that carry pictures. The pictures are clean;
+the script draws each mask over them at the size shown — a thin ring outside the region, or a
+tint on request — and a click opens a picture enlarged (full resolution at least, small images
+enlarged by whole pixels), each mask switched on or off there; ``combos`` gives the count of
+every (status, reason, sub-edits, edit types) combination in the whole index, so the page says
+how many candidates match a filter in total, not only how many it shows — in a size that does
+not grow with the number of candidates.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mcie.report.charts import STATUS_COLOURS
-from mcie.report.overlay import PALETTE, png_data_uri
+from mcie.report.overlay import ALPHA, PALETTE, png_data_uri
 
 #: gallery cards per page
 PER_PAGE = 24
+#: width of a card's picture, CSS pixels (a click enlarges it to full resolution or more)
+DISPLAY = 176
 
 
 def _asset(name: str) -> str:
@@ -91,13 +97,18 @@ def gallery_json(
     filters: Sequence[tuple[str, str]],
     note: str,
     per_page: int = PER_PAGE,
+    status_order: Sequence[str] = (),
+    display: int = DISPLAY,
 ) -> dict[str, Any]:
     """The gallery's data. ``items``: ``{"k": key, "st": status, "r": reason, "n": sub-edit
     count, "t": [edit types], "sub": [[text, executed (bool|None), score|None], …],
     "img": [[column header, data URI], …], "err": error text, optional "ins": the complex
-    instruction}``; ``combos``: ``[status, reason,
-    n, [types], count]`` over everything the items were drawn from; ``filters``: (field, label)
-    pairs shown as drop-downs (fields: ``st``, ``r``, ``t``, ``n``)."""
+    instruction, "sc": the sample's score (the score sort), "m": [mask data URI per sub-edit]
+    and "wh": [width, height] of the pictures (:func:`mcie.report.gallery.sample_pictures`)}``;
+    ``combos``: ``[status, reason, n, [types], count]`` over everything the items were drawn
+    from; ``filters``: (field, label) pairs shown as drop-downs (fields: ``st``, ``r``, ``t``,
+    ``n``); ``status_order``: the statuses in the order the status sort and drop-down list
+    them (others after, by name); ``display``: the width of a card's picture in CSS pixels."""
     return {
         "items": items,
         "combos": combos,
@@ -105,7 +116,10 @@ def gallery_json(
         "note": note,
         "perPage": per_page,
         "palette": ["#{:02x}{:02x}{:02x}".format(*c) for c in PALETTE],
+        "alpha": ALPHA,
         "statusColours": STATUS_COLOURS,
+        "statusOrder": list(status_order),
+        "display": display,
     }
 
 
@@ -148,7 +162,7 @@ def render(title: str, sections: list[Section], gallery: dict[str, Any] | None =
             '<p id="gallery-status" aria-live="polite"></p>',
             '<div id="pager"><button id="prev" type="button">&larr; previous</button>'
             '<span id="page-label"></span><button id="next" type="button">next &rarr;</button></div>',
-            '<div id="cards"></div></section>',
+            '<div id="cards"></div><dialog id="zoom" aria-label="enlarged pictures"></dialog></section>',
             f'<script type="application/json" id="gallery-data">{_script_json(gallery)}</script>',
             f"<script>{_GALLERY_JS}</script>",
         ]

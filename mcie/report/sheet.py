@@ -3,6 +3,11 @@ row of images under column headers, then the cell's title (key, status) and ever
 sub-instruction with its mask colour, its verdict ✓/✗ and score — wrapped at word boundaries
 to the cell's width, never cut.
 
+A cell that carries its masks shows every image alike: scaled to the tile (nearest-neighbour
+when enlarging) and each mask outlined outside its region at the tile's resolution
+(:func:`mcie.report.overlay.fit`), so the pictures keep their true colours and the columns
+(source | target, or expected | output) can be compared pixel for pixel.
+
 Text is drawn with DejaVu Sans (shipped inside matplotlib, so it is there wherever the reports
 work) because it has the ✓ and ✗ glyphs Pillow's default font lacks.
 """
@@ -15,7 +20,7 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mcie.report.overlay import colour
+from mcie.report.overlay import colour, fit
 
 GAP = 6  # pixels between images and around cells
 LINE = 16  # text line height
@@ -66,6 +71,16 @@ class SheetCell:
     subs: list[tuple[str, bool | None, float | None]]  # (sub-instruction, executed, score)
     title_colour: tuple[int, int, int] = (60, 60, 60)
     note: str = ""  # an extra line under the sub-instructions (e.g. the complex instruction)
+    #: image-sized masks in sub-edit order, outlined on every image; None: images shown as given
+    masks: list[np.ndarray] | None = None
+
+
+def _tile(img: np.ndarray, masks: list[np.ndarray] | None, tile: int) -> Image.Image:
+    """One image of a cell at ``tile`` × ``tile``: with masks, nearest-neighbour enlarged and
+    outlined (:func:`fit`); without, resized as before (Lanczos)."""
+    if masks is None:
+        return Image.fromarray(img).resize((tile, tile), Image.LANCZOS)
+    return Image.fromarray(fit(img, masks, (tile, tile)))
 
 
 def _cell_lines(cell: SheetCell, width: int) -> list[tuple[str, tuple[int, int, int], int]]:
@@ -106,7 +121,7 @@ def contact_sheet(
             for c, (head, img) in enumerate(zip(columns, cells[i].images, strict=True)):
                 x = x0 + c * (tile + GAP)
                 draw.text((x, y0), head, fill=(30, 30, 30), font=bold)
-                sheet.paste(Image.fromarray(img).resize((tile, tile), Image.LANCZOS), (x, y0 + HEADER))
+                sheet.paste(_tile(img, cells[i].masks, tile), (x, y0 + HEADER))
             ty = y0 + HEADER + tile + GAP
             for text, tone, k in blocks[i]:
                 tx = x0

@@ -1,5 +1,5 @@
 """The real-model backend's steps: load image → VLM plan → detector+SAM ground → inpaint edit →
-annotate from evidence → VLM judge (then the shared filter).
+annotate from evidence → pixel precheck → VLM judge (then the shared filter).
 
 Each model step wraps its Beam ``ModelHandler`` (:mod:`.handlers`): ``setup`` loads the model
 once per worker, ``process_batch`` runs the handler on batches of the stage's ``batch_size``.
@@ -15,6 +15,7 @@ from typing import Any
 from mcie.reasons import Reason, Status
 from mcie.records import EditSample, content_key
 from mcie.transforms.annotate import RegionAnnotateConfig, RegionAnnotator
+from mcie.transforms.precheck import PrecheckConfig, PrecheckStep, prechecked
 from mcie.transforms.sources.images import ImageLoader, ImageSourceConfig, LoadedImage, display_name
 from mcie.transforms.step import SourceStep, Step
 
@@ -117,7 +118,11 @@ class ModelStep(Step):
 
     def process_batch(self, samples: list[EditSample]) -> list[EditSample]:
         args = {"candidate": self.candidate} if self.name == "editor" else None
-        return list(self.handler.run_inference(samples, self.models.load(self.name), args))
+        # a candidate the pixel precheck refused costs no model call (the handler works in place)
+        todo = [s for s in samples if not prechecked(s)]
+        if todo:
+            self.handler.run_inference(todo, self.models.load(self.name), args)
+        return samples
 
 
 class AnnotateStep(Step):
@@ -172,12 +177,17 @@ def rank(s: EditSample) -> tuple:
     return (s.status != Status.FAILED, s.scores.get("compliance", -1.0), s.scores.get("quality", -1.0))
 
 
-def model_steps(models: ModelsConfig, annotate: RegionAnnotateConfig, policy: str) -> list[Step]:
-    """plan → ground → edit → annotate → judge; with ``editor.candidates > 1`` the last three
-    run as one :class:`BestOfN` step."""
+def model_steps(
+    models: ModelsConfig,
+    annotate: RegionAnnotateConfig,
+    policy: str,
+    precheck: PrecheckConfig | None = None,
+) -> list[Step]:
+    """plan → ground → edit → annotate → precheck → judge; with ``editor.candidates > 1`` the
+    last four run as one :class:`BestOfN` step."""
     ms = ModelSet(models, policy)
     edit = ModelStep(ms, "editor", "edit")
-    after = [AnnotateStep(annotate), ModelStep(ms, "judge", "score")]
+    after = [AnnotateStep(annotate), PrecheckStep(precheck), ModelStep(ms, "judge", "score")]
     steps: list[Step] = [ModelStep(ms, "planner", "plan"), ModelStep(ms, "grounder", "ground")]
     n = ms.handlers["editor"].config.candidates
     return steps + ([BestOfN(edit, after, n)] if n > 1 else [edit, *after])

@@ -45,6 +45,7 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from mcie import extras
 from mcie.exitcodes import UsageError
 from mcie.reasons import Reason
 
@@ -111,10 +112,9 @@ class LoadedImage:
 # -- listing -------------------------------------------------------------------------------
 def sample_photo_paths() -> list[str]:
     """Paths of the bundled sample photographs (needs the ``model`` extra: scikit-image)."""
-    try:
-        import skimage
-    except ImportError as exc:
-        raise UsageError("the sample photos ship with scikit-image: pip install 'mcie[model]'") from exc
+    extras.require("model", "the bundled sample photographs (scikit-image)", ["skimage"])
+    import skimage
+
     folder = os.path.join(os.path.dirname(skimage.__file__), "data")
     return [os.path.join(folder, n) for n in SAMPLE_PHOTOS]
 

@@ -80,10 +80,11 @@ def circle(o: SceneObject) -> tuple[float, float, float]:
     return (o.cx, o.cy, o.r)
 
 
-def area_score(ratio: float) -> float:
+def area_score(ratio: float, hi: float = 1.33) -> float:
     """1 when an area is as expected up to rasterisation (a small shape's pixel area moves by up
-    to ~20% with its sub-pixel position and anti-aliased rim), else how far off it is."""
-    if 0.75 <= ratio <= 1.33:
+    to ~20% with its sub-pixel position and anti-aliased rim; ``hi``: the most it may be over),
+    else how far off it is."""
+    if 0.75 <= ratio <= hi:
         return 1.0
     return float(min(ratio, 1.0 / max(ratio, 1e-9)))
 
