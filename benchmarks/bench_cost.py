@@ -136,7 +136,8 @@ STAGES = {
 
 def profile_stages(out: str, samples: int, seed: int, image_size: int, shard_size: int) -> dict:
     """cProfile of :func:`pipeline_loop`: cumulative seconds per stage and the top functions."""
-    prof = cProfile.Profile()
+    # CPU time: cProfile's default clock is wall time, which a loaded machine inflates
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     pipeline_loop(out, samples, seed, image_size, shard_size)
     prof.disable()
