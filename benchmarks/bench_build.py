@@ -126,7 +126,10 @@ def cli_build(
         "--json",
     ]
     t0, c0 = time.perf_counter(), _children_cpu()
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_env(code))
+    # run outside the checkout: `python -m` puts the working folder first on sys.path, which
+    # would import the checkout's mcie over the revision on PYTHONPATH
+    cwd = os.path.dirname(os.path.abspath(out))
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_env(code), cwd=cwd)
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     summary["cpu_s"] = _children_cpu() - c0  # the command and every worker process it waited for
     return time.perf_counter() - t0, summary

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -142,6 +144,42 @@ def read_table(path: str, **kwargs) -> pa.Table:
         return pq.read_table(path, **kwargs)
     with storage.open_read(path) as fh:
         return pq.read_table(fh, **kwargs)
+
+
+@contextlib.contextmanager
+def open_parquet(path: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file at ``path`` (local or a storage URL) opened for reading by row group or
+    in batches, so a reader holds one part of a large table (the truth with its masks) at a
+    time."""
+    if not storage.is_remote(path):
+        with pq.ParquetFile(path) as pf:
+            yield pf
+        return
+    with storage.open_read(path) as fh, pq.ParquetFile(fh) as pf:
+        yield pf
+
+
+@contextlib.contextmanager
+def system_allocator() -> Iterator[None]:
+    """Arrow buffers made inside the block come from the system allocator. pyarrow's default
+    pool (mimalloc) keeps freed pages mapped, so a reader streaming a large table would keep a
+    footprint that follows the largest row group it decoded (measured: +27 MB of resident
+    memory reading a 90k-row index batch by batch); the system allocator returns large freed
+    blocks to the OS. Buffers remember their pool, so leaving the block is safe."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def iter_rows(path: str, columns: list[str], batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
+    """The rows of the Parquet file at ``path`` as dicts of ``columns``, in file order, at most
+    ``batch_rows`` of them in Python objects at a time."""
+    with open_parquet(path) as pf:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            yield from batch.to_pylist()
 
 
 def write_records(path: str, samples: list[EditSample]) -> None:

@@ -21,10 +21,11 @@ numbers whatever the build's size.
 
 from __future__ import annotations
 
+import array
 import collections
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mcie import storage
@@ -36,7 +37,7 @@ from mcie.report import charts
 from mcie.report.gallery import shard_pictures
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
 from mcie.shards import ShardError, decode_sample, read_tar
-from mcie.tables import read_table
+from mcie.tables import iter_rows, open_parquet, system_allocator
 
 #: the index columns the report reads (no pixels)
 INDEX_COLUMNS = (
@@ -80,61 +81,117 @@ class GalleryConfig:
             raise ValueError(f"thumb must be within 32..512 pixels, got {self.thumb}")
 
 
-def read_index(out: str) -> list[dict[str, Any]]:
-    """The index rows of the build in ``out`` (a UsageError when there is none)."""
+def _index_path(out: str) -> str:
+    """The index of the build in ``out``, checked to be there with the report's columns (a
+    UsageError otherwise)."""
     path = BuildLayout(out).index
     if not storage.exists(path):
         raise UsageError(f"{path} is missing: not the output folder of mcie build or mcie shard")
-    import pyarrow.parquet as pq
-
-    with storage.open_read(path) as fh:
-        names = set(pq.read_schema(fh).names)
+    with open_parquet(path) as pf:
+        names = set(pf.schema_arrow.names)
     missing = [c for c in INDEX_COLUMNS if c not in names]
     if missing:  # a hand-edited or foreign table: name the columns, not pyarrow's internals
         raise UsageError(f"{path} lacks the column(s) {', '.join(missing)} of an mcie index")
-    return read_table(path, columns=list(INDEX_COLUMNS)).to_pylist()
+    return path
+
+
+def iter_index(out: str, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
+    """The index rows of the build in ``out`` (the report's columns), in file order, a batch
+    of ``batch_rows`` in memory at a time (a UsageError when there is no index)."""
+    return iter_rows(_index_path(out), list(INDEX_COLUMNS), batch_rows)
+
+
+def read_index(out: str) -> list[dict[str, Any]]:
+    """All the index rows of the build in ``out`` at once (a small build's; the report itself
+    streams them with :func:`iter_index`)."""
+    return list(iter_index(out))
 
 
 def _status_key(s: str) -> tuple[int, str]:
     return (STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER), s)
 
 
-def counts(index: list[dict[str, Any]]) -> dict[str, Any]:
+class CountTally:
+    """Counts by status, by (status, reason), and per filter combination, one row at a time."""
+
+    def __init__(self) -> None:
+        self.by_status: collections.Counter = collections.Counter()
+        self.by_reason: collections.Counter = collections.Counter()
+        self.combos: collections.Counter = collections.Counter()
+        self.candidates = 0
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.candidates += 1
+        self.by_status[r["status"]] += 1
+        self.by_reason[(r["status"], r["reason"] or "")] += 1
+        types = tuple(sorted(set(r["edit_types"] or [])))
+        self.combos[(r["status"], r["reason"] or "", r["num_sub_edits"], types)] += 1
+
+    def result(self) -> dict[str, Any]:
+        """See :func:`counts`."""
+        by_status, by_reason = self.by_status, self.by_reason
+        return {
+            "candidates": self.candidates,
+            "by_status": {s: by_status[s] for s in sorted(by_status, key=_status_key)},
+            "by_reason": {
+                f"{s}:{r}" if r else s: n
+                for (s, r), n in sorted(by_reason.items(), key=lambda x: (_status_key(x[0][0]), x[0][1]))
+            },
+            "combos": [[s, r, n, list(t), c] for (s, r, n, t), c in sorted(self.combos.items())],
+        }
+
+
+def counts(index: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Counts by status, by (status, reason), and per filter combination (the gallery's
     ``combos``: status, reason, number of sub-edits, sorted distinct edit types, count)."""
-    by_status = collections.Counter(r["status"] for r in index)
-    by_reason = collections.Counter((r["status"], r["reason"] or "") for r in index)
-    combos = collections.Counter(
-        (r["status"], r["reason"] or "", r["num_sub_edits"], tuple(sorted(set(r["edit_types"] or []))))
-        for r in index
-    )
-    return {
-        "candidates": len(index),
-        "by_status": {s: by_status[s] for s in sorted(by_status, key=_status_key)},
-        "by_reason": {
-            f"{s}:{r}" if r else s: n
-            for (s, r), n in sorted(by_reason.items(), key=lambda x: (_status_key(x[0][0]), x[0][1]))
-        },
-        "combos": [[s, r, n, list(t), c] for (s, r, n, t), c in sorted(combos.items())],
-    }
+    tally = CountTally()
+    for r in index:
+        tally.add(r)
+    return tally.result()
 
 
-def select_gallery(index: list[dict[str, Any]], config: GalleryConfig) -> list[dict[str, Any]]:
+class GalleryTally:
+    """The gallery's stratified sample (see the module docstring) drawn from rows met in any
+    order: each group keeps its ``per_group`` smallest keys, so memory is bounded by the groups,
+    not the index."""
+
+    def __init__(self, config: GalleryConfig) -> None:
+        self.config = config
+        self.groups: dict[tuple, list[tuple[str, int, dict[str, Any]]]] = collections.defaultdict(list)
+        self.seen = 0
+
+    def add(self, r: dict[str, Any]) -> None:
+        g = self.groups[(_status_key(r["status"]), r["reason"] or "", r["num_sub_edits"])]
+        g.append((r["key"], self.seen, r))  # the row number breaks ties as a stable sort would
+        self.seen += 1
+        if len(g) >= 2 * self.config.per_group:
+            self._trim(g)
+
+    def _trim(self, g: list) -> None:
+        g.sort(key=lambda x: x[:2])
+        del g[self.config.per_group :]
+
+    def result(self) -> list[dict[str, Any]]:
+        """See :func:`select_gallery`."""
+        for g in self.groups.values():
+            self._trim(g)
+        queues = [[x[2] for x in self.groups[k]] for k in sorted(self.groups)]
+        chosen: list[dict[str, Any]] = []
+        depth = 0
+        while len(chosen) < self.config.max_items and any(depth < len(q) for q in queues):
+            for q in queues:
+                if depth < len(q) and len(chosen) < self.config.max_items:
+                    chosen.append(q[depth])
+            depth += 1
+        return sorted(chosen, key=lambda r: (_status_key(r["status"]), r["reason"] or "", r["key"]))
+
+
+def select_gallery(index: Iterable[dict[str, Any]], config: GalleryConfig) -> list[dict[str, Any]]:
     """The stratified sample of index rows the gallery embeds (see the module docstring)."""
-    groups: dict[tuple, list[dict[str, Any]]] = collections.defaultdict(list)
-    for r in sorted(index, key=lambda r: r["key"]):
-        g = groups[(_status_key(r["status"]), r["reason"] or "", r["num_sub_edits"])]
-        if len(g) < config.per_group:
-            g.append(r)
-    chosen: list[dict[str, Any]] = []
-    queues = [groups[k] for k in sorted(groups)]
-    depth = 0
-    while len(chosen) < config.max_items and any(depth < len(q) for q in queues):
-        for q in queues:
-            if depth < len(q) and len(chosen) < config.max_items:
-                chosen.append(q[depth])
-        depth += 1
-    return sorted(chosen, key=lambda r: (_status_key(r["status"]), r["reason"] or "", r["key"]))
+    tally = GalleryTally(config)
+    for r in index:
+        tally.add(r)
+    return tally.result()
 
 
 def _sub_rows(row: dict[str, Any]) -> list[list[Any]]:
@@ -186,15 +243,28 @@ def _sample_thumbs(members: dict[str, bytes], config: GalleryConfig) -> dict[str
     return shard_pictures(members, src, tgt, masks, config.thumb)
 
 
-def _score_panels(index: list[dict[str, Any]]) -> list[tuple[str, dict[str, list[float]]]]:
-    panels = []
-    for col, label in SCORE_PANELS:
-        groups: dict[str, list[float]] = collections.defaultdict(list)
-        for r in index:
+class ScoreTally:
+    """The histogram panels' values by status, one row at a time, packed as 32-bit floats
+    (the index stores them so: four bytes a value, not a Python float and a list slot)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, array.array]] = {col: {} for col, _ in SCORE_PANELS}
+
+    def add(self, r: dict[str, Any]) -> None:
+        for col, _ in SCORE_PANELS:
             vals: Iterable = (r["sub_compliance"] or []) if col == "sub_compliance" else [r[col]]
-            groups[r["status"]].extend(v for v in vals if v is not None)
-        panels.append((label, {s: groups[s] for s in sorted(groups, key=_status_key) if groups[s]}))
-    return panels
+            groups = self.values[col]
+            for v in vals:
+                if v is not None:
+                    groups.setdefault(r["status"], array.array("f")).append(v)
+
+    def result(self) -> list[tuple[str, dict[str, array.array]]]:
+        """``(label, {status: values})`` per panel, statuses in their order, empty ones left out."""
+        panels = []
+        for col, label in SCORE_PANELS:
+            groups = self.values[col]
+            panels.append((label, {s: groups[s] for s in sorted(groups, key=_status_key) if groups[s]}))
+        return panels
 
 
 def _audit_section(out: str) -> Section | None:
@@ -369,12 +439,21 @@ def build_report(
     ``with_audit=False`` leaves out the audit section: the audit reads and checks every sample
     (about 60% of the report's time on the demo), the rest reads the index and the gallery's
     samples only. ``progress`` receives a line as each step starts."""
-    say = progress or (lambda line: None)
-    config = config or GalleryConfig()
+    with system_allocator():  # a streamed index leaves no decoded pages mapped behind it
+        return _build_report(out, config or GalleryConfig(), with_audit, progress or (lambda line: None))
+
+
+def _build_report(
+    out: str, config: GalleryConfig, with_audit: bool, say: Callable[[str], None]
+) -> tuple[str, dict[str, Any]]:
     t0 = time.perf_counter()
-    index = read_index(out)
-    c = counts(index)
-    chosen = select_gallery(index, config)
+    # one pass over the index, a batch at a time: the counts, the gallery's rows and the
+    # histograms' values are all that is kept of it
+    tallies = CountTally(), GalleryTally(config), ScoreTally()
+    for r in iter_index(out):
+        for tally in tallies:
+            tally.add(r)
+    c, chosen, panels = (tally.result() for tally in tallies)
     shards = len({r["shard"] for r in chosen if r["shard"]})
     say(f"{c['candidates']} candidates; gallery: {len(chosen)} samples from {shards} shards")
     thumbs, problems = load_thumbnails(out, chosen, config)
@@ -418,7 +497,7 @@ def build_report(
         Section(
             "scores",
             "Judge scores and background metrics",
-            figure(charts.histograms(_score_panels(index), "Scores by status (stacked)"), "score histograms"),
+            figure(charts.histograms(panels, "Scores by status (stacked)"), "score histograms"),
         ),
     ]
     if with_audit and storage.exists(BuildLayout(out).truth):  # no truth: nothing to audit against
