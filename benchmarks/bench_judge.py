@@ -77,13 +77,21 @@ def run_filter(magnitude: str, samples: int, seed: int, image_size: int) -> dict
         "samples": samples,
         "seed": seed,
         "image_size": image_size,
+        **_confusion_figures(tp, fp, fn, tn, hit, pos),
+        "false_positives": fps,
+        "missed": misses,
+    }
+
+
+def _confusion_figures(tp: int, fp: int, fn: int, tn: int, hit, pos) -> dict:
+    """Precision, recall, the confusion counts and recall per failure type (a positive is a
+    candidate with an injected failure)."""
+    return {
         "precision": round(tp / max(tp + fp, 1), 4),
         "recall": round(tp / max(tp + fn, 1), 4),
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
         "recall_by_failure": {k: round(hit[k] / pos[k], 4) for k in sorted(pos)},
         "positives_by_failure": dict(sorted(pos.items())),
-        "false_positives": fps,
-        "missed": misses,
     }
 
 
@@ -168,11 +176,7 @@ def run_precheck(magnitude: str, samples: int, seed: int, image_size: int, annot
         "samples": samples,
         "seed": seed,
         "image_size": image_size,
-        "precision": round(tp / max(tp + fp, 1), 4),
-        "recall": round(tp / max(tp + fn, 1), 4),
-        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-        "recall_by_failure": {k: round(hit[k] / pos[k], 4) for k in sorted(pos)},
-        "positives_by_failure": dict(sorted(pos.items())),
+        **_confusion_figures(tp, fp, fn, tn, hit, pos),
         "caught_not_by_judge": only,
         "false_positives": fps,
     }
