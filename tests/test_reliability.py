@@ -245,11 +245,11 @@ def test_index_keys_are_checked_before_they_name_files(small_build, tmp_path):
 
 def test_review_masks_of_other_samples_survive_a_glob_like_key(tmp_path):
     from mcie.annotation.importer import _write_masks
-    from mcie.annotation.verdicts import Decision
 
     other = tmp_path / "review" / ("a" * 20 + ".mask0.png")
     other.parent.mkdir()
     other.write_bytes(b"a reviewer's correction")
     with pytest.raises(InvalidKeyError):
-        _write_masks(str(tmp_path), "*", Decision("accept", "", None, {}, {}, []))
+        _write_masks(str(tmp_path), {"*": {0: b"x"}})
     assert other.read_bytes() == b"a reviewer's correction"
+    assert sorted(p.name for p in other.parent.iterdir()) == [other.name]

@@ -81,12 +81,14 @@ def test_a_failed_final_merge_leaves_the_old_file(built, tmp_path, name):
     out = str(tmp_path / "out")
     shutil.copytree(built, out)
     before = _snapshot(out)
-    _fail_writing(name, "build", "--out", out, *SMALL, "--workers", "1", "--resume")
+    r = _fail_writing(name, "build", "--out", out, *SMALL, "--workers", "1", "--resume")
     after = _snapshot(out)
-    # the failed run adds its traceback log (the terminal gets one line); nothing else changes
-    logs = {rel: data for rel, data in after.items() if rel.startswith("logs" + os.sep)}
-    assert len(logs) == 1 and next(iter(logs.values())).startswith(b"Traceback")
-    assert {rel: data for rel, data in after.items() if rel not in logs} == before
+    # one line on the terminal naming the cause; the traceback log cannot be written either (the
+    # process may grow no file past 10 bytes, as on a full disk), so the line says so and no
+    # empty log is left; nothing else changes
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File too large" in lines[0] and "could not be written" in lines[0], lines
+    assert after == before
 
 
 @pytest.fixture(scope="module")
