@@ -37,17 +37,22 @@ ROOT = os.path.dirname(HERE)
 SUBPACKAGES = ("pipeline", "transforms", "model", "annotation", "bench")
 
 
-def plain_loop(out: str, samples: int, shard_size: int, seed: int, cpu: bool = False):
+def plain_loop(
+    out: str, samples: int, shard_size: int, seed: int, cpu: bool = False, image_size: int | None = None
+):
     """Seconds for the per-sample work of a build in one process, no Beam (and the CPU seconds
-    it took, with ``cpu``)."""
+    it took, with ``cpu``); ``image_size`` None: the generator's default."""
     from mcie.pipeline.backends import SyntheticBackend
     from mcie.pipeline.build import read_source, run_steps
     from mcie.pipeline.options import BuildOptions
     from mcie.pipeline.sink import ShardSink
+    from mcie.transforms.synthetic.generator import SyntheticConfig
 
-    opts = BuildOptions(out=out, backend=SyntheticBackend(samples=samples, seed=seed), shard_size=shard_size)
+    synthetic = SyntheticConfig() if image_size is None else SyntheticConfig(image_size=image_size)
+    backend = SyntheticBackend(samples=samples, seed=seed, synthetic=synthetic)
+    opts = BuildOptions(out=out, backend=backend, shard_size=shard_size)
     t0, c0 = time.perf_counter(), time.process_time()
-    backend, sink = opts.backend, ShardSink(out)
+    sink = ShardSink(out)
     source, steps = backend.source(), backend.steps(opts.thresholds, "continue")
     for unit in backend.units(shard_size):
         writer = sink.open_unit(unit.id)

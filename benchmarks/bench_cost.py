@@ -82,24 +82,11 @@ def naive_loop(samples: int, seed: int, image_size: int) -> tuple[float, float]:
 
 
 def pipeline_loop(out: str, samples: int, seed: int, image_size: int, shard_size: int) -> float:
-    """CPU seconds of the build's per-sample work in this process, no Beam."""
-    from mcie.pipeline.backends import SyntheticBackend
-    from mcie.pipeline.build import read_source, run_steps
-    from mcie.pipeline.options import BuildOptions
-    from mcie.pipeline.sink import ShardSink
-    from mcie.transforms.synthetic.generator import SyntheticConfig
+    """CPU seconds of the build's per-sample work in this process, no Beam
+    (:func:`bench_build.plain_loop`)."""
+    from bench_build import plain_loop
 
-    backend = SyntheticBackend(samples=samples, seed=seed, synthetic=SyntheticConfig(image_size=image_size))
-    opts = BuildOptions(out=out, backend=backend, shard_size=shard_size)
-    c0 = time.process_time()
-    sink = ShardSink(out)
-    source, steps = backend.source(), backend.steps(opts.thresholds, "continue")
-    for unit in backend.units(shard_size):
-        writer = sink.open_unit(unit.id)
-        for sample, truth in read_source(opts, unit, source):
-            writer.add(run_steps(steps, [sample], "continue")[0], truth)
-        writer.close()
-    return time.process_time() - c0
+    return plain_loop(out, samples, shard_size, seed, cpu=True, image_size=image_size)[1]
 
 
 def build_cpu(out: str, samples: int, seed: int, image_size: int, shard_size: int) -> float:
