@@ -184,6 +184,12 @@ def one_line(body: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+#: request options for a call that creates something: the sdk retries a request after a dropped
+#: connection or a 5xx, which for a create that did reach the server makes a second project of
+#: the same title (seen once under load); a failed create is reported and the rerun finds it.
+NO_RETRY = {"max_retries": 0}
+
+
 def find_project(ls, conn: Connection, title: str | None, project_id: int | None = None):
     """The project titled ``title`` (or with id ``project_id``), or None when there is none.
 

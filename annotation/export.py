@@ -35,7 +35,15 @@ from mcie import storage
 from mcie.annotation import config as cfg
 from mcie.annotation import parts as parts_mod
 from mcie.annotation import review_index as ri
-from mcie.annotation.client import Connection, find_project, http, iter_tasks, json_of, require_project
+from mcie.annotation.client import (
+    NO_RETRY,
+    Connection,
+    find_project,
+    http,
+    iter_tasks,
+    json_of,
+    require_project,
+)
 from mcie.annotation.limits import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TASKS, MAX_REQUEST_BYTES, MAX_TITLE
 from mcie.annotation.tasks import task_for
 from mcie.exitcodes import UsageError
@@ -123,6 +131,7 @@ def _ensure_project(ls, conn: Connection, name: str, log, project_id: int | None
                 title=name,
                 label_config=cfg.labeling_config(),
                 description=parts_mod.part_description(name, 1),
+                request_options=NO_RETRY,
             )
     return p
 
@@ -226,6 +235,7 @@ class PartSender:
                     p = self.ls.projects.create(
                         title=name, label_config=cfg.labeling_config(),
                         description=parts_mod.part_description(self.title, n),
+                        request_options=NO_RETRY,
                     )  # fmt: skip
                 print(f"project {name!r}: part {n} of {self.title!r} created", file=self.log, flush=True)
                 self.parts.append(p)

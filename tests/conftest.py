@@ -54,22 +54,36 @@ def tier(item: pytest.Item) -> str:
     return next((t for t in TIERS if item.get_closest_marker(t)), "fast")
 
 
-@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these markers
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark each test with its tier, its timeout and its pytest-xdist group as it is collected,
+    before ``-m`` deselects by these markers and before xdist's worker reads the group."""
     from pytest_timeout import get_env_settings
 
-    default = get_env_settings(config).timeout or 0
-    for item in items:
-        for fixture, marker in TIER_OF_FIXTURE.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(marker)
-        name = tier(item)
-        # under pytest-xdist (``--dist loadgroup``): a server's tests share one worker, so each
-        # server starts once per run; a module's tests share one, so its fixtures are built once
-        group = name if name in ("ls", "cloud") else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-        if name != "fast" and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(default * TIMEOUT_FACTOR[name]))
+    for fixture, marker in TIER_OF_FIXTURE.items():
+        if fixture in getattr(item, "fixturenames", ()):
+            item.add_marker(marker)
+    name = tier(item)
+    # under pytest-xdist (``--dist loadgroup``): a server's tests share one worker, so each
+    # server starts once per run; a module's tests share one, so its fixtures are built once
+    group = name if name in ("ls", "cloud") else item.nodeid.split("::", 1)[0]
+    item.add_marker(pytest.mark.xdist_group(group))
+    if name != "fast" and item.get_closest_marker("timeout") is None:
+        default = get_env_settings(item.config).timeout or 0
+        item.add_marker(pytest.mark.timeout(default * TIMEOUT_FACTOR[name]))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` every test must carry its group in its id (xdist appends
+    ``@group``). pytest 9.2 keeps ids where xdist 3.8 cannot change them: the groups were lost
+    silently, a server's tests ran on two workers and two workers migrated one Label Studio
+    cache at once (a CI failure). Fail loudly instead."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [i.nodeid for i in session.items if "@" not in i.nodeid]
+        if lost:
+            raise pytest.UsageError(
+                f"pytest-xdist lost the test groups ({lost[0]} has none): use the pytest "
+                "that pyproject.toml's dev extra names"
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ values written once with mode 0600; they reach the server through its environmen
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -31,25 +32,40 @@ def free_port() -> int:
 
 
 def migrated_data_dir(cache_root: str) -> tuple[str, dict[str, str]]:
-    """A migrated data dir and its credentials, made once per cache."""
+    """A migrated data dir and its credentials, made once per cache.
+
+    Safe across processes (pytest-xdist workers, two checkouts' runs): the first caller holds
+    an exclusive lock on ``cache_root/lock`` while it migrates into a fresh folder and renames
+    it into place; the others wait on the lock and then find ``ready``.
+    """
     data = os.path.join(cache_root, "data")
     creds_path = os.path.join(cache_root, "credentials.json")
     ready = os.path.join(cache_root, "ready")
-    if not os.path.exists(ready):
-        shutil.rmtree(data, ignore_errors=True)
-        creds = {
-            ENV_USERNAME: "admin@mcie.test",
-            ENV_PASSWORD: "pw-" + secrets.token_hex(12),
-            ENV_TOKEN: secrets.token_hex(20),
-        }
-        fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(creds, fh)
-        with LabelStudioServer(ServerConfig(data, port=free_port()), env=creds):
-            pass  # migrations ran and the user with its token exists
-        open(ready, "w").close()
+    with open(os.path.join(cache_root, "lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not os.path.exists(ready):
+            _migrate(cache_root, data, creds_path)
+            open(ready, "w").close()
     with open(creds_path) as fh:
         return data, json.load(fh)
+
+
+def _migrate(cache_root: str, data: str, creds_path: str) -> None:
+    """Run Label Studio's migrations in a fresh data dir with a new preset user."""
+    creds = {
+        ENV_USERNAME: "admin@mcie.test",
+        ENV_PASSWORD: "pw-" + secrets.token_hex(12),
+        ENV_TOKEN: secrets.token_hex(20),
+    }
+    work = os.path.join(cache_root, f"data.{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    with LabelStudioServer(ServerConfig(work, port=free_port()), env=creds):
+        pass  # migrations ran and the user with its token exists
+    fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh)
+    shutil.rmtree(data, ignore_errors=True)
+    os.rename(work, data)
 
 
 def start_copy(cache_root: str, where: str) -> tuple[LabelStudioServer, dict[str, str]]:
