@@ -16,9 +16,13 @@ $(BIN)/python:
 
 # torch goes first, with pip: here it is a CPU build on local disk, and letting the resolver
 # pick a torch for transformers/diffusers would pull a multi-GB CUDA build.
+# The editable install maps mcie.* onto the top-level folders (pipeline/, model/, ...), so
+# setuptools installs a path finder and says so in an information-only notice ("folders named
+# like the package may take precedence"): here the folder `mcie/` is the package, so the notice
+# (and only it, by its text) is silenced; a real setuptools warning still shows.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[all,dev]"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e ".[all,dev]"
 	touch $@
 
 # Label Studio's server pins other versions than mcie (Django, pyarrow<25, its own sdk), so it
