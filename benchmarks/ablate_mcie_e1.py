@@ -273,7 +273,9 @@ def partial_run(args, bench_dir: str, variant: str, seed: int) -> dict:
     steps = [
         s
         for s in range(args.eval_every, args.steps + 1, args.eval_every)
+        # a scored step counts though its checkpoint was rotated away by a longer run since
         if os.path.isdir(os.path.join(run_dir, f"checkpoint-{s}"))
+        or os.path.isfile(os.path.join(args.out, "eval", f"{variant}-s{seed}-{s}", "summary.json"))
     ]
     return {
         "variant": variant,
