@@ -33,6 +33,7 @@ from mcie.exitcodes import UsageError
 from mcie.keys import InvalidKeyError, check_shard_ref
 from mcie.layout import BuildLayout
 from mcie.managed import refuse_managed_output
+from mcie.progress import track
 from mcie.report import charts
 from mcie.report.gallery import shard_pictures
 from mcie.report.page import Raw, Section, esc, figure, gallery_json, render, table
@@ -217,7 +218,9 @@ def load_thumbnails(
             wanted[r["shard"]].add(r["key"])
     thumbs: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
-    for shard in sorted(wanted):
+    # a progress line with an ETA every 30 s into a pipe, a bar on a terminal: a gallery can
+    # span every shard of a large build
+    for shard in track(sorted(wanted), "report: gallery", "shards"):
         keys = wanted[shard]
         try:
             # the index is untrusted: its shard column may only name a tar inside this build
