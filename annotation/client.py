@@ -116,7 +116,8 @@ def http(conn: Connection):
             t0 = time.perf_counter()
             try:
                 response = super().send(request, **kwargs)
-                response.read()
+                if not kwargs.get("stream"):  # a streamed download is read (and timed) by its caller
+                    response.read()
                 return response
             finally:
                 self.request_s += time.perf_counter() - t0

@@ -46,6 +46,7 @@ from mcie.annotation.client import (
 )
 from mcie.annotation.limits import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TASKS, MAX_REQUEST_BYTES, MAX_TITLE
 from mcie.annotation.tasks import task_for
+from mcie.annotation.verdicts import predicted_digests
 from mcie.exitcodes import UsageError
 from mcie.keys import check_shard_ref
 from mcie.layout import INDEX_FILE, BuildLayout
@@ -173,15 +174,21 @@ def existing_keys(h, conn: Connection, project_id: int) -> dict[str, int]:
     return keys
 
 
-def _mark_pending(row: dict[str, Any], project: str, task_id: int | None) -> bool:
+def _mark_pending(
+    row: dict[str, Any], project: str, task_id: int | None, predicted: dict[str, str] | None = None
+) -> bool:
     """Mark a sample sent to ``project`` (a part's title) as pending review; False when nothing
     changed (or a reviewer's verdict from that project is kept). A pending sample records the
-    task it was last found in or sent as: import reads a part by those task ids."""
+    task it was last found in or sent as: import reads a part by those task ids. ``predicted``:
+    the digests of the pre-annotations sent with it (:func:`~mcie.annotation.verdicts.
+    predicted_digests`), so import need not read the predictions back."""
     rv = ri.review_of(row)
+    extra = {"predicted": predicted} if predicted is not None else {}
     if row["status"] == Status.PENDING.value:
         if not rv or (rv.get("project"), rv.get("task_id")) == (project, task_id) or task_id is None:
             return False
-        ri.set_review(row, {**rv, "project": project, "task_id": task_id})
+        moved = {k: v for k, v in rv.items() if k != "predicted"}  # digests of the task it left
+        ri.set_review(row, {**moved, "project": project, "task_id": task_id, **extra})
         return True
     if rv and rv.get("project") == project and rv.get("decision"):
         return False  # already reviewed in this project: keep the human verdict
@@ -189,7 +196,7 @@ def _mark_pending(row: dict[str, Any], project: str, task_id: int | None) -> boo
     ri.set_review(
         row,
         {"state": "pending", "project": project, "task_id": task_id, "prior_status": prior[0],
-         "prior_reason": prior[1]},
+         "prior_reason": prior[1], **extra},
     )  # fmt: skip
     row["status"], row["reason"] = Status.PENDING.value, Reason.SENT_FOR_REVIEW.value
     return True
@@ -211,6 +218,7 @@ class PartSender:
         self.nbytes = 0
         self.current = -1
         self.sent_to: dict[str, tuple[str, int | None]] = {}  # key -> (part title, task id)
+        self.predicted: dict[str, dict[str, str]] = {}  # key -> digests of its pre-annotations
         self.versions: set[str] = set()
         self.batches = 0
         self.checked = False
@@ -264,6 +272,7 @@ class PartSender:
         masks = [members[f"mask{i}.png"] for i in range(len(meta["sub_edits"]))]
         task = task_for(meta, masks, *urls)
         self.versions.add(task["predictions"][0]["model_version"])
+        self.predicted[key] = predicted_digests(task["predictions"])
         body = json.dumps(task, separators=(",", ":")).encode()
         if self.batch and self.nbytes + len(body) > MAX_REQUEST_BYTES:
             self.flush()
@@ -409,7 +418,7 @@ def export_project(
             raise
         finally:
             # what landed is marked even when a batch failed; a re-run marks the rest
-            if sum(_mark_pending(rows[k], *sender.sent_to[k]) for k in sender.sent_to):
+            if sum(_mark_pending(rows[k], *sender.sent_to[k], sender.predicted[k]) for k in sender.sent_to):
                 ri.write_index(out, rows)
         sender.set_model_version()
     elapsed = time.monotonic() - t0

@@ -21,6 +21,7 @@ twice gives the same index and files.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -30,8 +31,10 @@ from mcie import storage
 from mcie.annotation import review_index as ri
 from mcie.annotation.client import Connection, http, iter_tasks, json_of, require_project
 from mcie.annotation.parts import find_parts
+from mcie.annotation.snapshot import SnapshotUnavailable, read_annotated
 from mcie.annotation.tasks import original_from_task
 from mcie.annotation.verdicts import Decision, Review, parse_annotation, resolve
+from mcie.exitcodes import UsageError
 from mcie.images import encode_png
 from mcie.keys import check_key
 from mcie.layout import REVIEW_DIR
@@ -48,6 +51,8 @@ def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: 
            resolution: str) -> None:  # fmt: skip
     rv = ri.review_of(row) or {}
     prior = (rv.get("prior_status", row["status"]), rv.get("prior_reason", row["reason"]))
+    # the digests export recorded of this task's pre-annotations: a later import needs them too
+    kept = {"predicted": rv["predicted"]} if rv.get("task_id") == task_id and "predicted" in rv else {}
     subs = [s["instruction"] for s in original["sub_edits"]]
     row["status"] = Status.ACCEPTED.value if d.accepted else Status.REJECTED.value
     row["reason"] = d.reason
@@ -72,6 +77,7 @@ def _apply(row: dict[str, Any], original: dict[str, Any], d: Decision, project: 
                 "sub_instructions": {str(k): t for k, t in sorted(d.sub_instructions.items())},
                 "masks": sorted(d.masks),
             },
+            **kept,
         },
     )
 
@@ -179,16 +185,16 @@ class _KeyReviews:
     a task copied by hand, can leave one key in several tasks: they are one sample, read as one
     task holding all their annotations, so no reviewer's verdict is dropped)."""
 
-    def __init__(self, key: str, waiting: int):
-        self.key, self.waiting = key, waiting
-        self.task_ids: list[int] = []
+    def __init__(self, key: str, task_ids: list[int]):
+        self.key, self.waiting = key, len(task_ids)
+        self.task_ids = task_ids  # every task of the sample in the part, read or not (ascending)
         self.original: dict[str, Any] | None = None
         self.reviews: list[Review] = []
         self.error: str | None = None
 
-    def add(self, task: dict[str, Any]) -> None:
-        """One task of the sample."""
-        self.task_ids.append(task["id"])
+    def add(self, task: dict[str, Any], predicted: dict[str, str] | None = None) -> None:
+        """One task of the sample; ``predicted``: the digests of its pre-annotations export
+        recorded, used when the task came with its predictions' ids only."""
         self.waiting -= 1
         anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         if not anns or self.error is not None:
@@ -196,9 +202,48 @@ class _KeyReviews:
         try:
             self.original = self.original or original_from_task(task["data"])
             preds = task.get("predictions") or []
-            self.reviews += [parse_annotation(a, preds, self.original) for a in anns]
+            if all(isinstance(p, dict) for p in preds):
+                predicted = None  # the predictions themselves: compare with them
+            elif predicted is None:
+                raise ValueError("the task came without its predictions and export recorded none")
+            self.reviews += [parse_annotation(a, preds, self.original, predicted) for a in anns]
         except (ValueError, KeyError, TypeError) as exc:  # e.g. an unknown reason value
             self.error = f"{type(exc).__name__}: {exc}"
+
+
+#: how ``ls import`` reads a part: ``list`` (the data manager's task list, a page of ids at a
+#: time: nothing is written on the server) or ``snapshot`` (one Label Studio export snapshot of
+#: the annotated tasks, about twice as fast, kept on the project's Export page; the task list
+#: when the server cannot make one): :mod:`mcie.annotation.snapshot`
+READ_MODES = ("list", "snapshot")
+
+
+def recorded_digests(rows: dict[str, dict[str, Any]], key_of: dict[int, str], title: str) -> dict[int, dict]:
+    """``{task id: digests of its pre-annotations}`` for the part's tasks export sent and
+    recorded (:func:`~mcie.annotation.verdicts.predicted_digests`)."""
+    out: dict[int, dict] = {}
+    for tid, key in key_of.items():
+        rv = (ri.review_of(rows[key]) if key in rows else None) or {}
+        if (rv.get("project"), rv.get("task_id")) == (title, tid) and isinstance(rv.get("predicted"), dict):
+            out[tid] = rv["predicted"]
+    return out
+
+
+def part_tasks(h, conn: Connection, part, key_of: dict[int, str], digests: dict[int, dict], read: str,
+               unreadable: list[str]) -> tuple[Iterator[dict[str, Any]], str]:  # fmt: skip
+    """The part's tasks to resolve, and how they are read (``snapshot`` or ``list``). A snapshot
+    holds the annotated tasks only, with the predictions' ids alone when every task's digests
+    are recorded; when the server cannot make one, the task list is read instead."""
+    if read == "snapshot":
+        gen = read_annotated(h, part.id, with_predictions=len(digests) < len(key_of))
+        try:
+            with conn.errors(f"reading a snapshot of project {part.title!r}"):
+                first = next(gen, None)  # the snapshot is made and downloaded here
+        except SnapshotUnavailable:
+            pass
+        else:
+            return itertools.chain([first] if first is not None else [], gen), "snapshot"
+    return read_tasks(h, conn, part.id, sorted(key_of), unreadable), "list"
 
 
 def import_project(
@@ -207,6 +252,7 @@ def import_project(
     conn: Connection,
     resolution: str = "majority",
     project_id: int | None = None,
+    read: str = "list",
 ) -> dict[str, Any]:
     """Import the verdicts of ``project`` (a title, or the project with id ``project_id``)
     into build output ``out``; returns a summary.
@@ -216,14 +262,16 @@ def import_project(
     with its task id and its sample stays pending; nothing is half-written. The index is read,
     changed and written under the build's run lock, so a concurrent ``mcie ls`` command or
     build on ``out`` is refused (exit 1) instead of writing over these verdicts."""
+    if read not in READ_MODES:
+        raise UsageError(f"read must be one of {', '.join(READ_MODES)}, not {read!r}")
     ri.read_index(out)  # a usage error before any request
     ls = conn.client()
     parts = find_parts(ls, conn, require_project(ls, conn, project, project_id))
     with RunLock(out, "ls import"), http(conn) as h:
-        return _import_locked(out, parts, h, conn, resolution)
+        return _import_locked(out, parts, h, conn, resolution, read)
 
 
-def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) -> dict[str, Any]:
+def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str, read: str) -> dict[str, Any]:
     rows = ri.read_index(out)
     t0 = time.monotonic()
     counts: collections.Counter[str] = collections.Counter()
@@ -236,27 +284,43 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) 
     # their verdicts as each sample is resolved (the index is written only at the end)
     masks: dict[str, dict[int, bytes]] = {}
     n_tasks = 0
+    how: collections.Counter[str] = collections.Counter()
     for p in parts:
         key_of = part_task_ids(rows, h, conn, p)
-        # how many tasks each key has in this part: a key is resolved as its last task is read
-        per_key = collections.Counter(key_of.values())
+        digests = recorded_digests(rows, key_of, p.title)
+        # each key's tasks in this part: a key is resolved as its last task is read
+        tasks_of: dict[str, list[int]] = collections.defaultdict(list)
+        for tid in sorted(key_of):
+            tasks_of[key_of[tid]].append(tid)
         pending: dict[str, _KeyReviews] = {}
         bar = Progress(len(key_of), f"ls import {p.title}", "tasks")
-        for task in read_tasks(h, conn, p.id, sorted(key_of), unreadable):
+        tasks, mode = part_tasks(h, conn, p, key_of, digests, read, unreadable)
+        how[mode] += 1
+        seen: set[int] = set()
+        for task in tasks:
+            if task["id"] not in key_of:  # a snapshot's task added after the part was listed
+                continue
+            seen.add(task["id"])
             n_tasks += 1
             bar.update()
             key = key_of[task["id"]]
             if key not in rows:  # rows hold only valid keys (read_index checks them)
                 unknown.append(key[:80])
                 continue
-            g = pending.setdefault(key, _KeyReviews(key, per_key[key]))
-            g.add(task)
+            g = pending.setdefault(key, _KeyReviews(key, tasks_of[key]))
+            g.add(task, digests.get(task["id"]))
             if g.waiting > 0:
                 continue
             del pending[key]
             _decide(g, rows, resolution, p.title, counts, masks, disagreements, invalid, duplicated)
-        for g in pending.values():  # a task that was unreadable, or added meanwhile
+        for g in pending.values():  # a task unreadable, or not in the snapshot (no annotation)
             _decide(g, rows, resolution, p.title, counts, masks, disagreements, invalid, duplicated)
+        if mode == "snapshot":  # tasks without an annotation are not in it: pending, as listed
+            waiting = {k for k in key_of.values() if k in rows} - {key_of[t] for t in seen}
+            counts["pending"] += len(waiting)
+            unknown += [k[:80] for t, k in key_of.items() if t not in seen and k not in rows]
+            n_tasks += len(key_of) - len(seen)
+            bar.update(len(key_of) - len(seen))
         bar.close()
     _write_masks(out, masks)
     ri.write_index(out, rows)
@@ -266,6 +330,7 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str) 
         "project": parts[0].title,
         "projects": [p.title for p in parts],
         "tasks": n_tasks,
+        "read": dict(sorted(how.items())),
         "by_decision": dict(sorted(counts.items())),
         "disagreements": sorted(disagreements),
         "unknown_keys": sorted(unknown),

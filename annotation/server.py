@@ -55,6 +55,8 @@ NO_SENTRY = {
 #: air-gapped install. Loopback (the local-files storage, our API calls) bypasses it through
 #: NO_PROXY. Both spellings are set: ``requests`` reads the lower-case one first.
 DEAD_PROXY = "http://127.0.0.1:9"
+#: the folder holding ``mcie_ls_settings`` (Label Studio's settings, stored files private)
+LS_SETTINGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ls_settings")
 NO_EGRESS = {
     **{
         name: DEAD_PROXY
@@ -186,9 +188,13 @@ class LabelStudioServer:
                 **NO_SENTRY,
                 **NO_EGRESS,
                 "PYTHONUNBUFFERED": "1",
+                # its settings with Django's stored files private (annotation/ls_settings/)
+                "DJANGO_SETTINGS_MODULE": "mcie_ls_settings",
             }
         )
         env.update(self._extra_env)
+        paths = [LS_SETTINGS_DIR, *env.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in dict.fromkeys(paths) if p)
         return env
 
     def start(self) -> str:

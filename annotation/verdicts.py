@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -85,13 +87,32 @@ def _predicted_rles(predictions: list[dict[str, Any]]) -> dict[str, list[list[in
     return out
 
 
+def rle_digest(rles: list[list[int]]) -> str:
+    """A fingerprint of one slot's brush regions, whatever their order: equal digests, equal
+    regions (80 bits: no collision to fear among a set's masks)."""
+    body = json.dumps(sorted(map(list, rles)), separators=(",", ":")).encode()
+    return hashlib.blake2b(body, digest_size=10).hexdigest()
+
+
+def predicted_digests(predictions: list[dict[str, Any]]) -> dict[str, str]:
+    """``{mask control: digest}`` of a task's pre-annotations. Export records them for each task
+    it sends, so import can tell an untouched mask without reading the predictions back."""
+    return {name: rle_digest(rles) for name, rles in _predicted_rles(predictions).items()}
+
+
 def parse_annotation(
-    ann: dict[str, Any], predictions: list[dict[str, Any]], original: dict[str, Any]
+    ann: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    original: dict[str, Any],
+    predicted: dict[str, str] | None = None,
 ) -> Review:
-    """A :class:`Review` from an annotation dict; ``original`` is the sample's JSON."""
+    """A :class:`Review` from an annotation dict; ``original`` is the sample's JSON. The
+    pre-annotations a mask is compared with are ``predicted`` (:func:`predicted_digests`, as
+    export recorded them) or, without it, the task's ``predictions``."""
     subs = original["sub_edits"]
     h, w = int(original["height"]), int(original["width"])
-    predicted = _predicted_rles(predictions)
+    if predicted is None:
+        predicted = predicted_digests(predictions)
     verdict = reason = instruction = None
     sub_verdicts: dict[int, str] = {}
     wording: dict[int, str] = {}
@@ -123,7 +144,7 @@ def parse_annotation(
                 brush[k].append(value["rle"])
     masks: dict[int, np.ndarray] = {}
     for k, rles in brush.items():
-        if sorted(map(tuple, rles)) == sorted(map(tuple, predicted.get(cfg.mask_control(k), []))):
+        if rle_digest(rles) == predicted.get(cfg.mask_control(k)):
             continue  # the pre-annotation, untouched
         masks[k] = np.logical_or.reduce([rle_to_mask(r, h, w) for r in rles])
     if instruction == original["instruction"]:

@@ -136,13 +136,30 @@ def _annotations(i: int, task: dict, me: int, other: int) -> list[dict]:
     return [{"result": [*result, v], "completed_by": u} for u in ([me, other] if i % 20 == 2 else [me])]
 
 
-def annotate(url: str, token: str, project_ids: list[int], mode: str, threads: int) -> tuple[str, int, float]:
+def _orm_annotate(wanted: dict[int, list[dict]], ls_env: dict[str, str]) -> float:
+    """``ls_orm_annotate.py`` on ``wanted`` with the Label Studio venv's Python; its seconds."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
+        json.dump(wanted, fh)
+        fh.flush()
+        t0 = time.perf_counter()
+        py = os.path.join(ls_env["venv"], "bin", "python")
+        env = ls_env["env"]
+        subprocess.run([py, os.path.join(HERE, "ls_orm_annotate.py"), fh.name], env=env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        return time.perf_counter() - t0
+
+
+def annotate(url: str, token: str, project_ids: list[int], mode: str, threads: int,
+             ls_env: dict[str, str] | None = None) -> tuple[str, int, float]:  # fmt: skip
     """Reviewers' annotations on every exported task; returns (the title to import, number of
     annotations, seconds).
 
     ``api``: one POST per annotation on the exported tasks, ``threads`` at a time, as reviewers'
     browsers send them (Label Studio has no bulk annotation endpoint; ~10/s here, so 10k tasks
-    take half an hour). ``bulk``: the exported tasks with their predictions and these
+    take half an hour). ``orm``: the same annotations on the exported tasks, written in bulk
+    through Label Studio's models (``ls_orm_annotate.py``): what import meets after reviewers
+    worked in the tasks mcie sent (export recorded their pre-annotations' digests).
+    ``bulk``: the exported tasks with their predictions and these
     annotations imported, 500 per request, into a copy of the review (``bench-reviewed`` and its
     parts), which ``ls import`` then reads: the same tasks, predictions and annotations for the
     server to serve. An untimed ``ls export`` into the copy (nothing to send) then records the
@@ -174,6 +191,13 @@ def annotate(url: str, token: str, project_ids: list[int], mode: str, threads: i
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
                 n = sum(pool.map(one, enumerate(tasks)))
             return PROJECT, n, time.perf_counter() - t0
+        if mode == "orm":
+            wanted, i = {}, 0
+            for pid in project_ids:
+                for t in iter_tasks(c, pid, 500, fields="all"):
+                    wanted[t["id"]] = _annotations(i, t, me, other)
+                    i, n = i + 1, n + len(wanted[t["id"]])
+            return PROJECT, n, _orm_annotate(wanted, ls_env)
         title = f"{PROJECT}-reviewed"
         i = 0
         for part, pid in enumerate(project_ids, 1):
@@ -203,7 +227,7 @@ def main() -> None:
     ap.add_argument("--max-tasks-per-project", type=int, default=None, help="export's cap (default: mcie's)")
     ap.add_argument(
         "--annotate",
-        choices=["bulk", "api"],
+        choices=["bulk", "api", "orm"],
         default="bulk",
         help="how reviewers' annotations are made (see annotate(); default bulk)",
     )
@@ -218,6 +242,12 @@ def main() -> None:
         "--code", metavar="REV", default=None, help="run export and import from git revision REV (a baseline)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--read",
+        default="list",
+        help="comma-separated `ls import --read` modes, imported in this order on the same"
+        " annotations (default list; `list,snapshot` compares both)",
+    )
     args = ap.parse_args()
 
     from mcie.annotation.server import LabelStudioServer, ServerConfig
@@ -254,8 +284,9 @@ def main() -> None:
               f"load {load['export_before']} -> {load['export_after']})", flush=True)  # fmt: skip
 
         project_ids = [p["id"] for p in exp.get("projects", [])] or [exp["project_id"]]
+        ls_env = {"venv": server.config.venv, "env": server._env()}  # the server's own settings
         reviewed, n_ann, ann_s = annotate(
-            server.url, token, project_ids, args.annotate, args.annotate_threads
+            server.url, token, project_ids, args.annotate, args.annotate_threads, ls_env
         )
         print(
             f"annotate ({args.annotate}, not in the figures): {n_ann} annotations in {ann_s:.1f} s",
@@ -264,16 +295,28 @@ def main() -> None:
         if reviewed != PROJECT:  # the index learns where the reviewed tasks are, as a re-export does
             run_mcie(["ls", "export", out, "--project", reviewed, *extra], env, tmp)
 
-        load["import_before"] = _load()
-        server_before_import_mib = round(tree_rss_kib(server._proc.pid) / 1024, 1)  # kept from the copy
-        with TreePeak(server._proc.pid) as srv_imp:
-            imp, imp_wall, imp_rss = run_mcie(["ls", "import", out, "--project", reviewed], env, tmp)
-        load["import_after"] = _load()
-        print(f"import: {imp['tasks']} tasks in {imp['elapsed_s']} s = {imp['tasks_per_s']} tasks/s "
-              f"{imp['by_decision']} (process {imp_wall:.1f} s, peak RSS {imp_rss} MiB; "
-              f"server peak {srv_imp.mib} MiB, {server_before_import_mib} MiB before; "
-              f"load {load['import_before']} -> {load['import_after']})",
-              flush=True)  # fmt: skip
+        imports = {}
+        for mode in args.read.split(","):
+            load[f"import_{mode}_before"] = _load()
+            server_before_import_mib = round(tree_rss_kib(server._proc.pid) / 1024, 1)  # kept from the copy
+            # (list is the default: a --code baseline from before --read runs it too)
+            argv = ["ls", "import", out, "--project", reviewed, *(["--read", mode] if mode != "list" else [])]
+            with TreePeak(server._proc.pid) as srv_imp:
+                imp, imp_wall, imp_rss = run_mcie(argv, env, tmp)
+            load[f"import_{mode}_after"] = _load()
+            print(f"import ({mode}): {imp['tasks']} tasks in {imp['elapsed_s']} s = "
+                  f"{imp['tasks_per_s']} tasks/s "
+                  f"{imp['by_decision']} (process {imp_wall:.1f} s, peak RSS {imp_rss} MiB; "
+                  f"server peak {srv_imp.mib} MiB, {server_before_import_mib} MiB before; "
+                  f"load {load[f'import_{mode}_before']} -> {load[f'import_{mode}_after']})",
+                  flush=True)  # fmt: skip
+            imports[mode] = {
+                "import": {k: v for k, v in imp.items() if k != "disagreements"},
+                "process_s": round(imp_wall, 1),
+                "peak_rss_mib": imp_rss,
+                "server_rss_before_mib": server_before_import_mib,
+                "server_peak_rss_mib": srv_imp.mib,
+            }
         summary = {
             "samples": args.samples,
             "code": args.code or "checkout",
@@ -281,23 +324,24 @@ def main() -> None:
             "export": exp,
             "export_process_s": round(exp_wall, 1),
             "export_peak_rss_mib": exp_rss,
-            "import": {k: v for k, v in imp.items() if k != "disagreements"},
-            "import_process_s": round(imp_wall, 1),
-            "import_peak_rss_mib": imp_rss,
+            "imports": imports,
             "server_idle_rss_mib": server_idle_mib,
-            "server_rss_before_import_mib": server_before_import_mib,
-            "server_peak_rss_mib": {"export": srv_exp.mib, "import": srv_imp.mib},
+            "server_peak_rss_mib_export": srv_exp.mib,
             "annotations": n_ann,
             "annotate_mode": args.annotate,
             "annotate_s": round(ann_s, 1),
             "load_average": load,
         }
         print(json.dumps(summary, sort_keys=True))
+        last = list(imports)[-1]
         print(
             f"NOTE | {exp['exported']} | export {exp['tasks_per_s']} tasks/s"
-            f" | import {imp['tasks_per_s']} tasks/s"
-            f" | mcie peak {exp_rss} / {imp_rss} MiB | server peak {srv_exp.mib} / {srv_imp.mib} MiB"
-            f" | load {load['export_before'][0]}-{load['import_after'][0]} |"
+            + "".join(f" | import ({m}) {v['import']['tasks_per_s']} tasks/s" for m, v in imports.items())
+            + f" | mcie peak {exp_rss} / "
+            + " / ".join(f"{v['peak_rss_mib']}" for v in imports.values())
+            + f" MiB | server peak {srv_exp.mib} / "
+            + " / ".join(f"{v['server_peak_rss_mib']}" for v in imports.values())
+            + f" MiB | load {load['export_before'][0]}-{load[f'import_{last}_after'][0]} |"
         )
     finally:
         server.stop()

@@ -179,6 +179,23 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     assert main(["ls", "shard", out, "--out", str(tmp_path / "final1"), "--shard-size", "3"]) == 0
     assert main(["ls", "import", out, "--project", PROJECT]) == 0
     assert pq.read_table(os.path.join(out, "index.parquet")).equals(index1)
+    # read through an export snapshot (annotated tasks only, predictions as ids: export recorded
+    # their digests): the same verdicts, the same index, and the snapshot stays on the Export page
+    capsys.readouterr()
+    assert main(["ls", "import", out, "--project", PROJECT, "--read", "snapshot", "--json"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["read"] == {"snapshot": 1} and summary["read"] == {"list": 1}
+    for field in ("tasks", "by_decision", "disagreements", "invalid", "unknown_keys", "duplicate_tasks"):
+        assert snap[field] == summary[field], field
+    assert pq.read_table(os.path.join(out, "index.parquet")).equals(index1)
+    recorded = [json.loads(r["verdict_json"])["review"].get("predicted") for r in _index(out).values()
+                if r["status"] == "pending"]  # fmt: skip
+    assert recorded and all(isinstance(d, dict) and d for d in recorded)
+    listed = httpx.get(
+        f"{server.url}/api/projects/{project.id}/exports/",
+        headers={"Authorization": f"Token {creds['LABEL_STUDIO_USER_TOKEN']}"},
+    ).json()
+    assert [x["title"].startswith("mcie ls import ") for x in listed] == [True]
     assert main(["ls", "shard", out, "--out", str(tmp_path / "final2"), "--shard-size", "3"]) == 0
     capsys.readouterr()
     tars1 = sorted(glob.glob(str(tmp_path / "final1" / "shards" / "*.tar")))
@@ -422,6 +439,14 @@ def test_cap_splits_the_review_into_parts(ls_env, tmp_path, capsys):
     assert again["by_decision"] == {"accept": 3, "reject": 1, "pending": n - 4}
     review = json.loads(_index(out)[tasks3[1].data["key"]]["verdict_json"])["review"]
     assert (review["decision"], review["task_id"]) == ("accept", tasks3[1].id)
+    # through snapshots (part 3 holds tasks export did not send: its predictions come in full)
+    index_list = pq.read_table(os.path.join(out, "index.parquet"))
+    assert main(["ls", "import", out, "--project", title, "--read", "snapshot", "--json"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["read"] == {"snapshot": 3}
+    for field in ("tasks", "by_decision", "duplicate_tasks", "unknown_keys", "invalid"):
+        assert snap[field] == again[field], field
+    assert pq.read_table(os.path.join(out, "index.parquet")).equals(index_list)
     # a pending sample whose task was deleted in Label Studio is sent again by a re-export, and
     # the index records its new task (import reads a part by the recorded ids)
     gone = tasks3[2]

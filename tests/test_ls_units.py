@@ -176,3 +176,80 @@ def test_serve_reads_the_real_port_back_and_stops_cleanly(ls_cache, tmp_path):
         busy.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_snapshot_is_read_one_task_at_a_time_whatever_the_chunk():
+    """A snapshot file is a JSON array read item by item from a binary file: any chunk size
+    (a UTF-8 character or an item cut between reads), whitespace anywhere; a cut or malformed
+    file is a ValueError, never a short list."""
+    import io
+    import json
+
+    from mcie.annotation.snapshot import iter_json_array
+
+    rng = np.random.default_rng(0)
+    items = [{"id": i, "t": "é😀 " * int(rng.integers(0, 40)), "rle": list(range(int(rng.integers(0, 300))))}
+             for i in range(120)]  # fmt: skip
+    for indent in (None, 2):
+        body = json.dumps(items, ensure_ascii=False, indent=indent).encode()
+        for chunk in (1, 3, 64, 1 << 20):
+            assert list(iter_json_array(io.BytesIO(body), chunk)) == items
+    assert list(iter_json_array(io.BytesIO(b" [ ] \n"), 2)) == []
+    body = json.dumps(items, ensure_ascii=False).encode()
+    for bad in (body[:-1], body[: len(body) // 2], b'{"id": 1}', b"[1 2]", b"[1] [2]", b'["\xc3', b""):
+        with pytest.raises(ValueError):
+            list(iter_json_array(io.BytesIO(bad), 7))
+
+
+def test_a_server_without_snapshots_is_read_through_the_task_list():
+    """What an older or failing server answers (no snapshot API, a 5xx, an export that failed,
+    a download that does not match its MD5) raises SnapshotUnavailable before any task is given,
+    so import reads the task list instead. (A server of that kind cannot run here: httpx's
+    MockTransport answers as one would.)"""
+    import hashlib
+    import json
+
+    import httpx
+
+    from mcie.annotation.snapshot import SnapshotUnavailable, read_annotated
+
+    tasks = [{"id": 1, "annotations": []}]
+    body = json.dumps(tasks).encode()
+
+    def server(create: int, status: str = "completed", md5: str | None = None):
+        def handle(req: httpx.Request) -> httpx.Response:
+            if req.method == "POST":
+                snap = {"id": 9, "status": status, "md5": md5 or hashlib.md5(body).hexdigest()}
+                return httpx.Response(create, json=snap if create < 400 else {"detail": "no"})
+            if req.url.path.endswith("/download"):
+                return httpx.Response(200, content=body)
+            return httpx.Response(200, json={"id": 9, "status": status})
+
+        c = httpx.Client(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handle))
+        c.request_s = 0.0
+        return c
+
+    assert list(read_annotated(server(201), 1, with_predictions=False)) == tasks
+    for h in (server(404), server(405), server(500), server(201, "failed"), server(201, md5="0" * 32)):
+        with pytest.raises(SnapshotUnavailable):
+            next(read_annotated(h, 1, with_predictions=False))
+
+
+def test_an_untouched_pre_annotation_is_not_a_correction_by_digest_or_by_predictions():
+    """A mask counts as corrected only when its brush regions differ from the pre-annotation:
+    compared with the task's predictions, or with the digests export recorded (same answer)."""
+    from mcie.annotation.tasks import brush_region
+    from mcie.annotation.verdicts import parse_annotation, predicted_digests
+
+    m = np.zeros((16, 16), bool)
+    m[2:6, 3:9] = True
+    pre = brush_region(0, m, region_id="a")
+    preds = [{"result": [pre]}]
+    original = {"instruction": "x", "height": 16, "width": 16, "sub_edits": [{"instruction": "a"}]}
+    verdict = {"from_name": cfg.OVERALL, "type": "choices", "value": {"choices": ["accept"]}}
+    moved = brush_region(0, np.roll(m, 2, axis=1), region_id="b")
+    for kept, corrected in (([pre], set()), ([moved], {0})):
+        ann = {"id": 1, "result": [*kept, verdict]}
+        by_preds = parse_annotation(ann, preds, original)
+        by_digest = parse_annotation(ann, [17], original, predicted_digests(preds))  # ids only
+        assert set(by_preds.masks) == set(by_digest.masks) == corrected
