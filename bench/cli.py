@@ -156,6 +156,15 @@ def _add_run(bs) -> None:
         "build's pixel judge, the exact checker reported beside it as ic_exact)",
     )
     r.add_argument(
+        "--colour-offset-tol",
+        type=float,
+        default=None,
+        metavar="LEVELS",
+        help="the pixel judge fails a colour whose pixels sit, by their median, more than this many "
+        "levels off it (default 6, the build's rule for exactly painted renders; an editor's outputs "
+        "are never exact: see benchmarks/notes/judge.md for what 12 costs and gives)",
+    )
+    r.add_argument(
         "--clip", default=None, help="local CLIP model directory: adds CLIP-I and CLIP-T (default: none)"
     )
     r.add_argument(
@@ -356,6 +365,7 @@ def run_run(args: argparse.Namespace) -> int:
         args.steps,
         args.judge,
         sampling=sampling,
+        colour_offset_tol=args.colour_offset_tol,
     )
     print(json.dumps({k: s[k] for k in ("editor", "sets", *bench_run.SUMMARY_KEYS)}, sort_keys=True))
     return ExitCode.OK

@@ -40,14 +40,15 @@ def region_agreement(output: np.ndarray, expected: np.ndarray, region: np.ndarra
     return float((d <= AGREE_TOL).mean())
 
 
-def _pixel_judge():
+def _pixel_judge(offset_tol: float | None = None):
     """The build's pixel judge, through its public class (its module may move into the
-    synthetic domain; both homes are tried)."""
+    synthetic domain; both homes are tried); ``offset_tol``: its colour-offset rule for an
+    editor's outputs (None: the build's own, :data:`~mcie.transforms.synthetic.judge.EXACT_TOL`)."""
     try:
         from mcie.transforms.judge import PixelJudge
     except ImportError:  # pragma: no cover - after the judge moves into the synthetic domain
         from mcie.transforms.synthetic.judge import PixelJudge
-    return PixelJudge()
+    return PixelJudge(offset_tol=offset_tol)
 
 
 def judge_executed(
@@ -56,6 +57,7 @@ def judge_executed(
     plan: list,
     scene,
     regions: list[np.ndarray],
+    offset_tol: float | None = None,
 ) -> tuple[list[bool], list[float]]:
     """Per sub-instruction (executed, judge score) of ``output`` for a synthetic set: the
     planned edits (``plan``: :class:`PlannedEdit` s) with their regions, judged as the build's
@@ -80,7 +82,7 @@ def judge_executed(
     sample = EditSample(
         key="bench", source_id="", source_hash="", src=src, tgt=output, instruction="", sub_edits=subs
     )
-    _pixel_judge().judge(sample)
+    _pixel_judge(offset_tol).judge(sample)
     return [bool(s.executed) for s in subs], [float(s.scores["compliance"]) for s in subs]
 
 

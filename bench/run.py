@@ -94,13 +94,21 @@ def run_bench(
     steps: int | None = None,
     judge: str | None = None,
     sampling: dict[str, Any] | None = None,
+    colour_offset_tol: float | None = None,
 ) -> dict[str, Any]:
     """Run ``editor_spec`` over the benchmark and write the reports; returns the summary.
     ``clip`` / ``dino``: local model directories for the MagicBrush CLIP-I/CLIP-T and DINO;
     ``sampling``: guidance/scheduler settings for diffusion editors (``guidance_scale``,
-    ``image_guidance_scale``, ``scheduler``)."""
+    ``image_guidance_scale``, ``scheduler``); ``colour_offset_tol``: the pixel judge's colour-
+    offset rule in levels (default the build's, :data:`~mcie.transforms.synthetic.judge.
+    EXACT_TOL`; recorded in the summary)."""
     if decomposition not in ("none", "oracle"):
         raise UsageError(f"--decomposition must be none or oracle, got {decomposition!r}")
+    if colour_offset_tol is not None and not 0 <= colour_offset_tol <= 255:
+        raise UsageError(f"--colour-offset-tol must be 0 to 255 levels, got {colour_offset_tol}")
+    from mcie.transforms.synthetic.judge import EXACT_TOL
+
+    offset_tol = EXACT_TOL if colour_offset_tol is None else colour_offset_tol
     rows_in = load_bench(bench_dir)[:limit] if limit else load_bench(bench_dir)
     if os.path.exists(os.path.join(out, "summary.json")):
         raise UsageError(f"{out!r} already holds a run; pick a new directory")
@@ -154,6 +162,7 @@ def run_bench(
                     plan_from_json(item.plan_json),
                     scene_from_json(item.scene_json),
                     item.regions,
+                    offset_tol,
                 )
                 res.update(
                     executed=done,
@@ -183,6 +192,7 @@ def run_bench(
             "bench": os.path.abspath(bench_dir),
             "decomposition": decomposition,
             "checker": ",".join(sorted({r["checker"] for r in results})),
+            "colour_offset_tol": offset_tol,  # the pixel judge's rule these verdicts used
             # what the editor used (a model editor's own defaults filled in)
             "steps": getattr(editor, "steps", steps),
             "sampling": getattr(editor, "sampling", None) or sampling or {},

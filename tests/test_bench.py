@@ -421,3 +421,36 @@ def test_task_ladder_sets_at_the_model_resolution_and_training_shards(tmp_path):
     with open(os.path.join(t, "run.json")) as fh:
         synthetic = json.load(fh)["options"]["synthetic"]
     assert synthetic["failures"]["rate"] == 0.0 and synthetic["plan"]["edit_weights"] == [["recolour", 1.0]]
+
+
+def test_the_colour_offset_rule_is_the_builds_unless_the_run_widens_it(tmp_path):
+    """A recolour painted a few levels off its colour (as an editor paints it) fails the build's
+    6-level rule and passes a run's wider ``--colour-offset-tol``; the rule each run used is in
+    its summary; an impossible rule is a usage error."""
+    from mcie.bench.editors import BenchItem
+    from mcie.bench.metrics import judge_executed
+    from mcie.bench.sets import plan_from_json, scene_from_json
+
+    b = str(tmp_path / "mini")
+    assert main(["bench", "build", "--out", b, "--sets", "6", "--image-size", "64", "--task", "mini"]) == 0
+    verdicts = {None: [], 12: []}
+    for row in load_bench(b):
+        item = BenchItem.from_row(row)
+        off = item.expected.astype(np.int16)
+        for region in item.regions:  # the new colour, 9 levels brighter in every channel
+            off[region] += 9
+        off = np.clip(off, 0, 255).astype(np.uint8)
+        plan, scene = plan_from_json(item.plan_json), scene_from_json(item.scene_json)
+        for tol in verdicts:
+            done, _ = judge_executed(item.src, off, plan, scene, item.regions, tol)
+            verdicts[tol] += done
+    assert len(verdicts[None]) == 12 and sum(verdicts[None]) == 0  # off by 9: the build's rule fails it
+    assert sum(verdicts[12]) == 12  # within 12 levels: passed
+    for tol, want in ((None, 6), ("12", 12.0)):
+        out = str(tmp_path / f"run-{tol}")
+        argv = ["bench", "run", "--bench", b, "--editor", "oracle", "--out", out]
+        assert main(argv + (["--colour-offset-tol", tol] if tol else [])) == 0
+        with open(os.path.join(out, "summary.json")) as fh:
+            assert json.load(fh)["colour_offset_tol"] == want
+    bad = ["bench", "run", "--bench", b, "--editor", "oracle", "--out", str(tmp_path / "bad")]
+    assert main(bad + ["--colour-offset-tol", "-1"]) == 1

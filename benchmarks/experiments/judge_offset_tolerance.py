@@ -4,12 +4,14 @@
 ``EXACT_TOL`` (6) levels off it: the renderer paints an inside exactly, so in rendered data a
 hue turned by 10 degrees shows as such an offset. An editor's output is never painted exactly.
 This rescores the outputs a ``mcie bench run`` kept in its ``gallery.jsonl`` (every set, as
-lossless PNG) with the same judge at other values of that one constant, and checks first that
-the default reproduces the run's own verdicts.
+lossless PNG) with the same judge at other values of that one rule, and checks first that the
+run's own rule reproduces its verdicts.
 
     python benchmarks/experiments/judge_offset_tolerance.py BENCH EVAL [EVAL ...] --tol 6,8,12
 
-An experiment, not a setting: the build's filter and the bench keep ``EXACT_TOL`` = 6.
+The build's filter keeps ``EXACT_TOL`` = 6; a bench run takes another rule with ``mcie bench run
+--colour-offset-tol`` (recorded in its summary). This script gives the same verdicts from the
+outputs a run kept, without running the editor again.
 """
 
 from __future__ import annotations
@@ -36,24 +38,19 @@ def _decode(uri: str) -> np.ndarray:
 
 def rescore(items: dict, eval_dir: str, tol: int) -> tuple[dict, int, int]:
     """(judge IC overall and per edit type, sets whose verdicts equal the run's, sets) at ``tol``."""
-    default = judge_module.EXACT_TOL
-    judge_module.EXACT_TOL = tol  # read at call time by PixelJudge.purity
-    try:
-        with open(os.path.join(eval_dir, "samples.jsonl")) as fh:
-            ran = {r["set_id"]: r["executed"] for r in map(json.loads, fh)}
-        per_set, by_type, same = [], collections.defaultdict(list), 0
-        with open(os.path.join(eval_dir, "gallery.jsonl")) as fh:
-            for g in map(json.loads, fh):
-                it = items[g["set_id"]]
-                out = _decode(dict(g["img"])["output"])
-                plan, scene = plan_from_json(it.plan_json), scene_from_json(it.scene_json)
-                done, _ = judge_executed(it.src, out, plan, scene, it.regions)
-                same += done == ran[g["set_id"]]
-                per_set.append(float(np.mean(done)))
-                for t, d in zip(it.edit_types, done, strict=True):
-                    by_type[t].append(d)
-    finally:
-        judge_module.EXACT_TOL = default
+    with open(os.path.join(eval_dir, "samples.jsonl")) as fh:
+        ran = {r["set_id"]: r["executed"] for r in map(json.loads, fh)}
+    per_set, by_type, same = [], collections.defaultdict(list), 0
+    with open(os.path.join(eval_dir, "gallery.jsonl")) as fh:
+        for g in map(json.loads, fh):
+            it = items[g["set_id"]]
+            out = _decode(dict(g["img"])["output"])
+            plan, scene = plan_from_json(it.plan_json), scene_from_json(it.scene_json)
+            done, _ = judge_executed(it.src, out, plan, scene, it.regions, tol)
+            same += done == ran[g["set_id"]]
+            per_set.append(float(np.mean(done)))
+            for t, d in zip(it.edit_types, done, strict=True):
+                by_type[t].append(d)
     ic = {t: round(float(np.mean(v)), 3) for t, v in by_type.items()}
     ic["all"] = round(float(np.mean(per_set)), 3)
     return ic, same, len(per_set)

@@ -64,8 +64,13 @@ class PixelJudge(Judge):
 
     name = "pixel-judge-v2"
 
-    def __init__(self, config: PixelJudgeConfig | None = None) -> None:
+    def __init__(self, config: PixelJudgeConfig | None = None, offset_tol: float | None = None) -> None:
+        """``offset_tol``: the most an object's pixels may sit off its colour, by their median
+        (default :data:`EXACT_TOL`, for rendered candidates, painted exactly). CIE-Bench may
+        score an editor's outputs with a wider one (``mcie bench run --colour-offset-tol``); it
+        is not part of a build's configuration."""
         self.config = config or PixelJudgeConfig()
+        self.offset_tol = EXACT_TOL if offset_tol is None else float(offset_tol)
 
     def judge(self, sample: EditSample) -> EditSample:
         src, tgt = sample.src, sample.tgt
@@ -101,7 +106,8 @@ class PixelJudge(Judge):
 
     def purity(self, pixels: np.ndarray, colours: list, bg: np.ndarray | None = None) -> float:
         """Share of ``pixels`` showing one of ``colours`` (:meth:`has`) — 0 when those that do
-        sit, as a rule, off the colour (median distance over :data:`EXACT_TOL`): the renderer
+        sit, as a rule, off the colour (median distance over ``offset_tol``, :data:`EXACT_TOL`
+        for a build): the renderer
         paints an object's inside exactly, so a hue turned by 10 degrees (a brown moves 16
         levels, just inside ``colour_tol``) shows as an offset though every pixel "has" it.
 
@@ -115,7 +121,7 @@ class PixelJudge(Judge):
             dist = np.minimum(dist, max_channel(np.abs(px - np.asarray(c, dtype=np.int16))))
         hit = dist <= self.config.colour_tol
         # (judged on 8 such pixels or more: a tiny object's few are rim blends, not its colour)
-        if hit.sum() >= 8 and np.median(dist[hit]) > EXACT_TOL:
+        if hit.sum() >= 8 and np.median(dist[hit]) > self.offset_tol:
             return 0.0
         if bg is None:
             return float(hit.mean()) if len(hit) else 0.0
