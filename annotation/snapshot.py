@@ -48,9 +48,10 @@ class SnapshotUnavailable(Exception):
 
 
 def _checked(response) -> Any:
-    """``json_of`` the response; a 404/405 (no snapshot API) or a 5xx (a failed export)
-    becomes :class:`SnapshotUnavailable`, anything else raises as ``json_of`` does."""
-    if response.status_code in (404, 405) or response.status_code >= 500:
+    """``json_of`` the response; a 403 (a token that may read tasks but not export: exports
+    need the project-change permission), a 404/405 (no snapshot API) or a 5xx (a failed
+    export) becomes :class:`SnapshotUnavailable`, anything else raises as ``json_of`` does."""
+    if response.status_code in (403, 404, 405) or response.status_code >= 500:
         raise SnapshotUnavailable(f"HTTP {response.status_code}")
     return json_of(response)
 
