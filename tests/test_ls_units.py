@@ -230,7 +230,8 @@ def test_a_server_without_snapshots_is_read_through_the_task_list():
         return c
 
     assert list(read_annotated(server(201), 1, with_predictions=False)) == tasks
-    for h in (server(403), server(404), server(405), server(500), server(201, "failed"), server(201, md5="0" * 32)):
+    refusals = [server(code) for code in (403, 404, 405, 500)]
+    for h in (*refusals, server(201, "failed"), server(201, md5="0" * 32)):
         with pytest.raises(SnapshotUnavailable):
             next(read_annotated(h, 1, with_predictions=False))
 
