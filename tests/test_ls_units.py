@@ -130,18 +130,37 @@ def test_select_subsets(built, capsys, monkeypatch, tmp_path):
     assert "choose all, accepted, rejected, borderline or random:N" in capsys.readouterr().err
 
 
+def _busy_port_below_the_ephemeral_range() -> socket.socket:
+    """A listening socket on a port P below the kernel's ephemeral range with P + 1 free there
+    too: Label Studio, finding P busy, starts on P + 1, and the servers other tests start at
+    the same time take ephemeral ports (``free_port``), so none of them can hold P + 1."""
+    import random
+
+    for p in random.Random().sample(range(20000, 30000), 500):
+        busy, nxt = socket.socket(), socket.socket()
+        try:
+            busy.bind(("127.0.0.1", p))
+            nxt.bind(("127.0.0.1", p + 1))
+        except OSError:
+            busy.close()
+            continue
+        finally:
+            nxt.close()
+        busy.listen()
+        return busy
+    raise RuntimeError("no free pair of ports in 20000-30000")
+
+
 def test_serve_reads_the_real_port_back_and_stops_cleanly(ls_cache, tmp_path):
     """``mcie ls serve`` on a busy port: it reports the port the server really took, serves,
     and a SIGTERM stops server and command with exit 0. Credentials only via the environment."""
-    from ls_server import free_port, migrated_data_dir
+    from ls_server import migrated_data_dir
 
     data, creds = migrated_data_dir(ls_cache)
     import shutil
 
     shutil.copytree(data, tmp_path / "data")
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", free_port()))
-    busy.listen()
+    busy = _busy_port_below_the_ephemeral_range()
     port = busy.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
     mcie = os.path.join(os.path.dirname(sys.executable), "mcie")
