@@ -12,7 +12,8 @@ another image size, say), which the summary lists under ``invalid``.
 
 Every part of the review is read (:mod:`mcie.annotation.parts`), a page of tasks at a time,
 keeping one page in memory; the task ids come from the index (what export recorded) unless the
-part holds other tasks too, when they are listed.
+part holds other tasks too, when they are listed. Or (``read="snapshot"``) through one export
+snapshot per part, its annotated tasks read one at a time (:mod:`mcie.annotation.snapshot`).
 
 Everything is recomputed from the server's current state and written atomically, so importing
 twice gives the same index and files.
