@@ -34,7 +34,7 @@ from mcie.annotation.client import Connection, http, iter_tasks, json_of, requir
 from mcie.annotation.parts import find_parts
 from mcie.annotation.snapshot import SnapshotUnavailable, read_annotated
 from mcie.annotation.tasks import original_from_task
-from mcie.annotation.verdicts import Decision, Review, parse_annotation, resolve
+from mcie.annotation.verdicts import Decision, Review, parse_annotation, predicted_digests, resolve
 from mcie.exitcodes import UsageError
 from mcie.images import encode_png
 from mcie.keys import check_key
@@ -204,7 +204,7 @@ class _KeyReviews:
             self.original = self.original or original_from_task(task["data"])
             preds = task.get("predictions") or []
             if all(isinstance(p, dict) for p in preds):
-                predicted = None  # the predictions themselves: compare with them
+                predicted = predicted_digests(preds)  # the predictions themselves, once per task
             elif predicted is None:
                 raise ValueError("the task came without its predictions and export recorded none")
             self.reviews += [parse_annotation(a, preds, self.original, predicted) for a in anns]
