@@ -231,18 +231,22 @@ def recorded_digests(rows: dict[str, dict[str, Any]], key_of: dict[int, str], ti
 
 
 def part_tasks(h, conn: Connection, part, key_of: dict[int, str], digests: dict[int, dict], read: str,
-               unreadable: list[str]) -> tuple[Iterator[dict[str, Any]], str]:  # fmt: skip
+               unreadable: list[str], bar: Progress) -> tuple[Iterator[dict[str, Any]], str]:  # fmt: skip
     """The part's tasks to resolve, and how they are read (``snapshot`` or ``list``). A snapshot
     holds the annotated tasks only, with the predictions' ids alone when every task's digests
-    are recorded; when the server cannot make one, the task list is read instead."""
+    are recorded; when the server cannot make one, the task list is read instead. ``bar``
+    says what the import waits on while the server writes the snapshot (minutes at 90k)."""
     if read == "snapshot":
         gen = read_annotated(h, part.id, with_predictions=len(digests) < len(key_of))
+        t0 = time.monotonic()
+        bar.note("Label Studio is writing an export snapshot")
         try:
             with conn.errors(f"reading a snapshot of project {part.title!r}"):
                 first = next(gen, None)  # the snapshot is made and downloaded here
-        except SnapshotUnavailable:
-            pass
+        except SnapshotUnavailable as e:
+            bar.note(f"no snapshot ({e}): reading the task list")
         else:
+            bar.note(f"snapshot made and downloaded in {time.monotonic() - t0:.1f} s")
             return itertools.chain([first] if first is not None else [], gen), "snapshot"
     return read_tasks(h, conn, part.id, sorted(key_of), unreadable), "list"
 
@@ -295,7 +299,7 @@ def _import_locked(out: str, parts: list, h, conn: Connection, resolution: str, 
             tasks_of[key_of[tid]].append(tid)
         pending: dict[str, _KeyReviews] = {}
         bar = Progress(len(key_of), f"ls import {p.title}", "tasks")
-        tasks, mode = part_tasks(h, conn, p, key_of, digests, read, unreadable)
+        tasks, mode = part_tasks(h, conn, p, key_of, digests, read, unreadable, bar)
         how[mode] += 1
         seen: set[int] = set()
         for task in tasks:

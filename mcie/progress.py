@@ -105,6 +105,14 @@ class Progress:
             if first or last or now - self._last_line >= self.interval:
                 self._say(self.line(estimate=first), now)
 
+    def note(self, text: str) -> None:
+        """Say what the loop waits on before its next item (``ls import``: the server writing
+        a snapshot): beside the bar on a terminal, a plain line in a log, nothing when off."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+        elif self.plain:
+            self._say(f"{self.desc}: {text}", time.monotonic())
+
     def line(self, estimate: bool = False) -> str:
         """``desc: 3/400 sets, 0.0083 sets/s, 6m03s elapsed, ETA 13h20m``; with ``estimate``
         the estimated time in all is added."""

@@ -468,6 +468,31 @@ class _Terminal(io.StringIO):
         return True
 
 
+def test_progress_note_says_what_a_loop_waits_on():
+    """``note``: a plain line into a log, beside the bar on a terminal, nothing when off."""
+    from mcie import progress
+
+    log, tty = io.StringIO(), _Terminal()
+    with progress.Progress(5, "ls import p", "tasks", stream=log) as p:
+        p.note("Label Studio is writing an export snapshot")
+        p.update(5)
+    said = log.getvalue().splitlines()
+    assert said[0] == "ls import p: Label Studio is writing an export snapshot"
+    assert said[1].startswith("ls import p: 5/5 tasks, ") and len(said) == 2  # and the count at the end
+    with progress.Progress(5, "ls import p", "tasks", stream=tty) as bar:
+        bar.note("waiting on the server")
+        bar.update(5)
+    assert "waiting on the server" in tty.getvalue()
+    progress.configure(False)
+    try:
+        off = io.StringIO()
+        with progress.Progress(5, "ls import p", "tasks", stream=off) as p:
+            p.note("waiting")
+        assert off.getvalue() == ""
+    finally:
+        progress.configure(True)
+
+
 def test_progress_bar_switches():
     from mcie import progress
 

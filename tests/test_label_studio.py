@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -183,8 +184,12 @@ def test_round_trip(ls_env, small_build, tmp_path, capsys):
     # their digests): the same verdicts, the same index, and the snapshot stays on the Export page
     capsys.readouterr()
     assert main(["ls", "import", out, "--project", PROJECT, "--read", "snapshot", "--json"]) == 0
-    snap = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    snap = json.loads(said.out)
     assert snap["read"] == {"snapshot": 1} and summary["read"] == {"list": 1}
+    # the wait for the server's snapshot is said, in the log's plain lines
+    assert f"ls import {PROJECT}: Label Studio is writing an export snapshot\n" in said.err
+    assert re.search(rf"ls import {PROJECT}: snapshot made and downloaded in \d+\.\d s\n", said.err)
     for field in ("tasks", "by_decision", "disagreements", "invalid", "unknown_keys", "duplicate_tasks"):
         assert snap[field] == summary[field], field
     assert pq.read_table(os.path.join(out, "index.parquet")).equals(index1)
