@@ -2,7 +2,7 @@
 
 The judge fails a recolour whose inside shows the new colour only by a median distance over
 ``offset_tol`` (6 levels for a build, see ``judge_offset_tolerance.py``). This reads the outputs
-a ``mcie bench run`` kept (``gallery.jsonl``) and, for every recolour sub-instruction whose
+a ``mcie bench run`` kept (``gallery.jsonl``) and, for every solid recolour sub-instruction whose
 object is large enough to be judged on its inside, measures on that inside (eroded by 1 px, as
 the judge reads it):
 
